@@ -1,0 +1,67 @@
+"""Key builders for the single table. Callers never hand-build key strings."""
+from __future__ import annotations
+
+
+def account(account_id: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}", "ACCOUNT"
+
+
+def account_slug(slug: str) -> tuple[str, str]:
+    return f"SLUG#{slug}", "SLUG"
+
+
+def api_key(key_hash: str) -> tuple[str, str]:
+    return f"APIKEY#{key_hash}", "APIKEY"
+
+
+def customer_pk(customer_id: str) -> str:
+    return f"CUST#{customer_id}"
+
+
+PROFILE_SK = "PROFILE"
+
+
+def fact_sk(kind: str, fact_id: str) -> str:
+    return f"{kind}#{fact_id}"
+
+
+def search_sk(field: str) -> str:
+    return f"SEARCH#{field}"
+
+
+def email_claim(account_id: str, normalized_email: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}#EMAIL#{normalized_email}", "EMAIL"
+
+
+def ext_pointer(account_id: str, processor: str, ext_id: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}#EXT#{processor}#{ext_id}", "EXT"
+
+
+def order_pointer(account_id: str, order_id: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}#ORDER#{order_id}", "ORDER"
+
+
+def event_marker(account_id: str, processor: str, event_id: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}#EVT#{processor}#{event_id}", "EVT"
+
+
+def deliveries_pk(account_id: str) -> str:
+    return f"ACCT#{account_id}#DELIVERIES"
+
+
+def customers_index_pk(account_id: str) -> str:
+    """GSI1: an account's customers, sorted by creation time."""
+    return f"ACCT#{account_id}#CUSTOMERS"
+
+
+def customers_index_sk(created_iso: str, customer_id: str) -> str:
+    return f"{created_iso}#{customer_id}"
+
+
+def search_index_pk(account_id: str, term: str) -> str:
+    """GSI2: prefix search, bucketed by the term's first character to spread partitions."""
+    return f"ACCT#{account_id}#SEARCH#{term[:1]}"
+
+
+def search_index_sk(term: str, customer_id: str) -> str:
+    return f"{term}#{customer_id}"

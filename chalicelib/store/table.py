@@ -1,0 +1,135 @@
+"""PynamoDB models of the single table: one base model, one subclass per item type.
+
+Item types share ``PK``/``SK`` and are told apart by the ``T`` discriminator. Two
+sparse global indexes: GSI1 (an account's customers newest first; an order by id)
+and GSI2 (prefix search on e-mail and name).
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    DiscriminatorAttribute,
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import get_settings
+
+
+class CustomersIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    GSI1PK = UnicodeAttribute(hash_key=True)
+    GSI1SK = UnicodeAttribute(range_key=True)
+
+
+class SearchIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    GSI2PK = UnicodeAttribute(hash_key=True)
+    GSI2SK = UnicodeAttribute(range_key=True)
+
+
+class TableItem(Model):
+    class Meta:
+        table_name = get_settings().table_name
+        region = get_settings().region
+
+    PK = UnicodeAttribute(hash_key=True)
+    SK = UnicodeAttribute(range_key=True)
+    T = DiscriminatorAttribute()
+    GSI1PK = UnicodeAttribute(null=True)
+    GSI1SK = UnicodeAttribute(null=True)
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    ttl = TTLAttribute(null=True)
+
+    customers_index = CustomersIndex()
+    search_index = SearchIndex()
+
+
+class AccountItem(TableItem, discriminator="Account"):
+    account_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    slug = UnicodeAttribute()
+    support_email = UnicodeAttribute()
+    # Needed in clear to call Stripe and check signatures; the table is encrypted at rest
+    # (KMS). Production deployments may keep them in Secrets Manager instead (README).
+    stripe_secret_key = UnicodeAttribute(null=True)
+    stripe_webhook_secrets = ListAttribute(of=UnicodeAttribute, default=list)
+    settings = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+
+
+class AccountSlugItem(TableItem, discriminator="AccountSlug"):
+    account_id = UnicodeAttribute()
+
+
+class ApiKeyItem(TableItem, discriminator="ApiKey"):
+    account_id = UnicodeAttribute()
+    # The first characters of the key, to tell keys apart in a list; never enough to use it.
+    prefix = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class ProfileItem(TableItem, discriminator="Profile"):
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    # The profile facts (name, phone, address, …) with their versions, and the derived
+    # record summary (stats); see records.facts.
+    data = JSONAttribute(default=dict)
+    stats = JSONAttribute(default=dict)
+    processor_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    # Optimistic lock: every write of a record checks and bumps it.
+    rev = NumberAttribute(default=0)
+    # Set when this record was folded into another one (same e-mail learnt later).
+    merged_into = UnicodeAttribute(null=True)
+
+
+class FactItem(TableItem, discriminator="Fact"):
+    """One processor object as the record knows it (subscription, payment, refund, …)."""
+
+    kind = UnicodeAttribute()
+    fact_id = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+
+
+class SearchItem(TableItem, discriminator="Search"):
+    customer_id = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+
+
+class EmailClaimItem(TableItem, discriminator="EmailClaim"):
+    customer_id = UnicodeAttribute()
+
+
+class PointerItem(TableItem, discriminator="Pointer"):
+    """A processor id (``cus_…``, ``pi_…``) or an order id → the customer record holding it."""
+
+    customer_id = UnicodeAttribute()
+
+
+class EventMarkerItem(TableItem, discriminator="EventMarker"):
+    event_type = UnicodeAttribute()
+    applied_at = UnicodeAttribute()
+
+
+class DeliveryItem(TableItem, discriminator="Delivery"):
+    account_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    received_at = UnicodeAttribute()
+    outcome = UnicodeAttribute()  # applied, duplicate, ignored, deferred, failed
+    error = UnicodeAttribute(null=True)
+    customer_id = UnicodeAttribute(null=True)
