@@ -121,6 +121,7 @@ class PaymentChanged(DomainEvent):
     payment_method: Ref | None = None
     card: Card | None = None
     failure_message: str | None = None
+    amount_refunded: int | None = None
     paid_at: int | None = None
     due_at: int | None = None
     number: str | None = None

@@ -1,0 +1,31 @@
+"""The Chalice app: wiring only. Features live in chalicelib/<feature>/."""
+from __future__ import annotations
+
+from chalice import Chalice
+
+from chalicelib.merchant_api.routes import bp as merchant_api
+from chalicelib.observability import metrics
+from chalicelib.webhooks.routes import bp as webhooks
+
+app = Chalice(app_name="billing-portal")
+app.register_blueprint(webhooks)
+app.register_blueprint(merchant_api)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+}
+
+
+@app.middleware("http")
+def headers_and_metrics(event, get_response):
+    try:
+        response = get_response(event)
+    finally:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,251 @@
+"""Apply domain events to customer records.
+
+One record per account and normalized e-mail. An event finds its record by the
+processor's customer id (a pointer), else by a related object it names (a charge for a
+dispute), else by e-mail; failing all three it starts a record. A record started without
+an e-mail (a subscription event that beat ``customer.created``) is folded into the
+e-mail's existing record as soon as the e-mail is learnt.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from chalicelib import ids, timeutil
+from chalicelib.domain.events import CustomerChanged, DomainEvent, Ref, Translation
+from chalicelib.errors import RetryLater
+from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
+from chalicelib.records.view import build_record
+from chalicelib.store import customers as store
+
+MAX_ATTEMPTS = 8
+EVENT_MARKER_TTL_SECONDS = 90 * 86400
+
+
+class OwnerUnknown(RetryLater):
+    """The event names no customer we know yet; the processor will deliver it again."""
+
+    code = "owner_unknown"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied, duplicate
+    customer_id: str | None
+
+
+def normalize_email(email: str | None) -> str | None:
+    if not email or "@" not in email:
+        return None
+    return unicodedata.normalize("NFKC", email).strip().casefold()[:320]
+
+
+def search_terms(email: str | None, name: str | None) -> dict[str, str]:
+    terms = {}
+    if email:
+        terms["email"] = email
+    if name:
+        words = unicodedata.normalize("NFKC", name).casefold().split()
+        for i, word in enumerate(words[:3]):
+            terms[f"name{i}"] = " ".join(words[i:])[:100]
+    return terms
+
+
+def fact_id(account_id: str, kind: str, ref: Ref) -> str:
+    return ids.stable_id(FACT_KINDS[kind][2], account_id, str(ref))
+
+
+class _State:
+    """A record being changed in memory: its profile and facts as loaded, then as changed."""
+
+    def __init__(self, account_id: str, collection: store.Collection | None, customer_id: str):
+        self.account_id = account_id
+        self.customer_id = customer_id
+        self.is_new = collection is None or collection.profile is None
+        profile = (collection.profile if collection and collection.profile else None) or {
+            "customer_id": customer_id, "email": None, "created_at": timeutil.now_iso(),
+            "data": {}, "stats": {}, "processor_ids": [], "rev": 0, "merged_into": None,
+        }
+        self.rev = None if self.is_new else profile["rev"]
+        self.profile = {**profile, "processor_ids": list(profile["processor_ids"])}
+        self.profile_fact = Fact.load(profile.get("data"))
+        self.facts = {kind: {fid: Fact.load(d) for fid, d in by_id.items()}
+                      for kind, by_id in (collection.facts if collection else {}).items()}
+        self.search = dict(collection.search) if collection else {}
+        self.changed_facts: set[tuple[str, str]] = set()
+        self.new_pointers: list[tuple[str, str]] = []
+        self.claim_email: str | None = None
+        self.release_email: str | None = None
+        self.view_before = self.view() if not self.is_new else None
+
+    def view(self) -> dict:
+        return build_record(self.account_id, {**self.profile, "data": self.profile_fact.dump()},
+                            {k: {fid: f.dump() for fid, f in v.items()} for k, v in self.facts.items()})
+
+    def add_processor_id(self, ref: Ref | None) -> None:
+        if ref is not None and str(ref) not in self.profile["processor_ids"]:
+            self.profile["processor_ids"].append(str(ref))
+            self.new_pointers.append((ref.processor, ref.id))
+
+    def apply(self, event: DomainEvent) -> None:
+        self.add_processor_id(event.customer)
+        if isinstance(event, CustomerChanged):
+            self.profile_fact.merge(event.values(), event.occurred_at)
+            return
+        kind = kind_of(event)
+        ref = object_ref(event)
+        if kind is None or ref is None:
+            return
+        fid = fact_id(self.account_id, kind, ref)
+        by_id = self.facts.setdefault(kind, {})
+        is_new = fid not in by_id
+        fact = by_id.setdefault(fid, Fact())
+        values = event.values()
+        values[FACT_KINDS[kind][1]] = ref
+        if fact.merge(values, event.occurred_at, STICKY_STATUSES.get(kind, set())):
+            self.changed_facts.add((kind, fid))
+        if is_new:
+            # Pointers let a later event that names only this object (a dispute names its
+            # charge) find the record.
+            for name in ("payment", "intent", "charge", "invoice", "subscription"):
+                r = getattr(event, name, None)
+                if isinstance(r, Ref):
+                    self.new_pointers.append((r.processor, r.id))
+
+    def absorb(self, other: _State) -> None:
+        """Fold another record (a placeholder without e-mail) into this one."""
+        self.profile_fact.absorb(other.profile_fact)
+        for pid in other.profile["processor_ids"]:
+            processor, _, ext = pid.partition(":")
+            self.add_processor_id(Ref(processor, ext))
+        for kind, by_id in other.facts.items():
+            mine = self.facts.setdefault(kind, {})
+            for fid, fact in by_id.items():
+                mine.setdefault(fid, Fact()).absorb(fact)
+                self.changed_facts.add((kind, fid))
+                for ref in fact.refs():
+                    self.new_pointers.append(ref)
+
+    def to_write(self) -> store.RecordWrite:
+        view = self.view()
+        before_orders = {o["id"] for o in (self.view_before or {}).get("orders", [])}
+        name = self.profile_fact.values.get("name")
+        terms = search_terms(self.profile.get("email"), name)
+        profile = {**self.profile, "data": self.profile_fact.dump(), "stats": view["stats"]}
+        return store.RecordWrite(
+            account_id=self.account_id,
+            customer_id=self.customer_id,
+            profile=profile,
+            expected_rev=self.rev,
+            facts=[(k, fid, self.facts[k][fid].dump()) for k, fid in sorted(self.changed_facts)],
+            pointers=sorted(set(self.new_pointers)),
+            order_pointers=[o["id"] for o in view["orders"] if o["id"] not in before_orders],
+            claim_email=self.claim_email,
+            release_email=self.release_email,
+            search_put={k: v for k, v in terms.items() if self.search.get(k) != v},
+            search_delete=[k for k in self.search if k not in terms],
+        )
+
+
+def _route(translation: Translation) -> tuple[Ref | None, str | None]:
+    customer = next((e.customer for e in translation.events if e.customer), None)
+    email = next((normalize_email(e.email) for e in translation.events if normalize_email(e.email)), None)
+    return customer, email
+
+
+def _resolve(account_id: str, customer: Ref | None, email: str | None, hints) -> str | None:
+    if customer is not None:
+        cid = store.find_pointer(account_id, customer.processor, customer.id)
+        if cid:
+            return cid
+    for hint in hints:
+        cid = store.find_pointer(account_id, hint.processor, hint.id)
+        if cid:
+            return cid
+    if email:
+        return store.find_by_email(account_id, email)
+    return None
+
+
+def _load_live(account_id: str, customer_id: str) -> _State:
+    """Load a record, following tombstones of records folded into another."""
+    for _ in range(5):
+        collection = store.load(customer_id)
+        if collection.profile and collection.profile.get("merged_into"):
+            store.forget_pointers_to(customer_id)
+            customer_id = collection.profile["merged_into"]
+            continue
+        return _State(account_id, collection, customer_id)
+    raise RetryLater("record redirect loop")
+
+
+def apply(account_id: str, processor: str, translation: Translation, delivery: dict) -> Outcome:
+    """Apply one processor event's domain events, exactly once, atomically."""
+    customer, email = _route(translation)
+    mark = store.EventMark(account_id, processor, translation.event_id, translation.event_type,
+                           timeutil.now_iso(), EVENT_MARKER_TTL_SECONDS)
+    for _attempt in range(MAX_ATTEMPTS):
+        cid = _resolve(account_id, customer, email, translation.owner_hints)
+        if cid is None:
+            if customer is None and email is None:
+                raise OwnerUnknown("no known customer for this event yet")
+            state = _State(account_id, None, ids.new_id("cst"))
+        else:
+            state = _load_live(account_id, cid)
+        writes = []
+        if email and not state.profile.get("email"):
+            owner = None if state.is_new else store.find_by_email(account_id, email)
+            if owner and owner != state.customer_id:
+                # This record began without an e-mail; the e-mail already has a record.
+                target = _load_live(account_id, owner)
+                target.absorb(state)
+                if not state.is_new:
+                    writes.append(_tombstone(state, target.customer_id))
+                state = target
+            else:
+                state.profile["email"] = email
+                state.claim_email = email
+        elif email and state.profile.get("email") != email and any(
+                isinstance(e, CustomerChanged) and normalize_email(e.email) == email
+                and e.customer is not None for e in translation.events):
+            # The customer changed their e-mail at the processor: follow it if it is free.
+            if store.find_by_email(account_id, email) is None:
+                state.release_email = state.profile["email"]
+                state.profile["email"] = email
+                state.claim_email = email
+        for event in translation.events:
+            state.apply(event)
+        writes.insert(0, state.to_write())
+        delivery = {**delivery, "outcome": "applied", "customer_id": state.customer_id}
+        try:
+            store.commit(writes, mark, delivery)
+        except store.AlreadyApplied:
+            store.save_delivery({**delivery, "outcome": "duplicate"})
+            return Outcome("duplicate", state.customer_id)
+        except store.Conflict:
+            if customer is not None:
+                store.forget_pointers_to(state.customer_id)
+            continue
+        for processor_, ext in writes[0].pointers:
+            store.remember_pointer(account_id, processor_, ext, state.customer_id)
+        return Outcome("applied", state.customer_id)
+    raise RetryLater("too many concurrent writes to this record")
+
+
+def _tombstone(state: _State, target_id: str) -> store.RecordWrite:
+    profile = {**state.profile, "merged_into": target_id, "data": state.profile_fact.dump(),
+               "stats": {}}
+    return store.RecordWrite(
+        account_id=state.account_id, customer_id=state.customer_id, profile=profile,
+        expected_rev=state.rev,
+        delete_facts=[(k, fid) for k, by_id in state.facts.items() for fid in by_id],
+        search_delete=list(state.search),
+    )
+
+
+def get_record(account_id: str, customer_id: str) -> dict | None:
+    collection = store.load(customer_id, consistent=False)
+    profile = collection.profile
+    if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
+        return None
+    return build_record(account_id, profile, collection.facts)

@@ -1,0 +1,259 @@
+"""Derive a customer record (orders, plans, payments, stats) from its facts.
+
+Pure functions over plain dicts: no store, no processor. Deriving rather than keeping
+counters is what makes the record converge under duplicated, reordered deliveries.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from chalicelib.ids import stable_id
+from chalicelib.timeutil import iso_from_epoch
+
+ACTIVE_SUBSCRIPTION = {"active", "trialing", "past_due", "canceling", "paused", "unpaid"}
+MISSED = {"failed", "requires_action"}
+NOT_PURCHASED = {"incomplete", "incomplete_expired", None}
+REFUND_COUNTS = {"succeeded", "pending", "requires_action"}
+
+
+def _group_payments(pay_facts: dict[str, dict]) -> list[dict]:
+    """One payment can reach us as an invoice, an intent and a charge: join facts that share
+    any of those ids (older API versions link them; today's invoices may not)."""
+    parent: dict[str, str] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    for fact_id, fact in pay_facts.items():
+        find(fact_id)
+        for key in ("payment", "invoice", "intent", "charge"):
+            ref = fact["values"].get(key)
+            if ref:
+                union(fact_id, "ref:" + ref)
+    groups: dict[str, list[str]] = {}
+    for fact_id in pay_facts:
+        groups.setdefault(find(fact_id), []).append(fact_id)
+    merged = []
+    for members in groups.values():
+        members.sort()
+        values: dict = {}
+        versions: dict = {}
+        for m in members:
+            f = pay_facts[m]
+            for name, value in f["values"].items():
+                v = f["versions"].get(name, [0, 0, ""])
+                if name not in versions or v > versions[name]:
+                    values[name], versions[name] = value, v
+        refs = {pay_facts[m]["values"].get(k) for m in members
+                for k in ("payment", "invoice", "intent", "charge")} - {None}
+        values["one_time"] = bool(values.get("one_time")) and not any(
+            pay_facts[m]["values"].get("invoice") for m in members)
+        merged.append({"id": members[0], "refs": refs, **values})
+    return merged
+
+
+def _refunds_for(payment: dict, refunds: list[dict]) -> list[dict]:
+    return [r for r in refunds if {r.get("intent"), r.get("charge")} & payment["refs"]]
+
+
+def _card_view(card: dict | None, today: tuple[int, int]) -> dict | None:
+    if not card:
+        return None
+    out = dict(card)
+    if card.get("exp_year") and card.get("exp_month"):
+        out["expired"] = (card["exp_year"], card["exp_month"]) < today
+    return out
+
+
+def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict]],
+                 now: datetime | None = None) -> dict:
+    """``facts`` is ``{kind: {fact_id: {"values":…, "versions":…}}}``."""
+    now = now or datetime.now(timezone.utc)
+    today = (now.year, now.month)
+    pvalues = profile.get("data", {}).get("values", {})
+
+    cards = {}
+    for fact_id, f in facts.get("PM", {}).items():
+        v = f["values"]
+        cards[v.get("payment_method")] = {
+            "id": fact_id, "attached": v.get("attached", True), "created_at": v.get("created_at"),
+            **(_card_view(v.get("card"), today) or {}),
+        }
+
+    refunds = sorted((
+        {"id": fid, **f["values"]} for fid, f in facts.get("REFUND", {}).items()),
+        key=lambda r: (r.get("created_at") or 0, r["id"]))
+    disputes = sorted((
+        {"id": fid, **f["values"]} for fid, f in facts.get("DISPUTE", {}).items()),
+        key=lambda d: (d.get("created_at") or 0, d["id"]))
+
+    payments = []
+    for p in _group_payments(facts.get("PAY", {})):
+        p_refunds = _refunds_for(p, refunds)
+        refunded = sum(r.get("amount") or 0 for r in p_refunds if r.get("status") in REFUND_COUNTS)
+        refunded = max(refunded, p.get("amount_refunded") or 0)
+        card = p.get("card") or {k: v for k, v in cards.get(p.get("payment_method"), {}).items()
+                                 if k in ("brand", "last4", "exp_month", "exp_year")} or None
+        payments.append({
+            "id": p["id"],
+            "status": p.get("status") or "pending",
+            "amount": p.get("amount"),
+            "currency": p.get("currency"),
+            "tax": p.get("tax"),
+            "description": p.get("description"),
+            "lines": p.get("lines") or [],
+            "number": p.get("number"),
+            "subscription": p.get("subscription"),
+            "one_time": p["one_time"],
+            "card": card,
+            "paid_at": iso_from_epoch(p.get("paid_at")),
+            "due_at": iso_from_epoch(p.get("due_at")),
+            "refunded": min(refunded, p.get("amount") or refunded),
+            "refunds": [{"id": r["id"], "amount": r.get("amount"), "status": r.get("status"),
+                         "reason": r.get("reason"), "created_at": iso_from_epoch(r.get("created_at"))}
+                        for r in p_refunds],
+            "disputes": [{"id": d["id"], "amount": d.get("amount"), "status": d.get("status"),
+                          "reason": d.get("reason")} for d in disputes
+                         if {d.get("intent"), d.get("charge")} & p["refs"]],
+            "processor_refs": sorted(p["refs"]),
+            "_sort": p.get("paid_at") or p.get("due_at") or 0,
+        })
+    payments.sort(key=lambda p: (p["_sort"], p["id"]), reverse=True)
+
+    subscriptions, plans, orders = [], [], []
+    for fact_id, f in sorted(facts.get("SUB", {}).items()):
+        v = f["values"]
+        ref = v.get("subscription")
+        sub_payments = [p for p in payments if p["subscription"] == ref]
+        paid = [p for p in sub_payments if p["status"] == "succeeded"]
+        missed = [p for p in sub_payments if p["status"] in MISSED]
+        status = v.get("status") or "incomplete"
+        ended = status == "canceled"
+        if not ended and status in ("active", "trialing", "past_due") and (
+                v.get("cancel_at_period_end") or v.get("cancel_at")) and not v.get("installments"):
+            status = "canceling"
+        card_ref = v.get("payment_method") or pvalues.get("default_payment_method")
+        item = {
+            "id": fact_id,
+            "processor_ref": ref,
+            "status": status,
+            "product": v.get("product"),
+            "amount": v.get("amount"),
+            "currency": v.get("currency"),
+            "interval": v.get("interval"),
+            "interval_count": v.get("interval_count") or 1,
+            "current_period_start": iso_from_epoch(v.get("current_period_start")),
+            "current_period_end": iso_from_epoch(v.get("current_period_end")),
+            "next_billing_at": None if ended or status == "canceling" else iso_from_epoch(
+                v.get("current_period_end")),
+            "cancel_at": iso_from_epoch(v.get("cancel_at") or None),
+            "canceled_at": iso_from_epoch(v.get("canceled_at")),
+            "started_at": iso_from_epoch(v.get("started_at")),
+            "missed_payments": len(missed),
+            "card": _card_public(cards.get(card_ref)),
+        }
+        total = v.get("installments")
+        if total:
+            amount_paid = sum(p["amount"] or 0 for p in paid)
+            done = len(paid) >= total
+            per = v.get("amount") or 0
+            item.update({
+                "status": "completed" if done and status != "canceled" else status,
+                "installments_total": total,
+                "installments_paid": min(len(paid), total),
+                "amount_paid": amount_paid,
+                "remaining_balance": max(per * total - amount_paid, 0),
+                "next_due_at": None if done or ended else iso_from_epoch(v.get("current_period_end")),
+                "next_due_amount": None if done or ended else per,
+                "next_billing_at": None if done or ended else iso_from_epoch(v.get("current_period_end")),
+            })
+            plans.append(item)
+        else:
+            subscriptions.append(item)
+        if paid or v.get("status") not in NOT_PURCHASED:
+            first = min(paid, key=lambda p: (p["paid_at"] or "", p["id"])) if paid else None
+            orders.append({
+                "id": stable_id("ord", account_id, ref),
+                "kind": "payment_plan" if total else "subscription",
+                "description": v.get("product") or "Subscription",
+                "amount": first["amount"] if first else v.get("amount"),
+                "currency": (first or {}).get("currency") or v.get("currency"),
+                "created_at": iso_from_epoch(v.get("started_at")) or (first or {}).get("paid_at"),
+                "status": item["status"],
+                "subscription_id": fact_id,
+                "payment_ids": [p["id"] for p in sub_payments],
+            })
+
+    for p in payments:
+        if p["one_time"] and p["status"] == "succeeded":
+            ref = min(r for r in p["processor_refs"])
+            orders.append({
+                "id": stable_id("ord", account_id, ref),
+                "kind": "one_time",
+                "description": p["description"] or (p["lines"][0]["description"] if p["lines"] else "Order"),
+                "amount": p["amount"],
+                "currency": p["currency"],
+                "created_at": p["paid_at"],
+                "status": "refunded" if p["refunded"] and p["refunded"] >= (p["amount"] or 0)
+                else "partially_refunded" if p["refunded"] else "paid",
+                "subscription_id": None,
+                "payment_ids": [p["id"]],
+            })
+    orders.sort(key=lambda o: (o["created_at"] or "", o["id"]), reverse=True)
+
+    ltv: dict[str, int] = {}
+    for p in payments:
+        if p["status"] == "succeeded" and p["currency"]:
+            ltv[p["currency"]] = ltv.get(p["currency"], 0) + (p["amount"] or 0) - (p["refunded"] or 0)
+
+    default_ref = pvalues.get("default_payment_method")
+    attached = [c for c in cards.values() if c.get("attached") and c.get("last4")]
+    card_on_file = cards.get(default_ref) if default_ref in cards and cards[default_ref].get(
+        "attached") else (max(attached, key=lambda c: (c.get("created_at") or 0, c["id"]))
+                          if attached else None)
+    if card_on_file is None:
+        latest_paid = next((p for p in payments if p["status"] == "succeeded" and p["card"]), None)
+        card_on_file = _card_view(latest_paid["card"], today) if latest_paid else None
+
+    for p in payments:
+        p.pop("_sort", None)
+    stats = {
+        "orders": len(orders),
+        "lifetime_value": ltv,
+        "active_subscriptions": sum(1 for s in subscriptions if s["status"] in ACTIVE_SUBSCRIPTION),
+        "active_payment_plans": sum(1 for s in plans if s["status"] in ACTIVE_SUBSCRIPTION),
+        "subscriptions_with_missed_payment": sum(
+            1 for s in subscriptions + plans if s["missed_payments"]),
+        "missed_payments": sum(s["missed_payments"] for s in subscriptions + plans),
+    }
+    return {
+        "id": profile["customer_id"],
+        "email": profile.get("email"),
+        "name": pvalues.get("name"),
+        "phone": pvalues.get("phone"),
+        "address": pvalues.get("address"),
+        "created_at": iso_from_epoch(pvalues.get("created_at")) or profile.get("created_at"),
+        "stats": stats,
+        "card_on_file": _card_public(card_on_file),
+        "cards": [_card_public(c) for c in sorted(cards.values(), key=lambda c: c["id"])
+                  if c.get("attached")],
+        "subscriptions": subscriptions,
+        "payment_plans": plans,
+        "orders": orders,
+        "payments": payments,
+        "disputes": [{"id": d["id"], "amount": d.get("amount"), "currency": d.get("currency"),
+                      "status": d.get("status"), "reason": d.get("reason")} for d in disputes],
+    }
+
+
+def _card_public(card: dict | None) -> dict | None:
+    if not card:
+        return None
+    return {k: card.get(k) for k in ("id", "brand", "last4", "exp_month", "exp_year", "expired")
+            if k in card}

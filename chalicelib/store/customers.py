@@ -1,0 +1,277 @@
+"""Customer records: the item collection under ``CUST#<id>`` and its lookups.
+
+A record is read with one consistent Query of its collection and written with one
+TransactWriteItems that also marks the processor event as applied, so a crash leaves
+nothing half done and a redelivered event is refused by the same transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.store import keys
+from chalicelib.store.table import (
+    DeliveryItem,
+    EmailClaimItem,
+    EventMarkerItem,
+    FactItem,
+    PointerItem,
+    ProfileItem,
+    SearchItem,
+    TableItem,
+)
+
+# Processor id → customer id never changes once written, except when a record is folded
+# into another (then the old record's tombstone redirects). Caching it per Lambda container
+# saves a read per webhook on the steady path.
+_pointer_cache: dict[tuple[str, str, str], str] = {}
+_POINTER_CACHE_MAX = 50_000
+
+
+@dataclass
+class Collection:
+    customer_id: str
+    profile: dict | None
+    facts: dict[str, dict[str, dict]]  # kind → fact id → data
+    search: dict[str, str]  # field → term
+
+
+@dataclass
+class RecordWrite:
+    account_id: str
+    customer_id: str
+    profile: dict  # ProfileItem attributes
+    expected_rev: int | None  # None: the record is new
+    facts: list[tuple[str, str, dict]] = field(default_factory=list)  # (kind, fact id, data)
+    pointers: list[tuple[str, str]] = field(default_factory=list)  # (processor, ext id), new
+    order_pointers: list[str] = field(default_factory=list)
+    claim_email: str | None = None
+    release_email: str | None = None
+    search_put: dict[str, str] = field(default_factory=dict)
+    search_delete: list[str] = field(default_factory=list)
+    delete_facts: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EventMark:
+    account_id: str
+    processor: str
+    event_id: str
+    event_type: str
+    applied_at: str
+    ttl_seconds: int
+
+
+class Conflict(Exception):
+    """Someone else wrote first (a new e-mail, a pointer, a newer revision): read again."""
+
+
+class AlreadyApplied(Exception):
+    """The event marker exists: this delivery is a duplicate."""
+
+
+def _connection():
+    return TableItem._get_connection().connection
+
+
+def find_pointer(account_id: str, processor: str, ext_id: str) -> str | None:
+    cache_key = (account_id, processor, ext_id)
+    if cache_key in _pointer_cache:
+        return _pointer_cache[cache_key]
+    pk, sk = keys.ext_pointer(account_id, processor, ext_id)
+    try:
+        customer_id = PointerItem.get(pk, sk, consistent_read=True).customer_id
+    except DoesNotExist:
+        return None
+    remember_pointer(account_id, processor, ext_id, customer_id)
+    return customer_id
+
+
+def remember_pointer(account_id: str, processor: str, ext_id: str, customer_id: str) -> None:
+    if len(_pointer_cache) >= _POINTER_CACHE_MAX:
+        _pointer_cache.clear()
+    _pointer_cache[(account_id, processor, ext_id)] = customer_id
+
+
+def forget_pointers_to(customer_id: str) -> None:
+    for key in [k for k, v in _pointer_cache.items() if v == customer_id]:
+        del _pointer_cache[key]
+
+
+def find_by_email(account_id: str, normalized_email: str) -> str | None:
+    pk, sk = keys.email_claim(account_id, normalized_email)
+    try:
+        return EmailClaimItem.get(pk, sk, consistent_read=True).customer_id
+    except DoesNotExist:
+        return None
+
+
+def find_order(account_id: str, order_id: str) -> str | None:
+    pk, sk = keys.order_pointer(account_id, order_id)
+    try:
+        return PointerItem.get(pk, sk).customer_id
+    except DoesNotExist:
+        return None
+
+
+def load(customer_id: str, consistent: bool = True) -> Collection:
+    profile = None
+    facts: dict[str, dict[str, dict]] = {}
+    search: dict[str, str] = {}
+    for item in TableItem.query(keys.customer_pk(customer_id), consistent_read=consistent):
+        if isinstance(item, ProfileItem):
+            profile = {
+                "account_id": item.account_id, "customer_id": item.customer_id,
+                "email": item.email, "created_at": item.created_at, "data": item.data or {},
+                "stats": item.stats or {}, "processor_ids": list(item.processor_ids or []),
+                "rev": int(item.rev or 0), "merged_into": item.merged_into,
+            }
+        elif isinstance(item, FactItem):
+            facts.setdefault(item.kind, {})[item.fact_id] = item.data or {}
+        elif isinstance(item, SearchItem):
+            search[item.SK.split("#", 1)[1]] = item.GSI2SK.rsplit("#", 1)[0]
+    return Collection(customer_id=customer_id, profile=profile, facts=facts, search=search)
+
+
+def _profile_item(w: RecordWrite) -> ProfileItem:
+    p = w.profile
+    item = ProfileItem(
+        keys.customer_pk(w.customer_id), keys.PROFILE_SK,
+        account_id=w.account_id, customer_id=w.customer_id, email=p.get("email"),
+        created_at=p["created_at"], data=p.get("data") or {}, stats=p.get("stats") or {},
+        processor_ids=p.get("processor_ids") or [], rev=(w.expected_rev or 0) + 1,
+        merged_into=p.get("merged_into"),
+    )
+    if not p.get("merged_into"):
+        item.GSI1PK = keys.customers_index_pk(w.account_id)
+        item.GSI1SK = keys.customers_index_sk(p["created_at"], w.customer_id)
+    return item
+
+
+def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | None) -> None:
+    """Write one or more records, the event marker and the delivery audit atomically.
+
+    Raises AlreadyApplied if the marker exists, Conflict on any other lost race.
+    """
+    ops = []  # (kind, item, condition) kept in order to map cancellation reasons back
+    if mark is not None:
+        pk, sk = keys.event_marker(mark.account_id, mark.processor, mark.event_id)
+        ops.append(("marker", EventMarkerItem(pk, sk, event_type=mark.event_type,
+                                              applied_at=mark.applied_at,
+                                              ttl=timedelta(seconds=mark.ttl_seconds)),
+                    TableItem.PK.does_not_exist()))
+    for w in writes:
+        pk = keys.customer_pk(w.customer_id)
+        condition = (TableItem.PK.does_not_exist() if w.expected_rev is None
+                     else ProfileItem.rev == w.expected_rev)
+        ops.append(("profile", _profile_item(w), condition))
+        for kind, fact_id, data in w.facts:
+            ops.append(("fact", FactItem(pk, keys.fact_sk(kind, fact_id), kind=kind,
+                                         fact_id=fact_id, data=data), None))
+        for processor, ext_id in w.pointers:
+            ppk, psk = keys.ext_pointer(w.account_id, processor, ext_id)
+            ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id), None))
+        for order_id in w.order_pointers:
+            ppk, psk = keys.order_pointer(w.account_id, order_id)
+            ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id), None))
+        if w.claim_email:
+            epk, esk = keys.email_claim(w.account_id, w.claim_email)
+            ops.append(("email", EmailClaimItem(epk, esk, customer_id=w.customer_id),
+                        TableItem.PK.does_not_exist()))
+        if w.release_email:
+            epk, esk = keys.email_claim(w.account_id, w.release_email)
+            ops.append(("delete", EmailClaimItem(epk, esk), EmailClaimItem.customer_id == w.customer_id))
+        for name, term in w.search_put.items():
+            ops.append(("search", SearchItem(
+                pk, keys.search_sk(name), customer_id=w.customer_id,
+                email=w.profile.get("email"), name=(w.profile.get("data") or {}).get(
+                    "values", {}).get("name"),
+                GSI2PK=keys.search_index_pk(w.account_id, term),
+                GSI2SK=keys.search_index_sk(term, w.customer_id)), None))
+        for name in w.search_delete:
+            ops.append(("delete", SearchItem(pk, keys.search_sk(name)), None))
+        for kind, fact_id in w.delete_facts:
+            ops.append(("delete", FactItem(pk, keys.fact_sk(kind, fact_id)), None))
+    if delivery is not None:
+        ops.append(("delivery", delivery_item(delivery), None))
+    if len(ops) > 100:
+        raise ValueError(f"a record write of {len(ops)} items exceeds one transaction")
+    try:
+        with TransactWrite(connection=_connection()) as tx:
+            for op, item, condition in ops:
+                if op == "delete":
+                    tx.delete(item, condition=condition)
+                else:
+                    tx.save(item, condition=condition)
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        if mark is not None and reasons and reasons[0] is not None and \
+                reasons[0].code == "ConditionalCheckFailed":
+            raise AlreadyApplied(mark.event_id) from exc
+        if any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
+               for r in reasons):
+            raise Conflict(str(exc)) from exc
+        raise
+
+
+def delivery_item(d: dict) -> DeliveryItem:
+    return DeliveryItem(
+        keys.deliveries_pk(d["account_id"]), f"{d['received_at']}#{d['delivery_id']}",
+        account_id=d["account_id"], event_id=d["event_id"], event_type=d["event_type"],
+        received_at=d["received_at"], outcome=d["outcome"], error=d.get("error"),
+        customer_id=d.get("customer_id"), ttl=timedelta(seconds=d["retention_seconds"]),
+    )
+
+
+def save_delivery(d: dict) -> None:
+    delivery_item(d).save()
+
+
+def list_deliveries(account_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    kwargs = {}
+    if cursor:
+        kwargs["range_key_condition"] = DeliveryItem.SK < cursor
+    items = []
+    last = None
+    for item in DeliveryItem.query(keys.deliveries_pk(account_id), scan_index_forward=False,
+                                   limit=limit, **kwargs):
+        items.append({"event_id": item.event_id, "event_type": item.event_type,
+                      "received_at": item.received_at, "outcome": item.outcome,
+                      "error": item.error, "customer_id": item.customer_id})
+        last = item.SK
+    return items, (last if len(items) == limit else None)
+
+
+def list_customers(account_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    kwargs = {}
+    if cursor:
+        kwargs["range_key_condition"] = ProfileItem.GSI1SK < cursor
+    out, last = [], None
+    for item in ProfileItem.customers_index.query(
+            keys.customers_index_pk(account_id), scan_index_forward=False, limit=limit, **kwargs):
+        out.append(_summary(item))
+        last = item.GSI1SK
+    return out, (last if len(out) == limit else None)
+
+
+def _summary(item: ProfileItem) -> dict:
+    values = (item.data or {}).get("values", {})
+    return {"id": item.customer_id, "email": item.email, "name": values.get("name"),
+            "created_at": item.created_at, "stats": item.stats or {}}
+
+
+def search_customers(account_id: str, term: str, limit: int) -> list[dict]:
+    seen, out = set(), []
+    for item in SearchItem.search_index.query(
+            keys.search_index_pk(account_id, term), SearchItem.GSI2SK.startswith(term),
+            limit=limit * 3):
+        if item.customer_id in seen:
+            continue
+        seen.add(item.customer_id)
+        out.append({"id": item.customer_id, "email": item.email, "name": item.name})
+        if len(out) >= limit:
+            break
+    return out

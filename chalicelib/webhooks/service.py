@@ -1,0 +1,140 @@
+"""Receive a processor's webhook: verify, audit, translate, apply.
+
+Answers: 200 applied, duplicate or ignored; 400 bad signature or malformed payload
+(nothing written); 404 unknown account or processor (nothing written); 503 when the
+event cannot be applied yet or a dependency failed (nothing half written; the processor
+delivers again).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from chalicelib import ids, timeutil
+from chalicelib.errors import AppError, BadRequest, NotFound, RetryLater
+from chalicelib.observability import MetricUnit, logger, metrics
+from chalicelib.processors.stripe import translate as stripe_translate
+from chalicelib.processors.stripe import webhook as stripe_webhook
+from chalicelib.records import service as records
+from chalicelib.settings import get_settings
+from chalicelib.store import accounts as account_store
+from chalicelib.store import customers as record_store
+
+MAX_BODY_BYTES = 512 * 1024
+ACCOUNT_CACHE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Adapter:
+    signature_header: str
+    verify: object
+    parse: object
+    translate: object
+    secrets_of: object
+
+
+ADAPTERS = {
+    "stripe": Adapter(
+        signature_header="stripe-signature",
+        verify=stripe_webhook.verify,
+        parse=stripe_webhook.parse,
+        translate=stripe_translate.translate,
+        secrets_of=lambda account: account.get("stripe_webhook_secrets") or [],
+    ),
+}
+
+# Account settings change rarely; a short cache saves a read per webhook. A signature
+# failure against a cached account re-reads it once, so a rolled secret works at once.
+_account_cache: dict[str, tuple[float, dict]] = {}
+
+
+def _account(account_id: str, fresh: bool = False) -> dict | None:
+    hit = _account_cache.get(account_id)
+    if hit and not fresh and time.monotonic() - hit[0] < ACCOUNT_CACHE_SECONDS:
+        return hit[1]
+    account = account_store.get(account_id)
+    if account is not None:
+        _account_cache[account_id] = (time.monotonic(), account)
+    return account
+
+
+def _valid_account_id(account_id: str) -> bool:
+    return account_id.startswith("acct_") and len(account_id) <= 40 and account_id.isascii()
+
+
+@dataclass(frozen=True)
+class Receipt:
+    status: int
+    outcome: str
+    event_id: str | None = None
+    customer_id: str | None = None
+
+
+def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Receipt:
+    adapter = ADAPTERS.get(processor)
+    if adapter is None:
+        raise NotFound("unknown processor")
+    if not _valid_account_id(account_id):
+        raise NotFound("unknown account")
+    account = _account(account_id)
+    if account is None:
+        raise NotFound("unknown account")
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest("payload too large", code="payload_too_large")
+    signature = headers.get(adapter.signature_header)
+    tolerance = get_settings().webhook_tolerance_seconds
+    try:
+        adapter.verify(body, signature, adapter.secrets_of(account), tolerance)
+    except stripe_webhook.InvalidSignature:
+        account = _account(account_id, fresh=True) or account
+        try:
+            adapter.verify(body, signature, adapter.secrets_of(account), tolerance)
+        except stripe_webhook.InvalidSignature:
+            metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+            raise BadRequest("invalid signature", code="invalid_signature") from None
+    try:
+        event = adapter.parse(body)
+    except stripe_webhook.MalformedPayload as exc:
+        raise BadRequest(str(exc), code="malformed_payload") from None
+
+    logger.set_correlation_id(event["id"])
+    logger.append_keys(account_id=account_id, event_type=event["type"])
+    received_at = timeutil.now_iso()
+    delivery = {
+        "account_id": account_id, "delivery_id": ids.new_id("dlv"), "event_id": event["id"],
+        "event_type": event["type"], "received_at": received_at,
+        "retention_seconds": get_settings().delivery_retention_days * 86400,
+    }
+    try:
+        translation = adapter.translate(event)
+    except Exception as exc:  # a payload shape we do not read: keep it, ask for redelivery
+        logger.exception("translation failed")
+        _save_failed(delivery, f"translation failed: {type(exc).__name__}")
+        raise RetryLater("event could not be translated") from None
+    if translation is None or not translation.events:
+        record_store.save_delivery({**delivery, "outcome": "ignored"})
+        metrics.add_metric(name="WebhookIgnored", unit=MetricUnit.Count, value=1)
+        return Receipt(200, "ignored", event["id"])
+    try:
+        outcome = records.apply(account_id, processor, translation, delivery)
+    except records.OwnerUnknown as exc:
+        _save_failed({**delivery, "outcome": "deferred"}, exc.message)
+        metrics.add_metric(name="WebhookDeferred", unit=MetricUnit.Count, value=1)
+        raise
+    except AppError:
+        raise
+    except Exception as exc:
+        logger.exception("applying the event failed")
+        _save_failed(delivery, f"{type(exc).__name__}")
+        raise RetryLater("the event could not be applied; it will be retried") from None
+    metrics.add_metric(name=f"Webhook{outcome.status.title()}", unit=MetricUnit.Count, value=1)
+    logger.info("webhook processed", extra={"outcome": outcome.status,
+                                            "customer_id": outcome.customer_id})
+    return Receipt(200, outcome.status, event["id"], outcome.customer_id)
+
+
+def _save_failed(delivery: dict, error: str) -> None:
+    try:
+        record_store.save_delivery({"outcome": "failed", **delivery, "error": error[:500]})
+    except Exception:  # the audit is best effort when the table itself is failing
+        logger.exception("could not save the failed delivery")
