@@ -85,6 +85,8 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
     tolerance = get_settings().webhook_tolerance_seconds
     try:
         adapter.verify(body, signature, adapter.secrets_of(account), tolerance)
+    except stripe_webhook.MalformedPayload as exc:
+        raise BadRequest(str(exc), code="malformed_payload") from None
     except stripe_webhook.InvalidSignature:
         account = _account(account_id, fresh=True) or account
         try:

@@ -426,8 +426,7 @@ def _charge_refunded(event, obj):
     intent = _ref(obj.get("payment_intent"))
     charge = _ref(obj.get("id"))
     out: list[DomainEvent] = [PaymentChanged(
-        occurred_at=event["created"], customer=customer,
-        email=_str(_dict(obj.get("billing_details")).get("email"), 320),
+        occurred_at=event["created"], customer=customer, email=None,
         payment=intent or charge,
         intent=intent, charge=charge,
         invoice=_ref(obj.get("invoice")),
@@ -471,7 +470,8 @@ def _payment_method(event, obj):
     return [PaymentMethodChanged(
         occurred_at=event["created"],
         customer=customer,
-        email=_str(_dict(obj.get("billing_details")).get("email"), 320),
+        # A card's billing e-mail is not the customer's: never route a record by it.
+        email=None,
         payment_method=_ref(obj.get("id")),
         card=_card(obj.get("card")),
         attached=not detached,

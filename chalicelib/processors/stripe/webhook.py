@@ -21,6 +21,10 @@ def verify(payload: bytes, signature_header: str | None, secrets: list[str], tol
     """
     if not signature_header or not secrets:
         raise InvalidSignature("missing signature")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("body is not UTF-8") from None
     from stripe import SignatureVerificationError, WebhookSignature
 
     for secret in secrets:
