@@ -8,6 +8,8 @@ e-mail's existing record as soon as the e-mail is learnt.
 """
 from __future__ import annotations
 
+import random
+import time
 import unicodedata
 from dataclasses import dataclass
 
@@ -18,7 +20,7 @@ from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of,
 from chalicelib.records.view import build_record
 from chalicelib.store import customers as store
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 12
 EVENT_MARKER_TTL_SECONDS = 90 * 86400
 
 
@@ -74,6 +76,7 @@ class _State:
         self.search = dict(collection.search) if collection else {}
         self.changed_facts: set[tuple[str, str]] = set()
         self.new_pointers: list[tuple[str, str]] = []
+        self.repoint: list[tuple[str, str, str]] = []
         self.claim_email: str | None = None
         self.release_email: str | None = None
         self.view_before = self.view() if not self.is_new else None
@@ -82,10 +85,13 @@ class _State:
         return build_record(self.account_id, {**self.profile, "data": self.profile_fact.dump()},
                             {k: {fid: f.dump() for fid, f in v.items()} for k, v in self.facts.items()})
 
-    def add_processor_id(self, ref: Ref | None) -> None:
+    def add_processor_id(self, ref: Ref | None, moved_from: str | None = None) -> None:
         if ref is not None and str(ref) not in self.profile["processor_ids"]:
             self.profile["processor_ids"].append(str(ref))
-            self.new_pointers.append((ref.processor, ref.id))
+            if moved_from:
+                self.repoint.append((ref.processor, ref.id, moved_from))
+            else:
+                self.new_pointers.append((ref.processor, ref.id))
 
     def apply(self, event: DomainEvent) -> None:
         self.add_processor_id(event.customer)
@@ -117,14 +123,14 @@ class _State:
         self.profile_fact.absorb(other.profile_fact)
         for pid in other.profile["processor_ids"]:
             processor, _, ext = pid.partition(":")
-            self.add_processor_id(Ref(processor, ext))
+            self.add_processor_id(Ref(processor, ext), moved_from=other.customer_id)
         for kind, by_id in other.facts.items():
             mine = self.facts.setdefault(kind, {})
             for fid, fact in by_id.items():
                 mine.setdefault(fid, Fact()).absorb(fact)
                 self.changed_facts.add((kind, fid))
-                for ref in fact.refs():
-                    self.new_pointers.append(ref)
+                for processor, ext in fact.refs():
+                    self.repoint.append((processor, ext, other.customer_id))
 
     def to_write(self) -> store.RecordWrite:
         view = self.view()
@@ -138,7 +144,8 @@ class _State:
             profile=profile,
             expected_rev=self.rev,
             facts=[(k, fid, self.facts[k][fid].dump()) for k, fid in sorted(self.changed_facts)],
-            pointers=sorted(set(self.new_pointers)),
+            pointers=sorted(set(self.new_pointers) - {(p, e) for p, e, _ in self.repoint}),
+            repoint=sorted(set(self.repoint)),
             order_pointers=[o["id"] for o in view["orders"] if o["id"] not in before_orders],
             claim_email=self.claim_email,
             release_email=self.release_email,
@@ -184,7 +191,7 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
     customer, email = _route(translation)
     mark = store.EventMark(account_id, processor, translation.event_id, translation.event_type,
                            timeutil.now_iso(), EVENT_MARKER_TTL_SECONDS)
-    for _attempt in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         cid = _resolve(account_id, customer, email, translation.owner_hints)
         if cid is None:
             if customer is None and email is None:
@@ -223,10 +230,11 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             store.save_delivery({**delivery, "outcome": "duplicate"})
             return Outcome("duplicate", state.customer_id)
         except store.Conflict:
-            if customer is not None:
-                store.forget_pointers_to(state.customer_id)
+            # Lost a race (a record started, an e-mail claimed, a newer revision): read again.
+            store.forget_pointers_to(state.customer_id)
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # de-synchronize the racers
             continue
-        for processor_, ext in writes[0].pointers:
+        for processor_, ext in writes[0].pointers + [(p, e) for p, e, _ in writes[0].repoint]:
             store.remember_pointer(account_id, processor_, ext, state.customer_id)
         return Outcome("applied", state.customer_id)
     raise RetryLater("too many concurrent writes to this record")

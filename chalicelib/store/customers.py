@@ -46,7 +46,11 @@ class RecordWrite:
     profile: dict  # ProfileItem attributes
     expected_rev: int | None  # None: the record is new
     facts: list[tuple[str, str, dict]] = field(default_factory=list)  # (kind, fact id, data)
-    pointers: list[tuple[str, str]] = field(default_factory=list)  # (processor, ext id), new
+    # (processor, ext id) → this record. Conditional: a pointer never silently moves from
+    # another record, so two events racing to start a record for one customer collide.
+    pointers: list[tuple[str, str]] = field(default_factory=list)
+    # (processor, ext id, from customer id): pointers moved here from a folded record.
+    repoint: list[tuple[str, str, str]] = field(default_factory=list)
     order_pointers: list[str] = field(default_factory=list)
     claim_email: str | None = None
     release_email: str | None = None
@@ -171,9 +175,14 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
         for kind, fact_id, data in w.facts:
             ops.append(("fact", FactItem(pk, keys.fact_sk(kind, fact_id), kind=kind,
                                          fact_id=fact_id, data=data), None))
+        mine = TableItem.PK.does_not_exist() | (PointerItem.customer_id == w.customer_id)
         for processor, ext_id in w.pointers:
             ppk, psk = keys.ext_pointer(w.account_id, processor, ext_id)
-            ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id), None))
+            ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id), mine))
+        for processor, ext_id, from_id in w.repoint:
+            ppk, psk = keys.ext_pointer(w.account_id, processor, ext_id)
+            ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id),
+                        mine | (PointerItem.customer_id == from_id)))
         for order_id in w.order_pointers:
             ppk, psk = keys.order_pointer(w.account_id, order_id)
             ops.append(("pointer", PointerItem(ppk, psk, customer_id=w.customer_id), None))

@@ -1,0 +1,371 @@
+"""The deployment template: infra/template.yaml alone, and merged by `chalice package`.
+
+No AWS account is needed: the templates are linted with cfn-lint and read as data. The
+packaged (merged) template needs app.py at the repo root; those tests skip without it.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "infra" / "template.yaml"
+PACKAGE_SH = REPO / "infra" / "package.sh"
+POLICY_JSON = REPO / ".chalice" / "policy.json"
+BIN = Path(sys.executable).parent
+
+# Statements that AWS only accepts with Resource "*" (none so far; X-Ray would be one).
+RESOURCE_STAR_ALLOWED: set[str] = set()
+
+# What the app's Lambda needs, and no more (see docs/deploy.md).
+TABLE_ACTIONS = {
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem",
+}
+BUCKET_ACTIONS = {"s3:GetObject", "s3:PutObject"}
+EMAIL_ACTIONS = {"ses:SendEmail"}
+LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+# --- loading ----------------------------------------------------------------------------
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags, read the way Chalice reads a merge template."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def table_model():
+    """The PynamoDB model that the table must match (imported from the repo root)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from chalicelib.store.table import TableItem
+
+    return TableItem
+
+
+def load_template(path: Path) -> dict:
+    with open(path) as f:
+        if path.suffix == ".json":
+            return json.load(f)
+        return yaml.load(f, Loader=_CfnLoader)
+
+
+def cfn_lint(path: Path, *args: str) -> list[dict]:
+    proc = subprocess.run(
+        [str(BIN / "cfn-lint"), "--format", "json", "--non-zero-exit-code", "none",
+         *args, "--", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, f"cfn-lint failed to run: {proc.stderr}"
+    return json.loads(proc.stdout or "[]")
+
+
+def describe(matches: list[dict]) -> str:
+    return "\n".join(
+        f"{m['Rule']['Id']} {'/'.join(map(str, m['Location']['Path']))}: {m['Message']}"
+        for m in matches
+    )
+
+
+@pytest.fixture(scope="session")
+def source_template() -> dict:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run infra/package.sh on the real repo root into a temporary directory."""
+    if not (REPO / "app.py").exists():
+        pytest.skip("app.py is missing at the repo root, so there is no Chalice app to package yet")
+    # Package once per run, even under pytest-xdist (whose workers share the parent of
+    # their base temp dirs): Chalice's build cache in .chalice/deployments is not safe to
+    # fill from two processes at once.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    outdir = root / "infra-package"
+    with open(root / "infra-package.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (outdir / "ok").exists():
+            env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+            env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+            proc = subprocess.run(
+                ["bash", str(PACKAGE_SH), str(outdir)],
+                cwd=REPO, env=env, capture_output=True, text=True, check=False,
+            )
+            if proc.returncode != 0:
+                pytest.fail(f"infra/package.sh failed ({proc.returncode}):\n"
+                            f"{proc.stdout}\n{proc.stderr}")
+            (outdir / "ok").touch()
+    return outdir
+
+
+@pytest.fixture(scope="session")
+def merged_template(package_dir: Path) -> dict:
+    return load_template(package_dir / "sam.json")
+
+
+@pytest.fixture(params=["source", "merged"])
+def template(request: pytest.FixtureRequest) -> dict:
+    """infra/template.yaml, then the packaged template (for what both must say)."""
+    return request.getfixturevalue(f"{request.param}_template")
+
+
+def resources_of_type(template: dict, *types: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] in types}
+
+
+def only_resource(template: dict, type_: str) -> tuple[str, dict]:
+    found = resources_of_type(template, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+# --- (a) cfn-lint -----------------------------------------------------------------------
+
+def test_template_lints_clean():
+    # W2533 (Handler/Runtime missing) is expected: APIHandler here only completes
+    # Chalice's function, which has them. Nothing else may be reported.
+    matches = cfn_lint(TEMPLATE, "--ignore-checks", "W2533")
+    problems = [m for m in matches if m["Level"] in ("Error", "Warning")]
+    assert not problems, describe(problems)
+
+
+def test_packaged_template_lints_clean(package_dir: Path):
+    assert (package_dir / "deployment.zip").stat().st_size > 0
+    errors = [m for m in cfn_lint(package_dir / "sam.json") if m["Level"] == "Error"]
+    assert not errors, describe(errors)
+
+
+# --- (b) the table ----------------------------------------------------------------------
+
+def test_table_matches_the_pynamodb_model(template: dict):
+    _, table = only_resource(template, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    schema = table_model()._get_schema()
+
+    assert props["KeySchema"] == schema["key_schema"]
+    assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == sorted(
+        schema["attribute_definitions"], key=lambda a: a["AttributeName"])
+
+    expected = {
+        index["index_name"]: (index["key_schema"], index["projection"])
+        for index in schema["global_secondary_indexes"]
+    }
+    actual = {
+        index["IndexName"]: (index["KeySchema"], index["Projection"])
+        for index in props["GlobalSecondaryIndexes"]
+    }
+    assert actual == expected
+    assert set(actual) == {"GSI1", "GSI2"}
+    assert all(projection == {"ProjectionType": "ALL"} for _, projection in actual.values())
+    assert not props.get("LocalSecondaryIndexes") and not schema["local_secondary_indexes"]
+
+
+def test_table_settings(template: dict):
+    _, table = only_resource(template, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    ttl_attributes = [name for name, attr in table_model().get_attributes().items()
+                      if type(attr).__name__ == "TTLAttribute"]
+    assert ttl_attributes == ["ttl"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"].get("SSEType") == "KMS"
+    assert props["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+# --- (b) the receipts bucket ------------------------------------------------------------
+
+def test_bucket_is_private_encrypted_and_kept(template: dict):
+    _, bucket = only_resource(template, "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rules and all(
+        r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms", "aws:kms:dsse")
+        for r in rules)
+    assert "AccessControl" not in props
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["UpdateReplacePolicy"] == "Retain"
+
+
+def test_bucket_policy_denies_plain_http(template: dict):
+    bucket_name, _ = only_resource(template, "AWS::S3::Bucket")
+    policies = [p for p in resources_of_type(template, "AWS::S3::BucketPolicy").values()
+                if p["Properties"]["Bucket"] == {"Ref": bucket_name}]
+    assert len(policies) == 1
+    statements = policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    tls = [s for s in statements if s["Effect"] == "Deny" and s.get("Condition", {})
+           .get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
+    assert len(tls) == 1
+    assert tls[0]["Principal"] in ("*", {"AWS": "*"})
+    assert as_list(tls[0]["Action"]) == ["s3:*"]
+    assert {json.dumps(r, sort_keys=True) for r in as_list(tls[0]["Resource"])} == {
+        json.dumps({"Fn::GetAtt": [bucket_name, "Arn"]}, sort_keys=True),
+        json.dumps({"Fn::Sub": f"${{{bucket_name}.Arn}}/*"}, sort_keys=True),
+    }
+    assert not [s for s in statements if s["Effect"] == "Allow"]
+
+
+# --- (b) IAM ----------------------------------------------------------------------------
+
+def _policy_documents(template: dict):
+    """(where, policy document) for every identity policy in the template."""
+    for name, r in template["Resources"].items():
+        props = r.get("Properties", {})
+        if r["Type"] == "AWS::IAM::Role":
+            for policy in props.get("Policies", []):
+                yield f"{name}/{policy['PolicyName']}", policy["PolicyDocument"]
+            assert not props.get("ManagedPolicyArns"), f"{name} has managed policies"
+        elif r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield name, props["PolicyDocument"]
+        elif r["Type"] == "AWS::Serverless::Function":
+            assert "Policies" not in props, f"{name}: SAM policies bypass the role below"
+
+
+def _known_actions() -> dict[str, set[str]]:
+    from cfnlint.data import AdditionalSpecs
+    from cfnlint.helpers import load_resource
+
+    service_map = load_resource(AdditionalSpecs, "Policies.json")
+    return {service: set(data["Actions"]) for service, data in service_map.items()}
+
+
+def _check_statements(where: str, document: dict, known: dict[str, set[str]]) -> set[str]:
+    actions: set[str] = set()
+    for statement in as_list(document["Statement"]):
+        sid = f"{where}/{statement.get('Sid', '?')}"
+        assert statement["Effect"] == "Allow", f"{sid}: identity policies here only allow"
+        assert "NotAction" not in statement and "NotResource" not in statement, sid
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"{sid}: wildcard action {action!r}"
+            service, _, name = action.partition(":")
+            assert name.lower() in known.get(service.lower(), set()), (
+                f"{sid}: {action!r} is not an IAM action")
+            actions.add(action)
+        for resource in as_list(statement["Resource"]):
+            if resource == "*":
+                assert statement.get("Sid") in RESOURCE_STAR_ALLOWED, f"{sid}: Resource '*'"
+    return actions
+
+
+def test_iam_is_least_privilege(template: dict):
+    known = _known_actions()
+    granted: set[str] = set()
+    documents = list(_policy_documents(template))
+    assert documents
+    for where, document in documents:
+        granted |= _check_statements(where, document, known)
+    assert granted == TABLE_ACTIONS | BUCKET_ACTIONS | EMAIL_ACTIONS | LOG_ACTIONS
+
+
+def test_role_grants_are_scoped_to_the_stack_resources(template: dict):
+    table, _ = only_resource(template, "AWS::DynamoDB::Table")
+    bucket, _ = only_resource(template, "AWS::S3::Bucket")
+    log_group, _ = only_resource(template, "AWS::Logs::LogGroup")
+    expected = {
+        frozenset(TABLE_ACTIONS): [{"Fn::GetAtt": [table, "Arn"]},
+                                   {"Fn::Sub": f"${{{table}.Arn}}/index/*"}],
+        frozenset(BUCKET_ACTIONS): [{"Fn::Sub": f"${{{bucket}.Arn}}/receipts/*"}],
+        frozenset(EMAIL_ACTIONS): [{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:"
+                                               "${AWS::AccountId}:identity/*"}],
+        frozenset(LOG_ACTIONS): [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:"
+                                             f"${{AWS::AccountId}}:log-group:${{{log_group}}}"},
+                                 {"Fn::GetAtt": [log_group, "Arn"]}],
+    }
+    (_, document), = [d for d in _policy_documents(template)
+                      if d[0].startswith("ApiHandlerRole/")]
+    actual = {frozenset(as_list(s["Action"])): as_list(s["Resource"])
+              for s in document["Statement"]}
+    assert actual == expected
+
+
+def test_every_role_in_the_package_is_overridden(merged_template: dict, source_template: dict):
+    # Chalice gives each Lambda function its own role holding .chalice/policy.json, whose
+    # ARNs are patterns; the deployed policy must be the one from infra/template.yaml.
+    roles = resources_of_type(merged_template, "AWS::IAM::Role")
+    assert "ApiHandlerRole" in roles
+    for name, role in roles.items():
+        assert name in source_template["Resources"], (
+            f"Chalice generated the role {name} (a new Lambda function in app.py?): give it a "
+            "least-privilege Policies override in infra/template.yaml")
+        assert role["Properties"]["Policies"] == \
+            source_template["Resources"][name]["Properties"]["Policies"]
+
+
+def test_chalice_policy_file_matches_the_template(source_template: dict):
+    known = _known_actions()
+    with open(POLICY_JSON) as f:
+        document = json.load(f)
+    actions = _check_statements(".chalice/policy.json", document, known)
+    (_, template_document), = [d for d in _policy_documents(source_template)
+                               if d[0].startswith("ApiHandlerRole/")]
+    assert actions == TABLE_ACTIONS | BUCKET_ACTIONS | EMAIL_ACTIONS | LOG_ACTIONS
+    by_sid = {s["Sid"]: set(as_list(s["Action"])) for s in document["Statement"]}
+    assert by_sid == {s["Sid"]: set(as_list(s["Action"])) for s in template_document["Statement"]}
+
+
+# --- (b) the function -------------------------------------------------------------------
+
+def _functions(template: dict) -> dict[str, dict]:
+    return resources_of_type(template, "AWS::Serverless::Function", "AWS::Lambda::Function")
+
+
+def test_function_environment_points_at_the_stack_resources(template: dict):
+    table, _ = only_resource(template, "AWS::DynamoDB::Table")
+    bucket, _ = only_resource(template, "AWS::S3::Bucket")
+    functions = _functions(template)
+    assert "APIHandler" in functions
+    for name, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["TABLE_NAME"] == {"Ref": table}, name
+        assert variables["RECEIPTS_BUCKET"] == {"Ref": bucket}, name
+
+
+def test_merge_keeps_what_chalice_generated(merged_template: dict):
+    props = merged_template["Resources"]["APIHandler"]["Properties"]
+    assert props["Handler"] == "app.app"
+    assert props["CodeUri"] == "./deployment.zip"
+    assert props["Role"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "ApiLogGroup"}
+    # Variables from .chalice/config.json survive next to the overridden ones.
+    assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "billing-portal"
+    assert merged_template["Resources"]["RestAPI"]["Type"] == "AWS::Serverless::Api"
+    assert "EndpointURL" in merged_template["Outputs"]
+    role = merged_template["Resources"]["ApiHandlerRole"]["Properties"]
+    trust = role["AssumeRolePolicyDocument"]
+    assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
