@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from chalicelib import ids, timeutil
-from chalicelib.errors import Conflict, Unauthorized
+from chalicelib.errors import BadRequest, Conflict, NotFound, Unauthorized
 from chalicelib.store import accounts as account_store
 
 API_KEY_PREFIX = "bp_live_"
@@ -59,6 +59,36 @@ def create_account(*, name: str, support_email: str, stripe_secret_key: str | No
     except account_store.SlugTaken:
         raise Conflict(f"the slug {account['slug']!r} is taken", code="slug_taken") from None
     return CreatedAccount(account=account, api_key=api_key)
+
+
+def _existing(account_id: str) -> dict:
+    account = account_store.get(account_id)
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def add_webhook_secret(account_id: str, secret: str) -> list[str]:
+    if not secret.startswith("whsec_"):
+        raise BadRequest("a Stripe webhook secret starts with whsec_")
+    current = _existing(account_id)["stripe_webhook_secrets"]
+    updated = current if secret in current else [secret, *current]
+    account_store.update_webhook_secrets(account_id, updated)
+    return updated
+
+
+def remove_webhook_secret(account_id: str, secret: str) -> list[str]:
+    current = _existing(account_id)["stripe_webhook_secrets"]
+    updated = [s for s in current if s != secret]
+    if len(updated) == len(current):
+        raise NotFound("that secret is not on the account")
+    account_store.update_webhook_secrets(account_id, updated)
+    return updated
+
+
+def issue_api_key_for(account_id: str) -> str:
+    _existing(account_id)
+    return issue_api_key(account_id)
 
 
 def issue_api_key(account_id: str) -> str:
