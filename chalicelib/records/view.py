@@ -126,6 +126,15 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         })
     payments.sort(key=lambda p: (p["_sort"], p["id"]), reverse=True)
 
+    default_ref = pvalues.get("default_payment_method")
+    attached = [c for c in cards.values() if c.get("attached") and c.get("last4")]
+    card_on_file = cards.get(default_ref) if default_ref in cards and cards[default_ref].get(
+        "attached") else (max(attached, key=lambda c: (c.get("created_at") or 0, c["id"]))
+                          if attached else None)
+    if card_on_file is None:
+        latest_paid = next((p for p in payments if p["status"] == "succeeded" and p["card"]), None)
+        card_on_file = _card_view(latest_paid["card"], today) if latest_paid else None
+
     subscriptions, plans, orders = [], [], []
     for fact_id, f in sorted(facts.get("SUB", {}).items()):
         v = f["values"]
@@ -156,7 +165,8 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             "canceled_at": iso_from_epoch(v.get("canceled_at")),
             "started_at": iso_from_epoch(v.get("started_at")),
             "missed_payments": len(missed),
-            "card": _card_public(cards.get(card_ref)),
+            # The subscription's own card, else the customer's default (what Stripe charges).
+            "card": _card_public(cards.get(card_ref) or card_on_file),
         }
         total = v.get("installments")
         if total:
@@ -211,15 +221,6 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
     for p in payments:
         if p["status"] == "succeeded" and p["currency"]:
             ltv[p["currency"]] = ltv.get(p["currency"], 0) + (p["amount"] or 0) - (p["refunded"] or 0)
-
-    default_ref = pvalues.get("default_payment_method")
-    attached = [c for c in cards.values() if c.get("attached") and c.get("last4")]
-    card_on_file = cards.get(default_ref) if default_ref in cards and cards[default_ref].get(
-        "attached") else (max(attached, key=lambda c: (c.get("created_at") or 0, c["id"]))
-                          if attached else None)
-    if card_on_file is None:
-        latest_paid = next((p for p in payments if p["status"] == "succeeded" and p["card"]), None)
-        card_on_file = _card_view(latest_paid["card"], today) if latest_paid else None
 
     for p in payments:
         p.pop("_sort", None)
