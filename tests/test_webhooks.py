@@ -197,3 +197,26 @@ def test_payment_plan_from_cancel_at_at_creation(merchant):  # noqa: F811
     assert record["subscriptions"] == []
     plan = record["payment_plans"][0]
     assert plan["installments_total"] == 4 and plan["remaining_balance"] == 9000
+
+
+def test_payment_plan_from_a_subscription_schedule(merchant):  # noqa: F811
+    from stripe_events import fixture
+
+    s = Stream("sched")
+    cus = s.customer("sched@example.com", "Sched")
+    sid = s.subscription(cus, 4000, nickname="Kitchen")
+    schedule = fixture("subscription_schedule", subscription=sid, customer=cus,
+                       end_behavior="cancel")
+    schedule["phases"] = [{**schedule["phases"][0], "iterations": 6}]
+    s.event("subscription_schedule.created", schedule)
+    # Today's shape: a phase's dates instead of iterations (two monthly phases of 3).
+    later = fixture("subscription_schedule", subscription=sid, customer=cus, end_behavior="cancel")
+    phase = later["phases"][0]
+    phase["items"][0]["plan"] = {**phase["items"][0]["plan"], "interval": "month", "interval_count": 1}
+    later["phases"] = [{**phase, "start_date": 0, "end_date": 3 * 30 * 86400},
+                       {**phase, "start_date": 3 * 30 * 86400, "end_date": 6 * 30 * 86400}]
+    s.event("subscription_schedule.updated", later)
+    for event in s.events:
+        assert merchant.deliver(event).status_code == 200
+    plan = merchant.records_by_email()["sched@example.com"]["payment_plans"][0]
+    assert plan["installments_total"] == 6 and plan["remaining_balance"] == 24000

@@ -249,6 +249,35 @@ def _subscription(event, obj):
     )], []
 
 
+@handles("subscription_schedule.created", "subscription_schedule.updated")
+def _subscription_schedule(event, obj):
+    """A schedule that cancels after its phases is a payment plan of that many payments."""
+    subscription = _ref(obj.get("subscription"))
+    if subscription is None or obj.get("end_behavior") != "cancel":
+        return [], []
+    total = 0
+    for phase in _list(obj.get("phases")):
+        phase = _dict(phase)
+        iterations = _int(phase.get("iterations"))
+        if iterations is None:
+            # Newer API versions give a phase's start and end instead of iterations.
+            plan = _dict((_list(phase.get("items")) or [{}])[0]).get("plan")
+            interval = _str(_dict(plan).get("interval"), 10)
+            count = _int(_dict(plan).get("interval_count")) or 1
+            start, end = _int(phase.get("start_date")), _int(phase.get("end_date"))
+            seconds = _INTERVAL_SECONDS.get(interval or "", 0) * count
+            if not (start and end and seconds):
+                return [], []
+            iterations = max(round((end - start) / seconds), 0)
+        total += iterations
+    if not 1 < total <= 120:
+        return [], []
+    return [SubscriptionChanged(
+        occurred_at=event["created"], customer=_ref(obj.get("customer")), email=None,
+        subscription=subscription, installments=total,
+    )], []
+
+
 # --- invoices (subscription and plan payments) -----------------------------------------
 
 
