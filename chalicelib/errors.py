@@ -48,3 +48,19 @@ class RetryLater(AppError):
 
     status = 503
     code = "retry_later"
+
+
+class Gone(AppError):
+    """A sign-in link or code that expired, was used, or never existed."""
+
+    status = 410
+    code = "gone"
+
+
+class TooManyRequests(AppError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int = 60, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -21,7 +21,7 @@ def json_errors(view):
         except AppError as exc:
             return Response(body=exc.to_dict(), status_code=exc.status,
                             headers={"Content-Type": "application/json"})
-        except Exception:
+        except Exception:  # noqa: BLE001 - the last line of defence: no stack trace to the client
             logger.exception("unhandled error")
             return Response(body={"error": "internal_error", "message": "internal error"},
                             status_code=500, headers={"Content-Type": "application/json"})

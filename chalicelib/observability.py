@@ -7,4 +7,4 @@ from aws_lambda_powertools.metrics import MetricUnit
 logger = Logger(service="billing-portal")
 metrics = Metrics(namespace="BillingPortal", service="billing-portal")
 
-__all__ = ["logger", "metrics", "MetricUnit"]
+__all__ = ["MetricUnit", "logger", "metrics"]

@@ -24,6 +24,26 @@ class Settings:
     webhook_tolerance_seconds: int
     # How long delivery audit items are kept (DynamoDB TTL).
     delivery_retention_days: int
+    # --- customer portal (chalicelib/portal) ---
+    # True when PUBLIC_BASE_URL is set: sign-in links and cookie paths use it; otherwise
+    # the portal derives its base URL from the API Gateway request (domain and stage).
+    public_base_url_configured: bool = False
+    # Sign-in links and codes: minutes they live, code attempts before a code is dead.
+    login_token_minutes: int = 15
+    login_code_attempts: int = 5
+    # Portal sessions: hours a sign-in lasts.
+    session_hours: int = 4
+    # Fixed-window rate limits, "<count>/<minutes>": link requests per e-mail and per
+    # client address, sign-in attempts (link or code) per e-mail and per client address.
+    rate_login_requests_per_email: str = "5/60"
+    rate_login_requests_per_ip: str = "30/60"
+    rate_login_attempts_per_email: str = "10/15"
+    rate_login_attempts_per_ip: str = "60/15"
+    # The sign-in request answers in at least this many milliseconds, whether or not an
+    # e-mail was sent, so its timing does not tell whether an address has a record.
+    login_min_response_ms: int = 400
+    # Presigned receipt download URLs live this long.
+    receipt_url_seconds: int = 300
 
 
 @lru_cache(maxsize=1)
@@ -37,4 +57,14 @@ def get_settings() -> Settings:
         stripe_api_base=env.get("STRIPE_API_BASE", "").rstrip("/"),
         webhook_tolerance_seconds=int(env.get("WEBHOOK_TOLERANCE_SECONDS", "300")),
         delivery_retention_days=int(env.get("DELIVERY_RETENTION_DAYS", "90")),
+        public_base_url_configured=bool(env.get("PUBLIC_BASE_URL")),
+        login_token_minutes=int(env.get("LOGIN_TOKEN_MINUTES", "15")),
+        login_code_attempts=int(env.get("LOGIN_CODE_ATTEMPTS", "5")),
+        session_hours=int(env.get("SESSION_HOURS", "4")),
+        rate_login_requests_per_email=env.get("RATE_LOGIN_REQUESTS_PER_EMAIL", "5/60"),
+        rate_login_requests_per_ip=env.get("RATE_LOGIN_REQUESTS_PER_IP", "30/60"),
+        rate_login_attempts_per_email=env.get("RATE_LOGIN_ATTEMPTS_PER_EMAIL", "10/15"),
+        rate_login_attempts_per_ip=env.get("RATE_LOGIN_ATTEMPTS_PER_IP", "60/15"),
+        login_min_response_ms=int(env.get("LOGIN_MIN_RESPONSE_MS", "400")),
+        receipt_url_seconds=int(env.get("RECEIPT_URL_SECONDS", "300")),
     )

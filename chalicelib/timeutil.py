@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def iso_from_epoch(seconds: int | None) -> str | None:
     if seconds is None:
         return None
-    return iso(datetime.fromtimestamp(seconds, timezone.utc))
+    return iso(datetime.fromtimestamp(seconds, UTC))
 
 
 def now_iso() -> str:

@@ -95,10 +95,9 @@ class Fact:
             version = [sticky, occurred_at, _tiebreak(plain)]
             current = self.versions.get(name)
             if current is None or version > current:
-                if self.values.get(name) != plain or current != version:
-                    self.values[name] = plain
-                    self.versions[name] = version
-                    changed = True
+                self.values[name] = plain
+                self.versions[name] = version
+                changed = True
         return changed
 
     def absorb(self, other: Fact) -> None:

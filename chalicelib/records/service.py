@@ -48,7 +48,7 @@ def search_terms(email: str | None, name: str | None) -> dict[str, str]:
         terms["email"] = email
     if name:
         words = unicodedata.normalize("NFKC", name).casefold().split()
-        for i, word in enumerate(words[:3]):
+        for i in range(min(len(words), 3)):
             terms[f"name{i}"] = " ".join(words[i:])[:100]
     return terms
 
@@ -214,12 +214,12 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
                 state.claim_email = email
         elif email and state.profile.get("email") != email and any(
                 isinstance(e, CustomerChanged) and normalize_email(e.email) == email
-                and e.customer is not None for e in translation.events):
+                and e.customer is not None for e in translation.events) and (
+                store.find_by_email(account_id, email) is None):
             # The customer changed their e-mail at the processor: follow it if it is free.
-            if store.find_by_email(account_id, email) is None:
-                state.release_email = state.profile["email"]
-                state.profile["email"] = email
-                state.claim_email = email
+            state.release_email = state.profile["email"]
+            state.profile["email"] = email
+            state.claim_email = email
         for event in translation.events:
             state.apply(event)
         writes.insert(0, state.to_write())

@@ -5,7 +5,7 @@ counters is what makes the record converge under duplicated, reordered deliverie
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from chalicelib.ids import stable_id
 from chalicelib.timeutil import iso_from_epoch
@@ -74,7 +74,7 @@ def _card_view(card: dict | None, today: tuple[int, int]) -> dict | None:
 def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict]],
                  now: datetime | None = None) -> dict:
     """``facts`` is ``{kind: {fact_id: {"values":…, "versions":…}}}``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     today = (now.year, now.month)
     pvalues = profile.get("data", {}).get("values", {})
 

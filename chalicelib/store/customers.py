@@ -242,7 +242,7 @@ def save_delivery(d: dict) -> None:
 def list_deliveries(account_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
     kwargs = {}
     if cursor:
-        kwargs["range_key_condition"] = DeliveryItem.SK < cursor
+        kwargs["range_key_condition"] = cursor > DeliveryItem.SK
     items = []
     last = None
     for item in DeliveryItem.query(keys.deliveries_pk(account_id), scan_index_forward=False,
@@ -257,7 +257,7 @@ def list_deliveries(account_id: str, limit: int, cursor: str | None) -> tuple[li
 def list_customers(account_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
     kwargs = {}
     if cursor:
-        kwargs["range_key_condition"] = ProfileItem.GSI1SK < cursor
+        kwargs["range_key_condition"] = cursor > ProfileItem.GSI1SK
     out, last = [], None
     for item in ProfileItem.customers_index.query(
             keys.customers_index_pk(account_id), scan_index_forward=False, limit=limit, **kwargs):
