@@ -88,3 +88,14 @@ def test_deliveries_are_listed_newest_first(merchant):  # noqa: F811
     assert all(d["outcome"] == "applied" for d in deliveries["data"])
     rest = merchant.get_json(f"/api/v1/webhook-deliveries?cursor={deliveries['next_cursor']}")
     assert len(rest["data"]) == 1
+
+
+def test_search_results_follow_a_renamed_customer(merchant):  # noqa: F811
+    s = Stream("rename")
+    cus = s.customer("rename@example.com", "Old Name")
+    s.customer("rename@example.com", "New Name", event_type="customer.updated", cid=cus)
+    for e in s.events:
+        assert merchant.deliver(e).status_code == 200
+    assert merchant.get_json("/api/v1/customers?q=old")["data"] == []
+    by_email = merchant.get_json("/api/v1/customers?q=rename@")["data"]
+    assert [(c["email"], c["name"]) for c in by_email] == [("rename@example.com", "New Name")]

@@ -149,7 +149,9 @@ class _State:
             order_pointers=[o["id"] for o in view["orders"] if o["id"] not in before_orders],
             claim_email=self.claim_email,
             release_email=self.release_email,
-            search_put={k: v for k, v in terms.items() if self.search.get(k) != v},
+            # Search items carry the e-mail and name shown in results: rewrite them all
+            # when any term changes.
+            search_put=terms if terms != self.search else {},
             search_delete=[k for k in self.search if k not in terms],
         )
 
