@@ -104,7 +104,7 @@ def test_set_subscription_card_sends_default_payment_method():
     sub = fixture("subscription", id="sub_123", default_payment_method="pm_9")
     gw, fake = _fake_gateway({("POST", "/v1/subscriptions/sub_123"): (200, sub)})
     gw.set_subscription_card(_ref("sub_123"), _ref("pm_9"))
-    method, path, form, _ = fake.calls[0]
+    _, _, form, _ = fake.calls[0]
     assert form == {"default_payment_method": ["pm_9"]}
 
 
