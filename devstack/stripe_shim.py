@@ -5,8 +5,9 @@ updating a subscription's ``default_payment_method`` and paying an invoice with 
 ``payment_method``. Rather than teach the product about localstripe, the dev stack puts
 this proxy between them: it makes the card the customer's default (which localstripe
 charges) and forwards the call without the parameter, then reports the card on the
-subscription as Stripe would. Paying also drops the parameters localstripe does not take
-(``off_session``). Everything else passes through untouched.
+subscription as Stripe would. It also drops parameters localstripe does not take (a
+cancellation's ``cancellation_details``, a payment's ``off_session``). Everything else
+passes through untouched.
 
     python -m devstack.stripe_shim --port 8421 --upstream http://127.0.0.1:8420
 """
@@ -52,10 +53,14 @@ async def proxy(request: web.Request) -> web.Response:
     if method == "POST" and len(parts) == 3 and parts[1] == "subscriptions":
         form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
         card = form.pop("default_payment_method", [None])[0]
+        dropped = [k for k in form if k.startswith("cancellation_details")]
+        for key in dropped:  # a cancel reason: localstripe does not take it
+            del form[key]
         if card:
             subscription = await _lookup(request, f"/v1/subscriptions/{parts[2]}")
             await _set_customer_default(request, subscription.get("customer", ""), card)
             _subscription_cards[parts[2]] = card
+        if card or dropped:
             body = urllib.parse.urlencode(form, doseq=True).encode()
             if not body:
                 method = "GET"  # nothing else to change: localstripe refuses an empty update

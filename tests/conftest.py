@@ -138,3 +138,16 @@ def app_server(stack: servers.Stack) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_shim(stack: servers.Stack) -> Iterator[str]:
+    """devstack's proxy in front of localstripe (fills two of its gaps); its base URL."""
+    port = servers.free_port()
+    shim = servers.start_process(
+        "stripe-shim", [sys.executable, "-m", "devstack.stripe_shim", "--port", str(port),
+                        "--upstream", stack.stripe_url], port, log_dir=LOG_DIR)
+    try:
+        yield shim.url
+    finally:
+        shim.stop()

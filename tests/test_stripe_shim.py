@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 
-import pytest
 import stripe
 
 from chalicelib.domain.events import Ref
 from chalicelib.processors.stripe.gateway import StripeGateway
-from devstack import servers
-
-
-@pytest.fixture(scope="module")
-def shim_url(stack):
-    port = servers.free_port()
-    shim = servers.start_process(
-        "stripe-shim", [sys.executable, "-m", "devstack.stripe_shim", "--port", str(port),
-                        "--upstream", stack.stripe_url], port, log_dir=servers.LOG_ROOT / "shim")
-    yield shim.url
-    shim.stop()
 
 
 def _card(client, customer, number):
@@ -29,8 +16,9 @@ def _card(client, customer, number):
     return pm.id
 
 
-def test_per_subscription_card_and_paying_a_failed_invoice_through_the_shim(shim_url, stripe_client):
-    gateway = StripeGateway("sk_test_shim", api_base=shim_url)
+def test_per_subscription_card_and_paying_a_failed_invoice_through_the_shim(stripe_shim,
+                                                                           stripe_client):
+    gateway = StripeGateway("sk_test_shim", api_base=stripe_shim)
     customer = stripe_client.v1.customers.create(params={"email": "shim@example.com"}).id
     bad = _card(stripe_client, customer, "4000000000000341")
     stripe_client.v1.customers.update(customer, params={

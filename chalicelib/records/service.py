@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalicelib import ids, timeutil
 from chalicelib.domain.events import CustomerChanged, DomainEvent, Ref, Translation
-from chalicelib.errors import RetryLater
+from chalicelib.errors import NotFound, RetryLater
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record
 from chalicelib.store import customers as store
@@ -108,6 +108,10 @@ class _State:
         fact = by_id.setdefault(fid, Fact())
         values = event.values()
         values[FACT_KINDS[kind][1]] = ref
+        if event.customer is not None:
+            # Which processor customer holds it: a self-service change (a card for this
+            # subscription) must be made with that customer's cards.
+            values["customer"] = event.customer
         if fact.merge(values, event.occurred_at, STICKY_STATUSES.get(kind, set())):
             self.changed_facts.add((kind, fid))
         if is_new:
@@ -240,6 +244,41 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             store.remember_pointer(account_id, processor_, ext, state.customer_id)
         return Outcome("applied", state.customer_id)
     raise RetryLater("too many concurrent writes to this record")
+
+
+def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent],
+                     outbox: list[dict] | None = None) -> None:
+    """Apply what the processor has just confirmed to a self-service call, at once.
+
+    The webhook that follows carries the same facts; to keep a quick change and its undo
+    in one second apart, a confirmed change is dated after anything the record knows of
+    the fields it sets, so it wins over that webhook's equal news and over older ones.
+    Outbox events (for integrations) are written in the same transaction.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        state = _load_live(account_id, customer_id)
+        if state.is_new or state.profile.get("account_id") != account_id:
+            raise NotFound("no such customer")
+        for event in events:
+            state.apply(_dated_after_known(state, event))
+        try:
+            store.commit([state.to_write()], None, None, outbox=[
+                {**item, "account_id": account_id, "customer_id": state.customer_id}
+                for item in outbox or []])
+            return
+        except store.Conflict:
+            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+    raise RetryLater("too many concurrent writes to this record")
+
+
+def _dated_after_known(state: _State, event: DomainEvent) -> DomainEvent:
+    kind, ref = kind_of(event), object_ref(event)
+    if kind is None or ref is None:
+        return event
+    fact = state.facts.get(kind, {}).get(fact_id(state.account_id, kind, ref))
+    known = max((fact.versions[name][1] for name in event.values() if fact and name in fact.versions),
+                default=0)
+    return replace(event, occurred_at=max(event.occurred_at, known + 1))
 
 
 def _tombstone(state: _State, target_id: str) -> store.RecordWrite:

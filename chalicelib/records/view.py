@@ -110,6 +110,7 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             "lines": p.get("lines") or [],
             "number": p.get("number"),
             "subscription": p.get("subscription"),
+            "invoice": p.get("invoice"),
             "one_time": p["one_time"],
             "card": card,
             "paid_at": iso_from_epoch(p.get("paid_at")),
@@ -151,6 +152,7 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         item = {
             "id": fact_id,
             "processor_ref": ref,
+            "processor_customer": v.get("customer"),
             "status": status,
             "product": v.get("product"),
             "amount": v.get("amount"),
@@ -167,6 +169,7 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             "missed_payments": len(missed),
             # The subscription's own card, else the customer's default (what Stripe charges).
             "card": _card_public(cards.get(card_ref) or card_on_file),
+            "card_id": stable_id("card", account_id, card_ref) if card_ref else None,
         }
         total = v.get("installments")
         if total:

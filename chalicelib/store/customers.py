@@ -18,6 +18,7 @@ from chalicelib.store.table import (
     EmailClaimItem,
     EventMarkerItem,
     FactItem,
+    OutboxItem,
     PointerItem,
     ProfileItem,
     SearchItem,
@@ -29,6 +30,7 @@ from chalicelib.store.table import (
 # saves a read per webhook on the steady path.
 _pointer_cache: dict[tuple[str, str, str], str] = {}
 _POINTER_CACHE_MAX = 50_000
+OUTBOX_RETENTION_DAYS = 30
 
 
 @dataclass
@@ -155,8 +157,10 @@ def _profile_item(w: RecordWrite) -> ProfileItem:
     return item
 
 
-def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | None) -> None:
-    """Write one or more records, the event marker and the delivery audit atomically.
+def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | None,
+           outbox: list[dict] | None = None) -> None:
+    """Write one or more records, the event marker, the delivery audit and outbox events
+    atomically.
 
     Raises AlreadyApplied if the marker exists, Conflict on any other lost race.
     """
@@ -206,6 +210,8 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
             ops.append(("delete", FactItem(pk, keys.fact_sk(kind, fact_id)), None))
     if delivery is not None:
         ops.append(("delivery", delivery_item(delivery), None))
+    for event in outbox or []:
+        ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
     if len(ops) > 100:
         raise ValueError(f"a record write of {len(ops)} items exceeds one transaction")
     try:
@@ -233,6 +239,22 @@ def delivery_item(d: dict) -> DeliveryItem:
         received_at=d["received_at"], outcome=d["outcome"], error=d.get("error"),
         customer_id=d.get("customer_id"), ttl=timedelta(seconds=d["retention_seconds"]),
     )
+
+
+def outbox_item(event: dict) -> OutboxItem:
+    """An event for the integrations (Zapier, merchants' webhooks) to send out."""
+    return OutboxItem(
+        keys.outbox_pk(event["account_id"]), f"{event['occurred_at']}#{event['event_id']}",
+        account_id=event["account_id"], event_id=event["event_id"], event_type=event["type"],
+        customer_id=event["customer_id"], occurred_at=event["occurred_at"],
+        data=event.get("data") or {}, ttl=timedelta(days=OUTBOX_RETENTION_DAYS))
+
+
+def list_outbox(account_id: str, limit: int = 100) -> list[dict]:
+    return [{"event_id": i.event_id, "type": i.event_type, "customer_id": i.customer_id,
+             "occurred_at": i.occurred_at, "data": i.data}
+            for i in OutboxItem.query(keys.outbox_pk(account_id), scan_index_forward=False,
+                                      limit=limit)]
 
 
 def save_delivery(d: dict) -> None:

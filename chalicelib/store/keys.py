@@ -65,3 +65,35 @@ def search_index_pk(account_id: str, term: str) -> str:
 
 def search_index_sk(term: str, customer_id: str) -> str:
     return f"{term}#{customer_id}"
+
+
+# --- customer portal (chalicelib/store/portal.py) ---------------------------------------
+
+def login_token(token_hash: str) -> tuple[str, str]:
+    """A magic-link token, by the SHA-256 of the token (never the token itself)."""
+    return f"TOKEN#{token_hash}", "TOKEN"
+
+
+def login_code(account_id: str, email_hash: str) -> tuple[str, str]:
+    """The one-time code of an e-mail's latest sign-in request (one per account and e-mail)."""
+    return f"ACCT#{account_id}#LOGINCODE#{email_hash}", "LOGINCODE"
+
+
+def session(session_hash: str) -> tuple[str, str]:
+    """A portal session, by the SHA-256 of its cookie value."""
+    return f"SESSION#{session_hash}", "SESSION"
+
+
+def rate_counter(scope: str, subject_hash: str, window_start: int) -> tuple[str, str]:
+    """A fixed-window counter: ``scope`` (what is counted), whose, which window."""
+    return f"RATE#{scope}#{subject_hash}", f"W#{window_start}"
+
+
+def app_secret(name: str) -> tuple[str, str]:
+    """A deployment-wide secret generated on first use (e.g. the portal's signing key)."""
+    return "CONFIG#SECRET", name
+
+
+def outbox_pk(account_id: str) -> str:
+    """Events waiting for the integrations, per account, in time order."""
+    return f"ACCT#{account_id}#OUTBOX"

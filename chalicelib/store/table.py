@@ -133,3 +133,49 @@ class DeliveryItem(TableItem, discriminator="Delivery"):
     outcome = UnicodeAttribute()  # applied, duplicate, ignored, deferred, failed
     error = UnicodeAttribute(null=True)
     customer_id = UnicodeAttribute(null=True)
+
+
+# --- customer portal (chalicelib/store/portal.py) ---------------------------------------
+# Each has a DynamoDB TTL (``ttl``) for clean-up and an expiry checked in code
+# (``expires_at``, epoch seconds), because TTL deletion can lag by hours.
+
+class LoginTokenItem(TableItem, discriminator="LoginToken"):
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class LoginCodeItem(TableItem, discriminator="LoginCode"):
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    token_hash = UnicodeAttribute()
+    code_hash = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
+class SessionItem(TableItem, discriminator="Session"):
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    csrf_token = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class RateCounterItem(TableItem, discriminator="RateCounter"):
+    count = NumberAttribute(default=0)
+
+
+class SecretItem(TableItem, discriminator="Secret"):
+    value = UnicodeAttribute()
+
+
+class OutboxItem(TableItem, discriminator="Outbox"):
+    """A product event (``subscription.canceling``, …) kept for the integrations to send."""
+
+    account_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    occurred_at = UnicodeAttribute()
+    data = JSONAttribute(default=dict)

@@ -1,0 +1,19 @@
+"""The gateway for an account's processor."""
+from __future__ import annotations
+
+from chalicelib.errors import AppError
+from chalicelib.processors.gateway import Gateway
+from chalicelib.settings import get_settings
+
+
+class ProcessorNotConfigured(AppError):
+    status = 503
+    code = "processor_not_configured"
+
+
+def gateway_for(account: dict, processor: str = "stripe") -> Gateway:
+    if processor != "stripe" or not account.get("stripe_secret_key"):
+        raise ProcessorNotConfigured("Payments are not set up for this shop yet.")
+    from chalicelib.processors.stripe.gateway import StripeGateway
+
+    return StripeGateway(account["stripe_secret_key"], api_base=get_settings().stripe_api_base)

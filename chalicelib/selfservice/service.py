@@ -1,0 +1,212 @@
+"""What a signed-in customer can do about their billing: cards, paying a failed invoice,
+cancelling a subscription at period end and taking it back.
+
+Plain Python over the record (``records``) and the processor's gateway. Every object a
+customer names (subscription, payment, card) is looked up in *their* record or *their*
+processor customer's cards first; anything else is "not found". Nothing is recorded as
+done unless the processor said so; what it confirmed is recorded at once
+(``records.record_confirmed``), and the webhook that follows carries the same facts.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from chalicelib import ids
+from chalicelib.domain.events import PaymentChanged, Ref, SubscriptionChanged
+from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound
+from chalicelib.processors.gateway import Gateway, PaymentOutcome, SavedCard
+from chalicelib.records import service as records
+
+ACTIVE = {"active", "trialing", "past_due", "canceling", "unpaid", "paused"}
+
+
+def _ref(value: str | None) -> Ref | None:
+    if not value or ":" not in value:
+        return None
+    processor, _, ext = value.partition(":")
+    return Ref(processor, ext)
+
+
+def card_id(account_id: str, payment_method: Ref) -> str:
+    """The id a browser sees for a saved card (never the processor's own id)."""
+    return ids.stable_id("card", account_id, str(payment_method))
+
+
+@dataclass(frozen=True)
+class CardView:
+    id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    expired: bool
+    used_by: tuple[str, ...]  # subscription ids charged to it
+
+
+class SelfService:
+    def __init__(self, account: dict, customer_id: str, gateway: Gateway, now=None):
+        self.account = account
+        self.account_id = account["account_id"]
+        self.customer_id = customer_id
+        self.gateway = gateway
+        self._now = now or (lambda: datetime.now(UTC))
+
+    # --- lookups, always inside this customer's record ------------------------------------
+
+    def record(self) -> dict:
+        record = records.get_record(self.account_id, self.customer_id)
+        if record is None:
+            raise NotFound("no such customer")
+        return record
+
+    def _subscription(self, record: dict, subscription_id: str) -> dict:
+        for sub in record["subscriptions"] + record["payment_plans"]:
+            if sub["id"] == subscription_id:
+                return sub
+        raise NotFound("no such subscription")
+
+    def _processor_customer(self, record: dict, sub: dict | None = None) -> Ref:
+        ref = _ref((sub or {}).get("processor_customer")) or next(
+            (_ref(s["processor_customer"]) for s in record["subscriptions"] + record["payment_plans"]
+             if s.get("processor_customer")), None)
+        if ref is None:
+            raise NotFound("no payment account for this customer")
+        return ref
+
+    def _saved_cards(self, customer: Ref) -> dict[str, SavedCard]:
+        return {card_id(self.account_id, c.payment_method): c
+                for c in self.gateway.list_cards(customer)}
+
+    def _card(self, customer: Ref, chosen_card_id: str) -> SavedCard:
+        card = self._saved_cards(customer).get(chosen_card_id)
+        if card is None:
+            raise NotFound("no such card")
+        return card
+
+    # --- cards -------------------------------------------------------------------------
+
+    def cards(self) -> list[CardView]:
+        record = self.record()
+        customer = self._processor_customer(record)
+        today = (self._now().year, self._now().month)
+        charged_to: dict[str, list[str]] = {}
+        for sub in record["subscriptions"] + record["payment_plans"]:
+            if sub["status"] in ACTIVE and sub.get("card_id"):
+                charged_to.setdefault(sub["card_id"], []).append(sub["id"])
+        out = []
+        for cid, saved in self._saved_cards(customer).items():
+            c = saved.card
+            expired = bool(c.exp_year and c.exp_month and (c.exp_year, c.exp_month) < today)
+            out.append(CardView(cid, c.brand, c.last4, c.exp_month, c.exp_year, expired,
+                                tuple(charged_to.get(cid, ()))))
+        return out
+
+    def start_card_setup(self) -> str:
+        """A client secret for the processor's card form (the card never reaches us)."""
+        return self.gateway.create_card_setup(self._processor_customer(self.record())).client_secret
+
+    def set_card(self, subscription_id: str | None, chosen_card_id: str, for_all: bool) -> None:
+        record = self.record()
+        targets = ([s for s in record["subscriptions"] + record["payment_plans"]
+                    if s["status"] in ACTIVE] if for_all
+                   else [self._subscription(record, subscription_id or "")])
+        if not targets:
+            raise BadRequest("nothing to change")
+        customer = self._processor_customer(record, targets[0])
+        card = self._card(customer, chosen_card_id)
+        events = []
+        for sub in targets:
+            if sub["status"] not in ACTIVE:
+                raise Conflict("this subscription has ended")
+            self.gateway.set_subscription_card(_ref(sub["processor_ref"]), card.payment_method)
+            events.append(SubscriptionChanged(
+                occurred_at=int(time.time()), customer=customer, email=None,
+                subscription=_ref(sub["processor_ref"]), payment_method=card.payment_method))
+        if for_all:
+            self.gateway.set_default_card(customer, card.payment_method)
+        records.record_confirmed(self.account_id, self.customer_id, events)
+
+    def remove_card(self, chosen_card_id: str) -> None:
+        for card in self.cards():
+            if card.id == chosen_card_id:
+                if card.used_by:
+                    raise Conflict("This card pays for an active subscription; choose another "
+                                   "card for it first.", code="card_in_use")
+                customer = self._processor_customer(self.record())
+                self.gateway.detach_card(self._card(customer, chosen_card_id).payment_method)
+                return
+        raise NotFound("no such card")
+
+    # --- paying a failed invoice --------------------------------------------------------
+
+    def pay_now(self, payment_id: str, chosen_card_id: str, attempt: str) -> PaymentOutcome:
+        record = self.record()
+        payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
+        if payment is None:
+            raise NotFound("no such payment")
+        if payment["status"] not in ("failed", "requires_action") or not payment.get("invoice"):
+            raise Conflict("This payment is not waiting to be paid.", code="not_payable")
+        sub = next((s for s in record["subscriptions"] + record["payment_plans"]
+                    if s["processor_ref"] == payment.get("subscription")), None)
+        customer = self._processor_customer(record, sub)
+        card = self._card(customer, chosen_card_id)
+        invoice = _ref(payment["invoice"])
+        # One key per customer's try: a double click pays once, a new try is a new attempt.
+        key = hashlib.sha256(f"{invoice}|{card.payment_method}|{attempt}".encode()).hexdigest()
+        outcome = self.gateway.pay_invoice(invoice, card.payment_method, idempotency_key=key)
+        if outcome.status == "paid":
+            records.record_confirmed(self.account_id, self.customer_id, [PaymentChanged(
+                occurred_at=int(time.time()), customer=customer, email=None, payment=invoice,
+                invoice=invoice, status="succeeded", payment_method=card.payment_method,
+                card=card.card, paid_at=int(time.time()))])
+        return outcome
+
+    # --- cancel at period end, and undo ---------------------------------------------------
+
+    def can_self_cancel(self, sub: dict) -> bool:
+        allowed = (self.account.get("settings") or {}).get("portal", {}).get("self_cancel", True)
+        return bool(allowed) and "installments_total" not in sub and sub["status"] in (
+            "active", "trialing", "past_due")
+
+    def cancel(self, subscription_id: str, reason: str | None) -> None:
+        record = self.record()
+        sub = self._subscription(record, subscription_id)
+        if "installments_total" in sub:
+            raise Forbidden("Payment plans cannot be cancelled here; please contact support.")
+        if not self.can_self_cancel(sub):
+            raise Forbidden("Cancelling is not available for this subscription.")
+        reason = (reason or "").strip()[:500] or None
+        ref = _ref(sub["processor_ref"])
+        self.gateway.cancel_at_period_end(ref, reason)
+        self._confirm_subscription(sub, ref, cancel_at_period_end=True,
+                                   event_type="subscription.canceling", reason=reason)
+
+    def keep(self, subscription_id: str) -> None:
+        record = self.record()
+        sub = self._subscription(record, subscription_id)
+        if sub["status"] != "canceling":
+            raise Conflict("This subscription is not set to end.", code="not_canceling")
+        if "installments_total" in sub or not (self.account.get("settings") or {}).get(
+                "portal", {}).get("self_cancel", True):
+            raise Forbidden("This change is not available here.")
+        ref = _ref(sub["processor_ref"])
+        self.gateway.undo_cancel(ref)
+        self._confirm_subscription(sub, ref, cancel_at_period_end=False,
+                                   event_type="subscription.recovered", reason=None)
+
+    def _confirm_subscription(self, sub: dict, ref: Ref, *, cancel_at_period_end: bool,
+                              event_type: str, reason: str | None) -> None:
+        now = self._now()
+        records.record_confirmed(
+            self.account_id, self.customer_id,
+            [SubscriptionChanged(occurred_at=int(time.time()),
+                                 customer=_ref(sub.get("processor_customer")), email=None,
+                                 subscription=ref, cancel_at_period_end=cancel_at_period_end)],
+            outbox=[{"event_id": ids.new_id("evt"), "type": event_type,
+                     "occurred_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                     "data": {"subscription_id": sub["id"], "reason": reason,
+                              "ends_at": sub.get("current_period_end"),
+                              "source": "customer_portal"}}])
