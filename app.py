@@ -5,11 +5,13 @@ from chalice import Chalice
 
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.observability import metrics
+from chalicelib.portal.routes import bp as portal
 from chalicelib.webhooks.routes import bp as webhooks
 
 app = Chalice(app_name="billing-portal")
 app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
+app.register_blueprint(portal)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -19,9 +19,13 @@ import urllib.request
 
 from devstack import servers
 
-DEFAULT_PORTS = {"app": 8000, "ddb": 8001, "moto": 8002, "stripe": 8420}
+DEFAULT_PORTS = {"app": 8000, "ddb": 8001, "moto": 8002, "stripe": 8420, "mail": 8025}
 DEMO_STRIPE_KEY = "sk_test_demo"
 LOG_DIR = servers.LOG_ROOT / "dev"
+# Customers devstack/seed.py creates (the demo merchant's support address, at the
+# demo-shop.test domain, is a verified SES sender in moto: see servers.provision).
+DEMO_CUSTOMERS = ("grace@example.com", "zoe.lukasiewicz@example.com", "mateo@example.com",
+                  "kenji@example.com", "ada@example.com")
 ENV_FILE = servers.REPO_ROOT / ".devstack" / "dev.env"
 
 
@@ -56,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         servers.apply_env(stack.env)
         _write_env_file(stack.env)
         stack.provision()
+        # Sent mail (sign-in links) on the terminal and on a page: nothing really sends it.
+        from devstack import mailbox
+
+        mailbox_server = mailbox.serve(stack.moto_url, ports["mail"])
+        mailbox_url = f"http://127.0.0.1:{mailbox_server.server_address[1]}/"
+        mailbox.watch(stack.moto_url)
 
         from chalicelib.accounts import service as accounts
 
@@ -81,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 _report_records(app_url, created.api_key)
 
         _print_summary(stack, app_url, created.api_key, webhook_url, webhook_secret,
-                       app_running=not args.no_app)
+                       app_running=not args.no_app, mailbox_url=mailbox_url,
+                       portal_url=f"{app_url}/portal/{created.account['slug']}/")
         while True:
             for server in running:
                 if not server.running():
@@ -140,18 +151,23 @@ def _report_records(app_url: str, api_key: str, wait: float = 20.0) -> None:
 
 
 def _print_summary(stack: servers.Stack, app_url: str, api_key: str, webhook_url: str,
-                   webhook_secret: str, app_running: bool) -> None:
+                   webhook_secret: str, app_running: bool, mailbox_url: str,
+                   portal_url: str) -> None:
     api = f"{app_url}/api/v1/customers"
     app_note = "" if app_running else "   (not started: --no-app)"
     print(f"""
 Billing portal dev stack is up.
   App:              {app_url}{app_note}
+  Customer portal:  {portal_url}
+                    sign in as {", ".join(DEMO_CUSTOMERS)}
+                    (the sign-in mail is printed here and shown in the mailbox)
+  Dev mailbox:      {mailbox_url}
   Merchant API:     {api}
   Demo API key:     {api_key}
   Stripe webhooks:  {webhook_url}
                     (localstripe signs them with {webhook_secret})
   Try:              curl -H 'Authorization: Bearer {api_key}' {api}
-  E-mails sent:     {stack.moto_url}/moto-api/data.json  (under "ses")
+  E-mails sent:     {stack.moto_url}/moto-api/data.json  (under "ses"; also the mailbox)
   DynamoDB Local:   {stack.ddb_url}    moto: {stack.moto_url}
   localstripe:      {stack.stripe_url}    (Stripe key {DEMO_STRIPE_KEY})
   Environment:      source {ENV_FILE.relative_to(servers.REPO_ROOT)}

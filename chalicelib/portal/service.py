@@ -1,0 +1,446 @@
+"""The customer portal's logic: sign-in by magic link or code, sessions, CSRF, rate limits,
+and what a signed-in customer may read. Plain Python: no Chalice, no PynamoDB.
+
+Sign-in
+  A request for a link always answers the same way, in at least
+  ``login_min_response_ms``, whether or not the address has a record; only a known,
+  unblocked customer gets mail. The link carries a 256-bit token; the table keeps only
+  its SHA-256 (``TOKEN#…``) with the customer and an expiry. Opening the link (GET or
+  HEAD) reads nothing but the token item; the POST of the "Continue" form spends it in
+  one transaction that deletes the token (conditional: still there, not expired) and
+  creates the session (conditional: new), so N racing POSTs make exactly one session.
+  The mail also carries a 6-digit code for another device: stored hashed (with the
+  token hash as salt) in a per-e-mail item, each attempt counted by a conditional
+  update before the comparison, dead after ``login_code_attempts``; a right code spends
+  the same token in the same kind of transaction.
+
+Sessions and CSRF
+  The session cookie is 256 random bits; the table keys the session by its SHA-256
+  and holds the account, the customer, a CSRF token and an expiry checked here. Every
+  POST carries a CSRF token compared with ``hmac.compare_digest``: the session's when
+  signed in; before sign-in a signed double-submit token (a random nonce in a cookie,
+  the nonce and its HMAC under a deployment secret in the form).
+
+Rate limits
+  Fixed windows counted in the table (UpdateItem ADD, TTL): link requests per e-mail
+  and per client address, sign-in attempts (link or code) per client address and
+  (code) per e-mail.
+
+Isolation
+  Every read of customer data starts from the session's account and customer: one
+  record (``records.service.get_record``), and ids are looked up inside it only, so
+  another customer's or account's id is simply not found.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from chalicelib import timeutil
+from chalicelib.accounts.service import DEFAULT_SETTINGS
+from chalicelib.errors import BadRequest, Forbidden, Gone, NotFound, RetryLater, TooManyRequests
+from chalicelib.formatting import DEFAULT_LOCALE
+from chalicelib.mail import sign_in as sign_in_mail
+from chalicelib.mail.sender import MailFailed
+from chalicelib.observability import logger
+from chalicelib.receipts import service as receipts
+from chalicelib.records import service as records
+from chalicelib.settings import get_settings
+from chalicelib.store import accounts as account_store
+from chalicelib.store import customers as customer_store
+from chalicelib.store import portal as store
+
+ACCOUNT_CACHE_SECONDS = 60
+_ACCOUNT_CACHE_MAX = 1000
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")  # secrets.token_urlsafe(24)
+ID_RE = re.compile(r"^[a-z]{2,8}_[a-z0-9]{8,64}$")
+COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+CODE_DIGITS = 6
+SECRET_NAME = "portal-signing-key"
+
+
+def now() -> float:
+    """The clock (tests may replace it)."""
+    return time.time()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- the merchant's portal -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Portal:
+    account_id: str
+    slug: str
+    # name, support_email, color, logo_url, company_address: shown on pages, mail, receipts
+    brand: dict
+    locale: str
+
+
+_portal_cache: dict[str, tuple[float, Portal]] = {}
+
+
+def _brand(account: dict) -> dict:
+    branding = {**DEFAULT_SETTINGS["branding"], **((account.get("settings") or {}).get("branding") or {})}
+    color = branding.get("color")
+    logo = branding.get("logo_url")
+    address = branding.get("company_address")
+    color = color if isinstance(color, str) and COLOR_RE.match(color) else \
+        DEFAULT_SETTINGS["branding"]["color"]
+    return {
+        "name": account["name"],
+        "support_email": account["support_email"],
+        "color": color,
+        "on_color": _text_color_on(color),
+        # Only https logos, shown by the customer's browser; the server never fetches them.
+        "logo_url": logo if isinstance(logo, str) and logo.startswith("https://") and
+        len(logo) <= 1000 else None,
+        "company_address": str(address)[:500] if address else None,
+    }
+
+
+def _text_color_on(color: str) -> str:
+    """Black or white, whichever reads better on the brand colour."""
+    value = color.lstrip("#")
+    if len(value) == 3:
+        value = "".join(c * 2 for c in value)
+    r, g, b = (int(value[i:i + 2], 16) for i in (0, 2, 4))
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 160 else "#ffffff"
+
+
+def portal_for_slug(slug: str) -> Portal:
+    """The merchant behind ``/portal/<slug>/``; cached for a minute per container."""
+    if not SLUG_RE.match(slug or ""):
+        raise NotFound("There is no such portal.")
+    hit = _portal_cache.get(slug)
+    if hit and time.monotonic() - hit[0] < ACCOUNT_CACHE_SECONDS:
+        return hit[1]
+    account = account_store.get_by_slug(slug)
+    if account is None:
+        raise NotFound("There is no such portal.")
+    portal_settings = (account.get("settings") or {}).get("portal") or {}
+    locale = portal_settings.get("locale") if isinstance(portal_settings.get("locale"), str) else None
+    portal = Portal(account_id=account["account_id"], slug=slug, brand=_brand(account),
+                    locale=locale or DEFAULT_LOCALE)
+    if len(_portal_cache) >= _ACCOUNT_CACHE_MAX:
+        _portal_cache.clear()
+    _portal_cache[slug] = (time.monotonic(), portal)
+    return portal
+
+
+# --- CSRF before sign-in (signed double submit) ----------------------------------------------
+
+_secret: bytes | None = None
+
+
+def _signing_key() -> bytes:
+    global _secret
+    if _secret is None:
+        _secret = store.get_or_create_secret(SECRET_NAME, secrets.token_urlsafe(48)).encode()
+    return _secret
+
+
+def _mac(portal: Portal, nonce: str) -> str:
+    message = f"csrf\x1f{portal.account_id}\x1f{nonce}".encode()
+    return hmac.new(_signing_key(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class AnonymousCsrf:
+    token: str  # for the form
+    new_cookie: str | None  # a nonce to set as the cookie, if the visitor had none
+
+
+def anonymous_csrf(portal: Portal, cookie_nonce: str | None) -> AnonymousCsrf:
+    nonce = cookie_nonce if cookie_nonce and NONCE_RE.match(cookie_nonce) else None
+    new = None
+    if nonce is None:
+        nonce = new = secrets.token_urlsafe(24)
+    return AnonymousCsrf(token=f"{nonce}.{_mac(portal, nonce)}", new_cookie=new)
+
+
+def check_anonymous_csrf(portal: Portal, cookie_nonce: str | None, form_token: str | None) -> None:
+    nonce, _, mac = (form_token or "").partition(".")
+    ok = bool(cookie_nonce and NONCE_RE.match(nonce) and mac)
+    # Both comparisons always run: no early exit that times differently.
+    same = hmac.compare_digest(nonce.encode(), (cookie_nonce or "").encode())
+    signed = hmac.compare_digest(mac.encode(), _mac(portal, nonce).encode()) if ok else False
+    if not (ok and same and signed):
+        raise Forbidden("This form has expired. Please go back, reload the page and try again.",
+                        code="csrf")
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+def _parse_limit(spec: str) -> tuple[int, int]:
+    count, _, minutes = spec.partition("/")
+    return int(count), int(minutes or 60) * 60
+
+
+def _limit(scope: str, subject: str, spec: str) -> None:
+    limit, window = _parse_limit(spec)
+    t = int(now())
+    start = t - t % window
+    count = store.hit_counter(scope, _sha256(f"{scope}\x1f{subject}"), start, window)
+    if count > limit:
+        minutes = max(1, -(-(start + window - t) // 60))
+        raise TooManyRequests(
+            f"Too many attempts. Please wait {minutes} minute{'s' if minutes != 1 else ''} "
+            "and try again.", retry_after=start + window - t)
+
+
+# --- asking for a link --------------------------------------------------------------------
+
+def normalize_email(value: str | None) -> str:
+    email = records.normalize_email((value or "").strip())
+    if not email or len(email) > 254 or not EMAIL_RE.match(email):
+        raise BadRequest("Enter the e-mail address you used to buy from us.", code="invalid_email")
+    return email
+
+
+def _code_hash(token_hash: str, code: str) -> str:
+    return _sha256(f"code\x1f{token_hash}\x1f{code}")
+
+
+def request_sign_in(portal: Portal, email_input: str | None, client_ip: str, base_url: str) -> str:
+    """Send a sign-in mail if the address has a usable record; always answer the same.
+
+    Returns the normalized address (to prefill the code form). Raises BadRequest for an
+    invalid address, TooManyRequests over a limit, RetryLater when mail cannot be sent.
+    """
+    email = normalize_email(email_input)
+    settings = get_settings()
+    started = time.monotonic()
+    try:
+        _limit("login-request-email", f"{portal.account_id}\x1f{email}",
+               settings.rate_login_requests_per_email)
+        _limit("login-request-ip", client_ip, settings.rate_login_requests_per_ip)
+        _send_link_if_known(portal, email, base_url)
+    finally:
+        # The same answer in about the same time: pad to a floor, so a send (or its
+        # absence) does not show in the response time.
+        rest = settings.login_min_response_ms / 1000 - (time.monotonic() - started)
+        if rest > 0:
+            time.sleep(rest)
+    return email
+
+
+def _send_link_if_known(portal: Portal, email: str, base_url: str) -> None:
+    settings = get_settings()
+    customer_id = customer_store.find_by_email(portal.account_id, email)
+    customer = store.customer_for_sign_in(customer_id) if customer_id else None
+    if customer is None or customer.account_id != portal.account_id or customer.blocked \
+            or customer.merged_into:
+        return
+    token = secrets.token_urlsafe(32)
+    token_hash = _sha256(token)
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    email_hash = _sha256(email)
+    expires_at = int(now()) + settings.login_token_minutes * 60
+    store.put_login(token_hash, portal.account_id, customer.customer_id, expires_at, email_hash,
+                    _code_hash(token_hash, code))
+    link = f"{base_url}/portal/{portal.slug}/link?token={token}"
+    try:
+        sign_in_mail.send_sign_in(brand=portal.brand, to=email, link=link, code=code,
+                                  minutes=settings.login_token_minutes)
+    except MailFailed:
+        try:
+            store.delete_login(token_hash, portal.account_id, email_hash)
+        except Exception:  # noqa: BLE001 - the token was never sent; its TTL removes it anyway
+            logger.exception("could not delete an unsent sign-in token")
+        raise RetryLater("We could not send the e-mail right now. Please try again in a few "
+                         "minutes.", code="mail_unavailable") from None
+    logger.info("sign-in link sent", extra={"account_id": portal.account_id,
+                                            "customer_id": customer.customer_id})
+
+
+# --- using a link or a code ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NewSession:
+    cookie_value: str
+    max_age: int
+
+
+LINK_GONE = "This sign-in link has expired or has already been used. Ask for a new one below."
+
+
+def link_usable(portal: Portal, token: str | None) -> bool:
+    """Whether the link still works; reads only (a GET or HEAD must never spend it)."""
+    if not token or not TOKEN_RE.match(token):
+        return False
+    grant = store.get_token(_sha256(token))
+    return grant is not None and grant.account_id == portal.account_id and grant.expires_at > now()
+
+
+def redeem_link(portal: Portal, token: str | None, client_ip: str) -> NewSession:
+    _limit("login-attempt-ip", client_ip, get_settings().rate_login_attempts_per_ip)
+    if not token or not TOKEN_RE.match(token):
+        raise Gone(LINK_GONE)
+    token_hash = _sha256(token)
+    grant = store.get_token(token_hash)
+    if grant is None or grant.account_id != portal.account_id or grant.expires_at <= now():
+        raise Gone(LINK_GONE)
+    return _start_session(portal, grant.customer_id, token_hash)
+
+
+class WrongCode(BadRequest):
+    code = "wrong_code"
+
+
+def redeem_code(portal: Portal, email_input: str | None, code_input: str | None,
+                client_ip: str) -> NewSession:
+    settings = get_settings()
+    email = normalize_email(email_input)
+    _limit("login-attempt-email", f"{portal.account_id}\x1f{email}",
+           settings.rate_login_attempts_per_email)
+    _limit("login-attempt-ip", client_ip, settings.rate_login_attempts_per_ip)
+    code = re.sub(r"[\s-]", "", code_input or "")
+    email_hash = _sha256(email)
+    try:
+        attempt = store.count_code_attempt(portal.account_id, email_hash, int(now()),
+                                           settings.login_code_attempts)
+    except store.NotUsable:
+        raise Gone("This code has expired, was used, or was entered wrongly too many times. "
+                   "Ask for a new one below.", code="code_gone") from None
+    expected = attempt.code_hash
+    given = _code_hash(attempt.token_hash, code if re.fullmatch(r"\d{6}", code) else "-")
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        left = settings.login_code_attempts - attempt.attempts
+        if left <= 0:
+            raise Gone("That code is not right, and it cannot be tried again. Ask for a new "
+                       "one below.", code="code_gone")
+        raise WrongCode(f"That code is not right. You can try {left} more "
+                        f"time{'s' if left != 1 else ''}.")
+    return _start_session(portal, attempt.customer_id, attempt.token_hash,
+                          code_of=(portal.account_id, email_hash))
+
+
+def _start_session(portal: Portal, customer_id: str, token_hash: str,
+                   code_of: tuple[str, str] | None = None) -> NewSession:
+    settings = get_settings()
+    value = secrets.token_urlsafe(32)
+    issued = int(now())
+    max_age = settings.session_hours * 3600
+    new = store.NewSession(session_hash=_sha256(value), account_id=portal.account_id,
+                           customer_id=customer_id, csrf_token=secrets.token_urlsafe(32),
+                           created_at=timeutil.now_iso(), expires_at=issued + max_age)
+    for attempt in range(4):
+        try:
+            store.spend_token(token_hash, issued, new, code_of)
+            break
+        except store.NotUsable:
+            raise Gone(LINK_GONE) from None
+        except store.Contended:
+            # Another request is spending the same token right now: look again; if it
+            # won, the token is gone and the condition refuses this one.
+            time.sleep(random.uniform(0.005, 0.02 * (attempt + 1)))
+    else:
+        raise RetryLater("Please try again.")
+    logger.info("portal sign-in", extra={"account_id": portal.account_id,
+                                         "customer_id": customer_id,
+                                         "by": "code" if code_of else "link"})
+    return NewSession(cookie_value=value, max_age=max_age)
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignedIn:
+    portal: Portal
+    customer_id: str
+    csrf_token: str
+    session_hash: str
+
+
+def signed_in(portal: Portal, cookie_value: str | None) -> SignedIn | None:
+    """The live session behind the cookie, for this portal's account; one GetItem."""
+    if not cookie_value or not TOKEN_RE.match(cookie_value):
+        return None
+    session_hash = _sha256(cookie_value)
+    session = store.get_session(session_hash)
+    if session is None or session.expires_at <= now() or session.account_id != portal.account_id:
+        return None
+    return SignedIn(portal, session.customer_id, session.csrf_token, session_hash)
+
+
+def check_session_csrf(who: SignedIn, form_token: str | None) -> None:
+    if not hmac.compare_digest(who.csrf_token.encode(), (form_token or "").encode()):
+        raise Forbidden("This form has expired. Please go back, reload the page and try again.",
+                        code="csrf")
+
+
+def sign_out(who: SignedIn) -> None:
+    store.delete_session(who.session_hash)
+
+
+# --- what a signed-in customer reads -----------------------------------------------------
+
+def _record(who: SignedIn) -> dict:
+    record = records.get_record(who.portal.account_id, who.customer_id)
+    if record is None:
+        raise NotFound("Your customer record is not available.")
+    return record
+
+
+def overview(who: SignedIn) -> dict:
+    """The customer's record (one Query) and what needs attention."""
+    record = _record(who)
+    failing = [s for s in record["subscriptions"] + record["payment_plans"]
+               if s.get("missed_payments")]
+    return {"record": record, "failing": failing,
+            "show_failed_alert": bool(record["stats"].get("missed_payments"))}
+
+
+def _find(items: list[dict], item_id: str) -> dict:
+    if not ID_RE.match(item_id or ""):
+        raise NotFound("Not found.")
+    for item in items:
+        if item["id"] == item_id:
+            return item
+    raise NotFound("Not found.")
+
+
+def order(who: SignedIn, order_id: str) -> dict:
+    record = _record(who)
+    found = _find(record["orders"], order_id)
+    payments = [p for p in record["payments"] if p["id"] in set(found.get("payment_ids") or [])]
+    subscription = None
+    if found.get("subscription_id"):
+        subscription = next((s for s in record["subscriptions"] + record["payment_plans"]
+                             if s["id"] == found["subscription_id"]), None)
+    return {"record": record, "order": found, "payments": payments, "subscription": subscription}
+
+
+def subscription(who: SignedIn, subscription_id: str) -> dict:
+    record = _record(who)
+    plans = record["payment_plans"]
+    found = _find(record["subscriptions"] + plans, subscription_id)
+    payments = [p for p in record["payments"] if found.get("processor_ref") and
+                p.get("subscription") == found["processor_ref"]]
+    return {"record": record, "subscription": found, "is_plan": found in plans,
+            "payments": payments}
+
+
+def receipt(who: SignedIn, payment_id: str) -> dict:
+    """The receipt document of one of the customer's successful payments."""
+    if not ID_RE.match(payment_id or ""):
+        raise NotFound("Not found.")
+    record = _record(who)
+    payment = receipts.receipt_payment(record, payment_id)
+    return receipts.document(who.portal.brand, record, payment, who.portal.locale)
+
+
+def receipt_pdf_url(who: SignedIn, payment_id: str) -> str:
+    doc = receipt(who, payment_id)
+    return receipts.pdf_download_url(doc, who.portal.account_id, who.customer_id)

@@ -1,0 +1,214 @@
+"""HTTP glue for the portal's routes: cookies, forms, base URL, pages, security headers,
+and AppError rendered as an HTML page (one place).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+from chalice import Response
+
+from chalicelib import templating
+from chalicelib.errors import AppError, BadRequest, NotFound, TooManyRequests
+from chalicelib.observability import logger
+from chalicelib.portal import service
+from chalicelib.settings import get_settings
+
+SESSION_COOKIE = "bp_session"
+CSRF_COOKIE = "bp_csrf"
+CSRF_COOKIE_MAX_AGE = 2 * 3600
+MAX_FORM_BYTES = 8 * 1024
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def base_url(request) -> str:
+    """The public URL of the app (scheme, host, any path prefix), without a trailing slash.
+
+    PUBLIC_BASE_URL when set; otherwise API Gateway's own domain and stage.
+    """
+    settings = get_settings()
+    if settings.public_base_url_configured:
+        return settings.public_base_url
+    context = request.context or {}
+    domain = context.get("domainName")
+    if domain:
+        stage = context.get("stage")
+        prefix = f"/{stage}" if stage and domain.endswith(".amazonaws.com") else ""
+        return f"https://{domain}{prefix}"
+    return settings.public_base_url
+
+
+def secure_cookies(base: str) -> bool:
+    """Cookies are Secure unless the app is served over plain HTTP on a loopback host."""
+    parts = urlsplit(base)
+    return not (parts.scheme == "http" and (parts.hostname or "") in LOOPBACK)
+
+
+def parse_cookies(header: str | None) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for part in (header or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip().strip('"')
+    return cookies
+
+
+def cookie(name: str, value: str, *, path: str, secure: bool, max_age: int) -> str:
+    parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly",
+             "SameSite=Lax"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+@dataclass
+class Visit:
+    """One request to ``/portal/<slug>/…``: what the routes need from it."""
+
+    request: object
+    slug: str
+    _portal: service.Portal | None = None
+    cookies_out: list[str] = field(default_factory=list)
+    nonce: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+    def __post_init__(self):
+        self.base = base_url(self.request)
+        self.secure = secure_cookies(self.base)
+        self.root = f"{urlsplit(self.base).path.rstrip('/')}/portal/{self.slug}"
+        self.cookies = parse_cookies((self.request.headers or {}).get("cookie"))
+
+    @property
+    def portal(self) -> service.Portal:
+        if self._portal is None:
+            self._portal = service.portal_for_slug(self.slug)
+        return self._portal
+
+    @property
+    def client_ip(self) -> str:
+        # API Gateway's view of the caller; headers such as X-Forwarded-For are not trusted.
+        return ((self.request.context or {}).get("identity") or {}).get("sourceIp") or "unknown"
+
+    def form(self) -> dict[str, str]:
+        body = self.request.raw_body or b""
+        if len(body) > MAX_FORM_BYTES:
+            raise BadRequest("The form is too large.")
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True,
+                              max_num_fields=20)
+        except ValueError:
+            raise BadRequest("The form has too many fields.") from None
+        return {k: v[0] for k, v in fields.items()}
+
+    def query(self, name: str) -> str | None:
+        return (self.request.query_params or {}).get(name)
+
+    def set_cookie(self, name: str, value: str, max_age: int) -> None:
+        self.cookies_out.append(cookie(name, value, path=self.root, secure=self.secure,
+                                       max_age=max_age))
+
+    def clear_cookie(self, name: str) -> None:
+        self.set_cookie(name, "", 0)
+
+    # --- who is visiting ----------------------------------------------------------------
+
+    def signed_in(self) -> service.SignedIn | None:
+        return service.signed_in(self.portal, self.cookies.get(SESSION_COOKIE))
+
+    def anonymous_csrf(self) -> str:
+        csrf = service.anonymous_csrf(self.portal, self.cookies.get(CSRF_COOKIE))
+        if csrf.new_cookie:
+            self.set_cookie(CSRF_COOKIE, csrf.new_cookie, CSRF_COOKIE_MAX_AGE)
+            self.cookies[CSRF_COOKIE] = csrf.new_cookie
+        return csrf.token
+
+    def check_anonymous_csrf(self, form: dict) -> None:
+        service.check_anonymous_csrf(self.portal, self.cookies.get(CSRF_COOKIE), form.get("csrf"))
+
+    # --- answers ------------------------------------------------------------------------
+
+    def headers(self, content_type: str | None = "text/html; charset=utf-8",
+                logo_origin: str | None = None) -> dict:
+        img = "'self'" + (f" {logo_origin}" if logo_origin else "")
+        headers = {
+            "Content-Security-Policy": (
+                f"default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{self.nonce}'; "
+                f"img-src {img}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                "frame-ancestors 'none'"),
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Cache-Control": "no-store",
+        }
+        if content_type:
+            headers["Content-Type"] = content_type
+        if self.cookies_out:
+            headers["Set-Cookie"] = list(self.cookies_out)
+        return headers
+
+    def page(self, template: str, status: int = 200, head: bool = False, **context) -> Response:
+        portal = self._portal
+        brand = portal.brand if portal else None
+        logo_origin = None
+        if brand and brand.get("logo_url"):
+            parts = urlsplit(brand["logo_url"])
+            logo_origin = f"{parts.scheme}://{parts.netloc}"
+        body = "" if head else templating.render(
+            f"portal/{template}", brand=brand, root=self.root, nonce=self.nonce, **context)
+        return Response(body=body, status_code=status,
+                        headers=self.headers(logo_origin=logo_origin))
+
+    def redirect(self, location: str, status: int = 303) -> Response:
+        headers = self.headers(content_type="text/plain; charset=utf-8")
+        headers["Location"] = location
+        return Response(body="", status_code=status, headers=headers)
+
+    def error(self, exc: AppError) -> Response:
+        if self._portal is None:
+            with contextlib.suppress(AppError):
+                self.portal  # noqa: B018 - brand the error page when the slug is known
+        response = self.page("error.html", status=exc.status, error=exc,
+                             title=_ERROR_TITLES.get(exc.status, "Something went wrong"))
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(max(1, exc.retry_after))
+        return response
+
+
+_ERROR_TITLES = {
+    400: "Please check the form",
+    403: "This form has expired",
+    404: "Not found",
+    410: "This link no longer works",
+    429: "Please wait a moment",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+
+
+def portal_view(blueprint):
+    """Decorate a portal view ``view(visit, **path_params)``: AppError → branded HTML page,
+    anything else → a plain 500 page (logged, no detail to the client)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(slug: str, **kwargs):
+            if not service.SLUG_RE.match(slug or ""):
+                # Never echo an invalid slug into a path, a cookie or a Location header.
+                visit = Visit(blueprint.current_request, "-")
+                return visit.error(NotFound("There is no such portal."))
+            visit = Visit(blueprint.current_request, slug)
+            try:
+                return view(visit, **kwargs)
+            except AppError as exc:
+                return visit.error(exc)
+            except Exception:  # noqa: BLE001 - logged; the client gets a page without detail
+                logger.exception("portal request failed")
+                return visit.error(AppError("Something went wrong on our side. Please try "
+                                            "again in a few minutes.", code="internal_error",
+                                            status=500))
+
+        return wrapper
+
+    return decorate
