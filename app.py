@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalice import Chalice
 
 from chalicelib.merchant_api.routes import bp as merchant_api
-from chalicelib.observability import metrics
+from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
 from chalicelib.webhooks.routes import bp as webhooks
 
@@ -23,6 +23,9 @@ SECURITY_HEADERS = {
 
 @app.middleware("http")
 def headers_and_metrics(event, get_response):
+    # A warm container serves many requests: log keys of the last one must not leak into this.
+    logger.remove_keys(["account_id", "event_type"])
+    logger.set_correlation_id(None)
     try:
         response = get_response(event)
     finally:
