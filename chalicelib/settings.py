@@ -18,7 +18,8 @@ class Settings:
     region: str
     # Where merchants' webhook URLs point; used only to print them (admin CLI, make dev).
     public_base_url: str
-    # Stripe API base; empty means Stripe itself. make dev and the tests point it at localstripe.
+    # Stripe API base; empty means Stripe itself. make dev and the tests point it at
+    # devstack's proxy in front of localstripe.
     stripe_api_base: str
     # Stripe's default tolerance for the signature timestamp, in seconds.
     webhook_tolerance_seconds: int
@@ -44,6 +45,9 @@ class Settings:
     login_min_response_ms: int = 400
     # Presigned receipt download URLs live this long.
     receipt_url_seconds: int = 300
+    # Stripe.js, loaded by the portal's card pages only (its origin is added to their
+    # Content-Security-Policy). make dev and the tests use localstripe's stand-in.
+    stripe_js_url: str = "https://js.stripe.com/v3/"
 
 
 @lru_cache(maxsize=1)
@@ -67,4 +71,5 @@ def get_settings() -> Settings:
         rate_login_attempts_per_ip=env.get("RATE_LOGIN_ATTEMPTS_PER_IP", "60/15"),
         login_min_response_ms=int(env.get("LOGIN_MIN_RESPONSE_MS", "400")),
         receipt_url_seconds=int(env.get("RECEIPT_URL_SECONDS", "300")),
+        stripe_js_url=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
     )

@@ -1,9 +1,11 @@
 """`make dev`: the whole app on this machine, with demo data.
 
-Starts DynamoDB Local, moto and localstripe, provisions them, creates the demo
-merchant account, points localstripe's webhooks at the app, runs the app under
-`chalice local`, seeds localstripe (whose signed webhooks then fill the app's
-records), prints where everything is, and stops it all on Ctrl-C.
+Starts DynamoDB Local, moto and localstripe (with devstack's proxy in front of it,
+which the app's STRIPE_API_BASE and the portal's Stripe.js stand-in point at),
+provisions them, creates the demo merchant account (with a test publishable key, so
+its customers can add cards in the portal), points localstripe's webhooks at the app,
+runs the app under `chalice local`, seeds localstripe (whose signed webhooks then fill
+the app's records), prints where everything is, and stops it all on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import urllib.request
 
 from devstack import servers
 
-DEFAULT_PORTS = {"app": 8000, "ddb": 8001, "moto": 8002, "stripe": 8420, "mail": 8025}
+DEFAULT_PORTS = {"app": 8000, "ddb": 8001, "moto": 8002, "stripe": 8420, "shim": 8421,
+                 "mail": 8025}
 DEMO_STRIPE_KEY = "sk_test_demo"
+DEMO_PUBLISHABLE_KEY = "pk_test_demo"  # localstripe's Stripe.js stand-in takes any pk_test_…
 LOG_DIR = servers.LOG_ROOT / "dev"
 # Customers devstack/seed.py creates (the demo merchant's support address, at the
 # demo-shop.test domain, is a verified SES sender in moto: see servers.provision).
@@ -53,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print("Starting DynamoDB Local, moto and localstripe …", flush=True)
         stack = servers.start_stack(ddb_port=ports["ddb"], moto_port=ports["moto"],
-                                    stripe_port=ports["stripe"], app_url=app_url,
-                                    log_dir=LOG_DIR)
+                                    stripe_port=ports["stripe"], shim_port=ports["shim"],
+                                    app_url=app_url, log_dir=LOG_DIR)
         running += stack.servers
         # Before any chalicelib import: its settings are read once per process.
         servers.apply_env(stack.env)
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         created = accounts.create_account(
             name="Demo Shop", support_email="support@demo-shop.test",
             stripe_secret_key=DEMO_STRIPE_KEY, stripe_webhook_secrets=[webhook_secret],
-            slug="demo-shop")
+            stripe_publishable_key=DEMO_PUBLISHABLE_KEY, slug="demo-shop")
         account_id = created.account["account_id"]
         webhook_url = accounts.webhook_url(app_url, account_id)
         stack.register_stripe_webhook(webhook_url, webhook_secret, webhook_id="demo")
@@ -170,6 +174,10 @@ Billing portal dev stack is up.
   E-mails sent:     {stack.moto_url}/moto-api/data.json  (under "ses"; also the mailbox)
   DynamoDB Local:   {stack.ddb_url}    moto: {stack.moto_url}
   localstripe:      {stack.stripe_url}    (Stripe key {DEMO_STRIPE_KEY})
+  Stripe for app:   {stack.stripe_api_url}    (devstack/stripe_shim.py in front of localstripe;
+                    Stripe.js stand-in at {stack.stripe_api_url}/js.stripe.com/v3/,
+                    publishable key {DEMO_PUBLISHABLE_KEY}; test cards 4242424242424242,
+                    4000000000000341 declines charges, 4000000000000002 declines at once)
   Environment:      source {ENV_FILE.relative_to(servers.REPO_ROOT)}
   Logs:             {LOG_DIR.relative_to(servers.REPO_ROOT)}/
 Ctrl-C stops everything.""", flush=True)

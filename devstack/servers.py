@@ -1,5 +1,6 @@
 """Start and stop the local stand-ins: DynamoDB Local, moto (S3, SES, EventBridge,
-Scheduler), localstripe, and the Chalice app itself.
+Scheduler), localstripe with devstack's proxy in front of it (stripe_shim), and the
+Chalice app itself.
 
 Each server is a subprocess in a process group of its own, on a loopback port,
 logging to a file. Its own group means a Ctrl-C in the terminal reaches only the
@@ -323,6 +324,20 @@ def start_localstripe(port: int | None = None, *, log_dir: Path = LOG_ROOT,
     return server
 
 
+def start_stripe_shim(upstream: str, port: int | None = None, *, log_dir: Path = LOG_ROOT,
+                      wait: bool = True) -> Server:
+    """devstack's proxy in front of localstripe (``upstream``): see devstack/stripe_shim.py.
+    The app's ``STRIPE_API_BASE`` and the browser's Stripe.js stand-in point at it."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "devstack.stripe_shim", "--port", str(port),
+           "--upstream", upstream]
+    # Its own answer, not localstripe's: ready once it listens, whatever upstream does.
+    server = launch("stripe-shim", cmd, port, cwd=REPO_ROOT, log_dir=log_dir)
+    if wait:
+        server.wait_until_ready()
+    return server
+
+
 def start_chalice(port: int | None = None, *, env: dict[str, str], log_dir: Path = LOG_ROOT,
                   project_dir: Path = REPO_ROOT, timeout: float = 60.0) -> Server:
     """The app over real HTTP. Without --no-autoreload a child process keeps the port."""
@@ -352,8 +367,14 @@ def chalice_stage_env(stage: str = "dev", project_dir: Path = REPO_ROOT) -> dict
 
 def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
                 app_url: str | None = None, table_name: str | None = None,
-                receipts_bucket: str | None = None) -> dict[str, str]:
-    """The variables that point boto3, PynamoDB and the Stripe client at the stand-ins."""
+                receipts_bucket: str | None = None,
+                stripe_api_base: str | None = None) -> dict[str, str]:
+    """The variables that point boto3, PynamoDB and the Stripe client at the stand-ins.
+
+    ``stripe_api_base`` is where the app's Stripe calls and the browser's Stripe.js
+    stand-in go: devstack's proxy in front of localstripe (``stripe_url``) when given.
+    """
+    stripe_api_base = stripe_api_base or stripe_url
     stage = chalice_stage_env()
     # Loopback must never go through an HTTP proxy someone has configured.
     hosts = [h for h in os.environ.get("NO_PROXY", "").split(",") if h]
@@ -373,7 +394,9 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
         "TABLE_NAME": table_name or stage.get("TABLE_NAME", "billing-portal-dev"),
         "RECEIPTS_BUCKET": receipts_bucket or stage.get("RECEIPTS_BUCKET",
                                                         "billing-portal-dev-receipts"),
-        "STRIPE_API_BASE": stripe_url,
+        "STRIPE_API_BASE": stripe_api_base,
+        # localstripe's Stripe.js stand-in (real Stripe.js in production).
+        "STRIPE_JS_URL": f"{stripe_api_base}/js.stripe.com/v3/",
         "NO_PROXY": no_proxy,
         "no_proxy": no_proxy,
     }
@@ -436,13 +459,18 @@ def verify_senders(identities: str | Iterable[str]) -> None:
 
 @dataclass(eq=False)
 class Stack:
-    """The three stand-ins, running; ``env`` points clients at them."""
+    """The stand-ins, running; ``env`` points clients at them.
+
+    ``stripe_url`` is localstripe itself (tests and the seed create objects there, and it
+    sends the webhooks); the app talks to Stripe through ``shim`` (``stripe_api_url``).
+    """
 
     ddb: Server
     moto: Server
     stripe: Server
     env: dict[str, str]
     sender_identities: list[str] = field(default_factory=lambda: list(DEFAULT_SENDER_IDENTITIES))
+    shim: Server | None = None
 
     @property
     def ddb_url(self) -> str:
@@ -457,8 +485,13 @@ class Stack:
         return self.stripe.url
 
     @property
+    def stripe_api_url(self) -> str:
+        """What the app's STRIPE_API_BASE points at: the proxy in front of localstripe."""
+        return self.shim.url if self.shim else self.stripe.url
+
+    @property
     def servers(self) -> list[Server]:
-        return [self.ddb, self.moto, self.stripe]
+        return [self.ddb, self.moto, self.stripe] + ([self.shim] if self.shim else [])
 
     def provision(self) -> None:
         provision(self.sender_identities)
@@ -531,21 +564,25 @@ def sent_emails(moto_url: str) -> list[dict]:
 
 def start_stack(*, ddb_port: int | None = None, moto_port: int | None = None,
                 stripe_port: int | None = None, app_url: str | None = None,
-                log_dir: Path = LOG_ROOT, ddb_path: Path | None = None) -> Stack:
-    """Start the three stand-ins side by side (Java's ~3 s start dominates), then wait."""
+                log_dir: Path = LOG_ROOT, ddb_path: Path | None = None,
+                shim_port: int | None = None) -> Stack:
+    """Start the stand-ins side by side (Java's ~3 s start dominates), then wait."""
     servers: list[Server] = []
     try:
         servers.append(start_dynamodb_local(ddb_port, log_dir=log_dir, db_path=ddb_path,
                                             wait=False))
         servers.append(start_moto(moto_port, log_dir=log_dir, wait=False))
-        servers.append(start_localstripe(stripe_port, log_dir=log_dir, wait=False))
+        stripe = start_localstripe(stripe_port, log_dir=log_dir, wait=False)
+        servers.append(stripe)
+        servers.append(start_stripe_shim(f"http://127.0.0.1:{stripe.port}", shim_port,
+                                         log_dir=log_dir, wait=False))
         for server in servers:
             server.wait_until_ready()
     except BaseException:
         for server in reversed(servers):
             server.stop()
         raise
-    ddb, moto, stripe = servers
+    ddb, moto, stripe, shim = servers
     env = service_env(ddb_url=ddb.url, moto_url=moto.url, stripe_url=stripe.url,
-                      app_url=app_url)
-    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env)
+                      app_url=app_url, stripe_api_base=shim.url)
+    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env, shim=shim)

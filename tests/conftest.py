@@ -16,6 +16,8 @@ Fixtures for tests:
   moto_reset     callable: forget moto's state, recreate the bucket and senders
   sent_emails    callable: the mail moto's SES accepted (list of dicts)
   stripe_client  a stripe.StripeClient pointed at localstripe
+  stripe_shim    base URL of devstack's proxy in front of localstripe (the app's
+                 STRIPE_API_BASE, and where its Stripe.js stand-in is served)
   app_server     base URL of the Chalice app under `chalice local` (started lazily)
 Tests marked ``@pytest.mark.soak`` run only when selected: ``make soak``.
 """
@@ -38,15 +40,18 @@ from devstack import servers  # noqa: E402
 # same time in this checkout, each get their own ports and log folder.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 LOG_DIR = servers.session_log_dir(f"test-{WORKER}")
-DDB_PORT, MOTO_PORT, STRIPE_PORT, APP_PORT = servers.free_ports(4)
+DDB_PORT, MOTO_PORT, STRIPE_PORT, SHIM_PORT, APP_PORT = servers.free_ports(5)
 APP_URL = f"http://127.0.0.1:{APP_PORT}"
 STRIPE_TEST_KEY = "sk_test_devstack"
 
+# The app reaches localstripe through devstack's proxy (STRIPE_API_BASE, STRIPE_JS_URL),
+# as under make dev; tests create Stripe objects at localstripe itself (stripe_client).
 servers.apply_env(servers.service_env(
     ddb_url=f"http://127.0.0.1:{DDB_PORT}",
     moto_url=f"http://127.0.0.1:{MOTO_PORT}",
     stripe_url=f"http://127.0.0.1:{STRIPE_PORT}",
     app_url=APP_URL,
+    stripe_api_base=f"http://127.0.0.1:{SHIM_PORT}",
 ))
 
 
@@ -72,7 +77,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def stack() -> Iterator[servers.Stack]:
     """The three stand-ins, provisioned (table, receipts bucket, SES senders)."""
     running = servers.start_stack(ddb_port=DDB_PORT, moto_port=MOTO_PORT,
-                                  stripe_port=STRIPE_PORT, app_url=APP_URL, log_dir=LOG_DIR)
+                                  stripe_port=STRIPE_PORT, shim_port=SHIM_PORT,
+                                  app_url=APP_URL, log_dir=LOG_DIR)
     try:
         # Same values as set at import (same ports), applied again in case a test
         # module changed one on purpose and forgot to restore it.
@@ -141,13 +147,7 @@ def app_server(stack: servers.Stack) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stripe_shim(stack: servers.Stack) -> Iterator[str]:
-    """devstack's proxy in front of localstripe (fills two of its gaps); its base URL."""
-    port = servers.free_port()
-    shim = servers.start_process(
-        "stripe-shim", [sys.executable, "-m", "devstack.stripe_shim", "--port", str(port),
-                        "--upstream", stack.stripe_url], port, log_dir=LOG_DIR)
-    try:
-        yield shim.url
-    finally:
-        shim.stop()
+def stripe_shim(stack: servers.Stack) -> str:
+    """devstack's proxy in front of localstripe (fills its gaps); its base URL. Part of
+    the stack: the app's STRIPE_API_BASE points at it."""
+    return stack.stripe_api_url

@@ -161,3 +161,186 @@ def latest_link_and_code(sent_emails, address: str, wait: float = 5.0) -> tuple[
         time.sleep(0.1)
     assert mails, f"no mail to {address}"
     return link_and_code(mails[-1])
+
+
+# --- a shop on localstripe (self-service: cards, paying, cancelling) ---------------------------
+
+TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
+PUBLISHABLE_KEY = "pk_test_portal"
+CARD_OK = "4242424242424242"
+CARD_OTHER = "5555555555554444"  # localstripe calls every card a Visa
+CARD_DECLINES = "4000000000000341"  # attaches, then every charge on it fails
+
+
+@dataclass
+class StripeShop:
+    """A merchant whose localstripe webhooks reach the app, and one customer of theirs at
+    localstripe: a card, a monthly "Coffee" subscription and a "Photography course"
+    payment plan of 3 instalments, both recorded by the app."""
+
+    shop: Shop
+    client: object  # stripe.StripeClient on localstripe
+    email: str
+    name: str
+    customer: str  # cus_…
+    first_card: str  # pm_…
+    subscription: str  # sub_… (Coffee)
+    plan_subscription: str  # sub_… (the payment plan)
+
+    @property
+    def root(self) -> str:
+        return self.shop.root
+
+    @property
+    def account_id(self) -> str:
+        return self.shop.merchant.account_id
+
+    def customer_id(self) -> str:
+        from chalicelib.records.service import normalize_email
+        from chalicelib.store.customers import find_by_email
+
+        return find_by_email(self.account_id, normalize_email(self.email))
+
+    def record(self) -> dict:
+        from chalicelib.records.service import get_record
+
+        return get_record(self.account_id, self.customer_id())
+
+    def sub(self, stripe_id: str) -> dict:
+        record = self.record()
+        return next(s for s in record["subscriptions"] + record["payment_plans"]
+                    if s["processor_ref"] == f"stripe:{stripe_id}")
+
+    def card_id(self, payment_method: str) -> str:
+        from chalicelib.domain.events import Ref
+        from chalicelib.selfservice.service import card_id
+
+        return card_id(self.account_id, Ref("stripe", payment_method))
+
+    def add_card(self, number: str, exp_year: int = 2034, exp_month: int = 12) -> str:
+        """A card attached at localstripe (as Stripe.js would through a SetupIntent)."""
+        pm = self.client.v1.payment_methods.create(params={
+            "type": "card", "card": {"number": number, "exp_month": exp_month,
+                                     "exp_year": exp_year, "cvc": "123"}})
+        self.client.v1.payment_methods.attach(pm.id, params={"customer": self.customer})
+        return pm.id
+
+
+def wait_for(fetch, predicate, timeout: float = 20.0, what: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = fetch()
+        if predicate(value):
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not reached; last: {value}")
+
+
+def make_stripe_shop(app_client, stack, app_server: str, stripe_client, *,
+                     self_cancel: bool = True,
+                     name: str = "Zoë Łukasiewicz",
+                     publishable_key: str | None = PUBLISHABLE_KEY) -> StripeShop:
+    from chalicelib.accounts.service import create_account
+
+    stack.verify_sender(SENDER_DOMAIN)
+    secret = f"whsec_{secrets.token_hex(12)}"
+    created = create_account(
+        name=f"Shop {secrets.token_hex(4)}", support_email="support@shop.test",
+        stripe_secret_key="sk_test_portal", stripe_webhook_secrets=[secret],
+        stripe_publishable_key=publishable_key,
+        settings={"branding": {"color": "#0a7d5a", "company_address": "ul. Długa 1, Kraków",
+                               "logo_url": None},
+                  "portal": {"self_cancel": self_cancel}})
+    account = created.account
+    merchant = Merchant(app_client, account["account_id"], created.api_key, [secret])
+    shop = Shop(merchant, account["slug"], account["name"])
+    stack.register_stripe_webhook(f"{app_server}/webhooks/stripe/{account['account_id']}",
+                                  secret, webhook_id=f"portal-{account['account_id']}")
+    return stripe_customer(shop, stripe_client, name)
+
+
+def stripe_customer(shop: Shop, stripe_client, name: str) -> StripeShop:
+    """A customer of ``shop`` at localstripe with a card, Coffee and the course, recorded."""
+    email = f"zoe-{secrets.token_hex(4)}@example.com"
+    customer = stripe_client.v1.customers.create(params={"email": email, "name": name})
+    out = StripeShop(shop, stripe_client, email, name, customer.id, "", "", "")
+    out.first_card = out.add_card(CARD_OK)
+    stripe_client.v1.customers.update(customer.id, params={
+        "invoice_settings": {"default_payment_method": out.first_card}})
+    coffee = stripe_client.v1.plans.create(params={
+        "amount": 1200, "currency": "eur", "interval": "month", "nickname": "Coffee",
+        "product": {"name": "Coffee"}})
+    course = stripe_client.v1.plans.create(params={
+        "amount": 9900, "currency": "eur", "interval": "month",
+        "nickname": "Photography course", "product": {"name": "Photography course"}})
+    out.subscription = stripe_client.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"plan": coffee.id}]}).id
+    out.plan_subscription = stripe_client.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"plan": course.id}],
+        "metadata": {"installments": "3"}}).id
+    wait_for(out.customer_id, bool, what="the customer's record")
+    # (localstripe sends no payment_method events: the record knows the cards' ids only.)
+    wait_for(out.record, lambda r: r and r["subscriptions"] and r["payment_plans"] and all(
+        s["card_id"] == out.card_id(out.first_card) for s in r["subscriptions"] + r["payment_plans"]),
+        what="subscriptions")
+    return out
+
+
+def fail_an_invoice(shop: StripeShop, amount: int = 800) -> dict:
+    """A "Tea" subscription whose first invoice failed: an open invoice at localstripe,
+    and Stripe's invoice.payment_failed for it delivered to the app (localstripe sends
+    none for a subscription's first invoice). Returns the app's failed payment."""
+    import contextlib
+    import time
+
+    import stripe
+    from stripe_events import fixture
+
+    client, customer = shop.client, shop.customer
+    bad = shop.add_card(CARD_DECLINES)
+    client.v1.customers.update(customer, params={
+        "invoice_settings": {"default_payment_method": bad}})
+    tea = client.v1.plans.create(params={"amount": amount, "currency": "eur", "nickname": "Tea",
+                                         "interval": "month", "product": {"name": "Tea"}})
+    with contextlib.suppress(stripe.CardError):
+        client.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": tea.id}]})
+    invoice = next(i for i in client.v1.invoices.list(params={"customer": customer}).data
+                   if i.status == "open")
+    # Back to the good card as the default, dated a second later (Stripe's timestamps are
+    # whole seconds) so the app's record ends with it.
+    time.sleep(1.1)
+    client.v1.customers.update(customer, params={
+        "invoice_settings": {"default_payment_method": shop.first_card}})
+    now = int(time.time())
+    base = fixture("invoice")
+    line = {**base["lines"]["data"][0], "amount": amount, "currency": "eur",
+            "description": "1 × Tea", "invoice": invoice.id}
+    failed = fixture("invoice", id=invoice.id, customer=customer, currency="eur",
+                     amount_due=amount, amount_paid=0, status="open",
+                     subscription=invoice.subscription, parent=None, created=now,
+                     period_start=now, due_date=None, next_payment_attempt=now + 3 * 86400,
+                     lines={**base["lines"], "data": [line]})
+    event = fixture("event", id=f"evt_{secrets.token_hex(6)}", type="invoice.payment_failed",
+                    created=now, data={"object": failed})
+    response = shop.shop.merchant.deliver(event)
+    assert response.status_code == 200, response.body
+    record = wait_for(shop.record, lambda r: r["stats"]["missed_payments"] == 1 and all(
+        s["card_id"] == shop.card_id(shop.first_card) for s in r["subscriptions"]
+        if s["processor_ref"] == f"stripe:{shop.subscription}"), what="the failed payment")
+    payment = next(p for p in record["payments"] if p["status"] == "failed")
+    return {"payment": payment, "invoice": invoice.id, "bad_card": bad,
+            "subscription": invoice.subscription}
+
+
+def sign_in(c: PortalClient, shop, email: str, sent_emails) -> None:
+    """Sign in through the e-mailed link, as a customer does."""
+    c.get(f"{shop.root}/")
+    assert c.post(f"{shop.root}/sign-in", {"email": email}).status_code == 200
+    link, _ = latest_link_and_code(sent_emails, email)
+    page = c.get(path_of(link))
+    assert page.status_code == 200, text(page)
+    response = c.post(f"{shop.root}/link", {"token": TOKEN_RE.search(text(page)).group(1)})
+    assert response.status_code == 303, text(response)

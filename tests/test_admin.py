@@ -42,3 +42,24 @@ def test_create_account_then_roll_the_webhook_secret(app_client, capsys):  # noq
     assert main(["issue-api-key", "--account", "acct_missing"]) == 2
     assert "error:" in capsys.readouterr().err
     assert json.loads(merchant.get("/api/v1/customers").body)["data"]
+
+
+def test_stripe_publishable_key_for_the_portals_card_form(capsys):
+    from chalicelib.accounts.service import get_account
+
+    slug = f"pk-{secrets.token_hex(3)}"
+    assert main(["create-account", "--name", "PK Shop", "--support-email", "help@pk.test",
+                 "--slug", slug, "--stripe-secret-key", "sk_test_x",
+                 "--stripe-publishable-key", "pk_test_abc123"]) == 0
+    account_id = re.search(r"account id:\s+(acct_\w+)", capsys.readouterr().out).group(1)
+    settings = get_account(account_id)["settings"]
+    assert settings["stripe_publishable_key"] == "pk_test_abc123"
+    assert settings["portal"] == {"self_cancel": True}  # the defaults stay
+    assert main(["set-stripe-publishable-key", "--account", account_id,
+                 "--key", "pk_live_def456"]) == 0
+    assert get_account(account_id)["settings"]["stripe_publishable_key"] == "pk_live_def456"
+    # A secret key is never taken for the browser's key.
+    assert main(["set-stripe-publishable-key", "--account", account_id,
+                 "--key", "sk_live_oops"]) == 2
+    assert "pk_test_ or pk_live_" in capsys.readouterr().err
+    assert get_account(account_id)["settings"]["stripe_publishable_key"] == "pk_live_def456"

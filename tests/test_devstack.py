@@ -14,7 +14,7 @@ import requests
 def test_environment_points_at_loopback_stand_ins(stack):
     for name in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SESV2",
                  "AWS_ENDPOINT_URL_EVENTBRIDGE", "AWS_ENDPOINT_URL_SCHEDULER",
-                 "STRIPE_API_BASE"):
+                 "STRIPE_API_BASE", "STRIPE_JS_URL"):
         assert os.environ[name].startswith("http://127.0.0.1:"), name
     assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
 
@@ -22,7 +22,13 @@ def test_environment_points_at_loopback_stand_ins(stack):
 
     settings = get_settings()
     assert settings.table_name == os.environ["TABLE_NAME"]
-    assert settings.stripe_api_base == stack.stripe_url
+    # The app talks to localstripe through devstack's proxy, which also serves the
+    # Stripe.js stand-in.
+    assert settings.stripe_api_base == stack.shim.url != stack.stripe_url
+    assert settings.stripe_js_url == f"{stack.shim.url}/js.stripe.com/v3/"
+    script = requests.get(settings.stripe_js_url, timeout=10)
+    assert script.status_code == 200 and "confirmCardSetup" in script.text
+    assert "javascript" in script.headers["Content-Type"]
 
 
 def test_dynamodb_local_has_the_table(fresh_table):

@@ -611,7 +611,32 @@ def _ids(record: dict) -> dict[str, list[str]]:
         "orders": [o["id"] for o in record["orders"]],
         "subscriptions": [s["id"] for s in record["subscriptions"] + record["payment_plans"]],
         "receipts": [p["id"] for p in record["payments"] if p["status"] == "succeeded"],
+        "payments": [p["id"] for p in record["payments"]],
     }
+
+
+# What a customer can name by id: (method, path, form). Self-service POSTs carry a valid
+# form (with the session's CSRF token) so that only the id decides; tests/
+# test_portal_selfservice.py does the same for card ids, which live at the processor.
+ATTEMPT = {"attempt": "a" * 24}
+
+
+def _isolation_routes(kind: str, item_id: str, card: str = "card_" + "c" * 24) -> list[tuple]:
+    if kind == "receipts":
+        return [("GET", f"/receipts/{item_id}", None), ("GET", f"/receipts/{item_id}/pdf", None)]
+    if kind == "payments":
+        return [("POST", f"/payments/{item_id}/pay", {"card": card, **ATTEMPT})]
+    if kind == "subscriptions":
+        sub = f"/subscriptions/{item_id}"
+        return [("GET", sub, None), ("GET", f"{sub}/cards/new", None),
+                ("GET", f"{sub}/cancel", None),
+                ("POST", f"{sub}/card", {"card": card}),
+                ("POST", f"{sub}/card", {"card": card, "for_all": "1"}),
+                ("POST", f"{sub}/cards", {"payment_method": "pm_" + "x" * 14, "for_all": "1"}),
+                ("POST", f"{sub}/cards/{card}/remove", {}),
+                ("POST", f"{sub}/cancel", {"reason": "x"}),
+                ("POST", f"{sub}/keep", {})]
+    return [("GET", f"/{kind}/{item_id}", None)]
 
 
 def test_isolation_matrix(app_client, stack, sent_emails):  # noqa: F811
@@ -624,33 +649,45 @@ def test_isolation_matrix(app_client, stack, sent_emails):  # noqa: F811
     ids = {}
     for who, s, seeded in (("alice", shop, alice), ("bob", shop, bob), ("carol", other_shop, carol)):
         ids[who] = _ids(get_record(s.merchant.account_id, customer_id_of(s, seeded.email)))
+    before = {who: get_record(s.merchant.account_id, customer_id_of(s, seeded.email))
+              for who, s, seeded in (("bob", shop, bob), ("carol", other_shop, carol))}
     c = client(app_client)
     sign_in(c, shop, alice.email, sent_emails)
+    c.get(f"{shop.root}/")
+    csrf = c.last_csrf
 
-    def routes(kind, item_id):
-        if kind == "receipts":
-            return [f"/receipts/{item_id}", f"/receipts/{item_id}/pdf"]
-        return [f"/{kind}/{item_id}"]
+    def call(method, path, form):
+        if method == "GET":
+            return c.get(f"{shop.root}{path}")
+        return c.post(f"{shop.root}{path}", form, csrf=csrf)
 
     checked = 0
     for kind, mine in ids["alice"].items():
         assert mine
         for item_id in mine:
-            for route in routes(kind, item_id):
-                assert c.get(f"{shop.root}{route}").status_code in (200, 303), route
+            for method, route, _ in _isolation_routes(kind, item_id):
+                if method == "GET":  # her own pages (a plan has no cancel step: 403)
+                    assert c.get(f"{shop.root}{route}").status_code in (200, 303, 403), route
         for stranger in ("bob", "carol"):
             for item_id in ids[stranger][kind]:
-                for route in routes(kind, item_id):
-                    response = c.get(f"{shop.root}{route}")
-                    assert response.status_code == 404, (stranger, route)
+                for method, route, form in _isolation_routes(kind, item_id):
+                    response = call(method, route, form)
+                    assert response.status_code == 404, (stranger, method, route)
                     assert "Location" not in response.headers
                     checked += 1
         for junk in ("x", "ord_" + "a" * 24, "pay_" + "b" * 24, "%2e%2e", "ORD_" + "A" * 24):
-            for route in routes(kind, junk):
-                assert c.get(f"{shop.root}{route}").status_code == 404
-    assert checked >= 12
+            for method, route, form in _isolation_routes(kind, junk):
+                assert call(method, route, form).status_code == 404, (method, route)
+    assert checked >= 40
+    # Nothing of theirs changed.
+    for who, s, seeded in (("bob", shop, bob), ("carol", other_shop, carol)):
+        after = get_record(s.merchant.account_id, customer_id_of(s, seeded.email))
+        assert after["subscriptions"] == before[who]["subscriptions"]
+        assert after["payments"] == before[who]["payments"]
     # Alice's own pages on the other shop's portal: not signed in there.
     assert c.get(f"{other_shop.root}/orders/{ids['alice']['orders'][0]}").status_code == 303
+    assert c.post(f"{other_shop.root}/subscriptions/{ids['alice']['subscriptions'][0]}/cancel",
+                  {}, csrf=csrf).status_code == 403
 
 
 # --- requests per page -------------------------------------------------------------------------

@@ -165,3 +165,160 @@ def test_code_on_another_device_and_small_screen(browser, app_server, app_client
         assert width <= 375, width
     finally:
         phone.close()
+
+
+# --- self-service through Stripe.js (localstripe's stand-in, behind devstack's proxy) -----------
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / ".devstack" / "screenshots"
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _type_card(page, number: str, month: str = "12", year: str = "34") -> None:
+    """Type into the Card Element. localstripe's stand-in renders plain inputs named by
+    their placeholders (number, exp_month, exp_year as two digits, cvc, postal_code)."""
+    element = page.locator("#card-element")
+    for field, value in (("number", number), ("exp_month", month), ("exp_year", year),
+                         ("cvc", "123"), ("postal_code", "31147")):
+        element.locator(f"input[placeholder={field}]").fill(value)
+
+
+def test_self_service_journey_with_stripe_js(page, app_client, stack, app_server,  # noqa: F811
+                                             stripe_client, sent_emails):
+    from playwright.sync_api import expect
+    from portal_helpers import CARD_OTHER, fail_an_invoice, make_stripe_shop, wait_for
+
+    shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
+    failed = fail_an_invoice(shop)
+
+
+    _ask_for_link(page, shop.shop, shop.email)
+    link, _ = latest_link_and_code(sent_emails, shop.email)
+    page.goto(link)
+    page.get_by_role("button", name="Continue to your account").click()
+    expect(page.get_by_role("heading", name="Hello, Zoë Łukasiewicz")).to_be_visible()
+    expect(page.get_by_role("alert").first).to_contain_text("A payment did not go through")
+
+    # Open the subscription and add a card with the Card Element.
+    page.locator("section[aria-labelledby=subs-h]").get_by_role("link", name="Coffee").click()
+    expect(page.get_by_role("heading", name="Coffee", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Add a card").click()
+    expect(page.get_by_role("heading", name="Add a card")).to_be_visible()
+    expect(page.locator("#card-element input")).to_have_count(5)  # Stripe.js mounted it
+
+    # A card the bank refuses at once: the decline shows, nothing is saved.
+    _type_card(page, "4000000000000002")
+    page.get_by_role("button", name="Save card").click()
+    expect(page.locator("#card-errors")).to_have_text("Your card was declined.")
+    expect(page.get_by_role("heading", name="Add a card")).to_be_visible()
+
+    # A good one, for this subscription only (the default choice).
+    page.reload()
+    _type_card(page, CARD_OTHER)
+    expect(page.get_by_label("This subscription only (Coffee)")).to_be_checked()
+    _shot(page, "add-card")
+    page.get_by_role("button", name="Save card").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        "Your new card is saved and now pays for this subscription.")
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("Visa •••• 4444")
+    card_form = page.locator("section[aria-labelledby=card-h]")
+    expect(card_form.get_by_role("group", name="Charge this subscription to")).to_be_visible()
+    expect(card_form.get_by_label("Visa •••• 4444")).to_be_checked()
+    _shot(page, "subscription-new-card")
+    # The payment plan kept its card.
+    page.get_by_role("link", name="Your account").click()
+    page.locator("section[aria-labelledby=plans-h]").get_by_role(
+        "link", name="Photography course").click()
+    expect(page.locator("dl.facts")).to_contain_text("Visa •••• 4242")
+
+    # Pay the failed invoice from the overview's alert: first with the declining card.
+    page.get_by_role("link", name="Your account").click()
+    page.set_viewport_size({"width": 375, "height": 740})  # a phone: nothing wider
+    for path in (page.url, f"{page.url.rstrip('/')}/subscriptions/{shop.sub(shop.subscription)['id']}"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+    _shot(page, "subscription-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("link", name="Your account").click()
+    alert = page.locator("section[aria-labelledby=failed-h]")
+    pay_form = alert.locator("form.pay-form")
+    expect(pay_form.get_by_role("group")).to_contain_text("Pay €8.00 for Tea")
+    pay_form.get_by_label("Visa •••• 0341").check()
+    pay_form.get_by_role("button", name="Pay now").click()
+    problem = page.locator("form.pay-form [role=alert]")
+    expect(problem).to_contain_text("Your card was declined.")
+    expect(problem).to_contain_text("Nothing was charged")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"
+    _shot(page, "overview-declined")
+    assert shop.client.v1.invoices.retrieve(failed["invoice"]).status == "open"
+    # Then with the new card: paid, and the alert is gone at once.
+    page.locator("form.pay-form").get_by_label("Visa •••• 4444").check()
+    page.locator("form.pay-form").get_by_role("button", name="Pay now").click()
+    expect(page.get_by_role("status")).to_contain_text("Thank you! Your payment went through.")
+    expect(page.locator("section[aria-labelledby=failed-h]")).to_have_count(0)
+    assert shop.client.v1.invoices.retrieve(failed["invoice"]).status == "paid"
+    assert shop.record()["stats"]["missed_payments"] == 0
+
+    # Cancel with a reason, then keep it.
+    page.locator("section[aria-labelledby=subs-h]").get_by_role("link", name="Coffee").click()
+    page.get_by_role("link", name="Cancel subscription").click()
+    expect(page.get_by_role("heading", name="Cancel Coffee?")).to_be_visible()
+    page.get_by_label("Why are you leaving?").fill("Moving abroad")
+    _shot(page, "cancel-confirm")
+    page.get_by_role("button", name="Cancel subscription").click()
+    expect(page.get_by_role("status")).to_contain_text("Your subscription is canceled. It stays "
+                                                       "active until")
+    expect(page.locator("dl.facts")).to_contain_text("Canceling")
+    expect(page.locator("dl.facts")).to_contain_text("Ends")
+    assert shop.client.v1.subscriptions.retrieve(shop.subscription).cancel_at_period_end is True
+    _shot(page, "subscription-canceling")
+    page.get_by_role("button", name="Keep my subscription").click()
+    expect(page.get_by_role("status")).to_contain_text("Your subscription continues.")
+    expect(page.locator("dl.facts")).to_contain_text("Active")
+    expect(page.get_by_role("link", name="Cancel subscription")).to_be_visible()
+    assert shop.client.v1.subscriptions.retrieve(shop.subscription).cancel_at_period_end is False
+    # Paying with a card did not make it the card of everything else.
+    wait_for(lambda: shop.sub(shop.plan_subscription)["card_id"],
+             lambda card: card == shop.card_id(shop.first_card), what="the plan's own card")
+    page.reload()
+    expect(page.locator("ul.saved-cards")).to_contain_text("Pays for Photography course")
+    assert page.csp_violations == []
+
+
+def test_a_payment_the_bank_must_confirm_is_confirmed_with_stripe_js(page, app_client, stack,  # noqa: F811
+                                                                      app_server, stripe_client,
+                                                                      sent_emails):
+    from playwright.sync_api import expect
+    from portal_helpers import fail_an_invoice, make_stripe_shop, wait_for
+
+    shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
+    failed = fail_an_invoice(shop)
+    shop.add_card("4000002500003155")  # every payment needs the bank's confirmation (3-D Secure)
+
+    _ask_for_link(page, shop.shop, shop.email)
+    link, _ = latest_link_and_code(sent_emails, shop.email)
+    page.goto(link)
+    page.get_by_role("button", name="Continue to your account").click()
+    page.locator("section[aria-labelledby=failed-h]").get_by_role("link", name="Tea").click()
+    expect(page.get_by_role("heading", name="Tea", exact=True)).to_be_visible()
+    pay_form = page.locator("form.pay-form")
+    pay_form.get_by_label("Visa •••• 3155").check()
+    pay_form.get_by_role("button", name="Pay now").click()
+    expect(page.locator("form.pay-form [role=alert]").first).to_contain_text(
+        "Your bank asks you to confirm this payment.")
+    assert shop.client.v1.invoices.retrieve(failed["invoice"]).status == "open"
+    _shot(page, "payment-needs-bank")
+    # Stripe.js shows the bank's page (localstripe's stand-in: a two-button dialog).
+    page.get_by_role("button", name="Confirm with your bank").click()
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_role("status")).to_contain_text("Your bank confirmed the payment")
+    assert shop.client.v1.invoices.retrieve(failed["invoice"]).status == "paid"
+    # The processor's own webhook brings the payment to the record.
+    wait_for(shop.record, lambda r: r["stats"]["missed_payments"] == 0, what="the paid invoice")
+    page.reload()
+    expect(page.locator("section[aria-labelledby=missed-h]")).to_have_count(0)
+    assert page.csp_violations == []

@@ -63,8 +63,11 @@ def shop(stack, app_server, app_client, stripe_client, stripe_shim):  # noqa: F8
         "customer": customer.id, "items": [{"plan": plan.id}], "metadata": {"installments": "3"}})
     merchant = Merchant(app_client, account["account_id"], created.api_key, [secret])
     cid = _wait(lambda: store.find_by_email(account["account_id"], email), bool)
+    # Until the customer's default card has arrived too (localstripe sends its events
+    # about a second later, in no guaranteed order).
     _wait(lambda: records.get_record(account["account_id"], cid),
-          lambda r: r and r["subscriptions"] and r["payment_plans"])
+          lambda r: r and r["subscriptions"] and r["payment_plans"] and all(
+              s["card_id"] for s in r["subscriptions"] + r["payment_plans"]))
     gateway = StripeGateway("sk_test_self", api_base=stripe_shim)
     return {"service": SelfService(account, cid, gateway), "account": account, "customer": customer,
             "sub": sub, "plan_sub": instalments, "first_card": first, "merchant": merchant,

@@ -158,3 +158,26 @@ def test_network_and_server_errors_are_unavailable_not_500():
     with pytest.raises(CardDeclined):
         _fake_gateway({("POST", "/v1/subscriptions/sub_3"): _card_error(
             "card_declined", "Declined.")})[0].set_subscription_card(_ref("sub_3"), _ref("pm_1"))
+
+
+def test_pay_invoice_left_open_reads_why_from_its_payment_intent():
+    """localstripe leaves the invoice open instead of answering with a card error."""
+    open_invoice = fixture("invoice", id="in_1", status="open", payment_intent="pi_7")
+    needs_bank = fixture("payment_intent", id="pi_7", client_secret="pi_7_secret_x",
+                         status="requires_action")
+    declined = fixture("payment_intent", id="pi_7", status="requires_payment_method",
+                       last_payment_error={"code": "card_declined",
+                                           "message": "Your card was declined."})
+    for intent, expected in ((needs_bank, ("requires_action", "pi_7_secret_x")),
+                             (declined, ("declined", None))):
+        gw, _ = _fake_gateway({("POST", "/v1/invoices/in_1/pay"): (200, open_invoice),
+                               ("GET", "/v1/payment_intents/pi_7"): (200, intent)})
+        outcome = gw.pay_invoice(_ref("in_1"), _ref("pm_2"), idempotency_key="k3")
+        assert (outcome.status, outcome.client_secret) == expected
+        if outcome.status == "declined":
+            assert outcome.message == "Your card was declined."
+    # Today's invoices name no payment intent: a plain "did not go through".
+    gw, _ = _fake_gateway({("POST", "/v1/invoices/in_1/pay"): (
+        200, fixture("invoice", id="in_1", status="open", payment_intent=None))})
+    outcome = gw.pay_invoice(_ref("in_1"), None, idempotency_key="k4")
+    assert (outcome.status, outcome.message) == ("declined", "The payment did not go through.")

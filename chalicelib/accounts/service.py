@@ -38,11 +38,23 @@ def _slugify(name: str) -> str:
     return slug or "shop"
 
 
+def _publishable_key(key: str) -> str:
+    key = (key or "").strip()
+    if not re.fullmatch(r"pk_(test|live)_[A-Za-z0-9_]{1,240}", key):
+        raise BadRequest("a Stripe publishable key starts with pk_test_ or pk_live_")
+    return key
+
+
 def create_account(*, name: str, support_email: str, stripe_secret_key: str | None,
                    stripe_webhook_secrets: list[str], slug: str | None = None,
-                   settings: dict | None = None) -> CreatedAccount:
+                   settings: dict | None = None,
+                   stripe_publishable_key: str | None = None) -> CreatedAccount:
+    """``stripe_publishable_key`` (``settings.stripe_publishable_key``) is what the portal
+    hands Stripe.js for the customer's card form; without it, customers cannot add cards."""
     account_id = ids.new_id("acct")
     merged = {**DEFAULT_SETTINGS, **(settings or {})}
+    if stripe_publishable_key:
+        merged["stripe_publishable_key"] = _publishable_key(stripe_publishable_key)
     account = {
         "account_id": account_id,
         "name": name,
@@ -84,6 +96,12 @@ def remove_webhook_secret(account_id: str, secret: str) -> list[str]:
         raise NotFound("that secret is not on the account")
     account_store.update_webhook_secrets(account_id, updated)
     return updated
+
+
+def set_stripe_publishable_key(account_id: str, key: str) -> None:
+    settings = dict(_existing(account_id).get("settings") or {})
+    settings["stripe_publishable_key"] = _publishable_key(key)
+    account_store.update_settings(account_id, settings)
 
 
 def issue_api_key_for(account_id: str) -> str:

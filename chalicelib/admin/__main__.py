@@ -18,6 +18,7 @@ def _create_account(args) -> None:
         name=args.name, support_email=args.support_email, slug=args.slug,
         stripe_secret_key=args.stripe_secret_key,
         stripe_webhook_secrets=args.stripe_webhook_secret or [],
+        stripe_publishable_key=args.stripe_publishable_key,
     )
     account = created.account
     base = get_settings().public_base_url
@@ -38,6 +39,11 @@ def _remove_webhook_secret(args) -> None:
     print(f"{len(secrets)} webhook secret(s) active for {args.account}")
 
 
+def _set_publishable_key(args) -> None:
+    accounts.set_stripe_publishable_key(args.account, args.key)
+    print(f"Stripe publishable key set for {args.account}")
+
+
 def _issue_api_key(args) -> None:
     print(accounts.issue_api_key_for(args.account))
 
@@ -53,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--stripe-secret-key")
     create.add_argument("--stripe-webhook-secret", action="append",
                         help="whsec_…; repeat while rolling a secret")
+    create.add_argument("--stripe-publishable-key",
+                        help="pk_live_… (pk_test_…): Stripe.js's key for the portal's card form")
     create.set_defaults(run=_create_account)
+
+    pk = commands.add_parser("set-stripe-publishable-key",
+                             help="set the key the portal's card form gives Stripe.js")
+    pk.add_argument("--account", required=True)
+    pk.add_argument("--key", required=True, help="pk_live_… or pk_test_…")
+    pk.set_defaults(run=_set_publishable_key)
 
     add = commands.add_parser("add-webhook-secret", help="accept one more signing secret")
     add.add_argument("--account", required=True)

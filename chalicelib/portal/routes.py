@@ -9,17 +9,32 @@ the service, renders a page (chalicelib/templates/portal/).
   POST      /portal/{slug}/link               spend the link's token: session, then overview
   POST      /portal/{slug}/sign-out
   GET       /portal/{slug}/orders/{id}
-  GET       /portal/{slug}/subscriptions/{id} a subscription or a payment plan
+  GET       /portal/{slug}/subscriptions/{id} a subscription or a payment plan, its card,
+                                              failed payments to pay, cancel or keep
   GET       /portal/{slug}/receipts/{id}      HTML receipt of a successful payment
   GET       /portal/{slug}/receipts/{id}/pdf  303 to a short-lived URL of the PDF
+
+Self-service (chalicelib/selfservice through portal.service); every POST checks the
+session's CSRF token first, then answers 303 back to the page with a notice, or the
+page again with the problem (a declined card, the processor unavailable, …):
+
+  POST      /portal/{slug}/subscriptions/{id}/card               charge it (or all) to a saved card
+  GET       /portal/{slug}/subscriptions/{id}/cards/new          "Add a card" (Stripe.js)
+  POST      /portal/{slug}/subscriptions/{id}/cards              the card Stripe.js saved
+  POST      /portal/{slug}/subscriptions/{id}/cards/{card}/remove
+  POST      /portal/{slug}/payments/{id}/pay                     pay a failed invoice now
+  GET       /portal/{slug}/subscriptions/{id}/cancel             confirm step, optional reason
+  POST      /portal/{slug}/subscriptions/{id}/cancel             cancel at period end
+  POST      /portal/{slug}/subscriptions/{id}/keep               undo that
+  GET       /portal-assets/portal.js                             the portal's own script
 """
 from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.errors import BadRequest, Gone
+from chalicelib.errors import BadRequest, Forbidden, Gone
 from chalicelib.portal import service
-from chalicelib.portal.web import CSRF_COOKIE, SESSION_COOKIE, Visit, portal_view
+from chalicelib.portal.web import CSRF_COOKIE, SESSION_COOKIE, Visit, portal_view, script_response
 
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -38,7 +53,7 @@ def home(visit: Visit):
         if visit.cookies.get(SESSION_COOKIE):
             visit.clear_cookie(SESSION_COOKIE)
         return _sign_in_page(visit)
-    return visit.page("overview.html", csrf=who.csrf_token, **service.overview(who))
+    return _overview_page(visit, who, done=service.notice(visit.query("done")))
 
 
 @bp.route("/portal/{slug}/sign-in", methods=["POST"], content_types=FORM)
@@ -151,8 +166,153 @@ def subscription(visit: Visit, subscription_id: str):
     who = visit.signed_in()
     if who is None:
         return visit.redirect(f"{visit.root}/")
-    return visit.page("subscription.html", csrf=who.csrf_token,
-                      **service.subscription(who, subscription_id))
+    return _subscription_page(visit, who, subscription_id,
+                              done=service.notice(visit.query("done")))
+
+
+# --- self-service --------------------------------------------------------------------------
+
+def _overview_page(visit: Visit, who: service.SignedIn, status: int = 200, **extra):
+    return _page(visit, who, "overview.html", status, service.overview(who), extra)
+
+
+def _subscription_page(visit: Visit, who: service.SignedIn, subscription_id: str,
+                       status: int = 200, **extra):
+    return _page(visit, who, "subscription.html", status,
+                 service.subscription(who, subscription_id), extra)
+
+
+def _page(visit: Visit, who: service.SignedIn, template: str, status: int, page: dict,
+          extra: dict):
+    context = {"done": None, "problem": None, "payment_problem": None, "action": None,
+               **page, **extra}
+    return visit.page(template, status=status, csrf=who.csrf_token,
+                      stripe_js=bool(context["action"] and context["action"]["client_secret"]),
+                      **context)
+
+
+def _signed_in_post(visit: Visit) -> tuple[service.SignedIn, dict]:
+    """The form of a signed-in customer's POST, after its CSRF token is checked: a POST
+    without a live session or without the session's token changes nothing (403)."""
+    form = visit.form()
+    who = visit.signed_in()
+    if who is None:
+        raise Forbidden("Your session has ended. Please sign in again.", code="csrf")
+    service.check_session_csrf(who, form.get("csrf"))
+    return who, form
+
+
+def _change(visit: Visit, subscription_id: str, change):
+    """A POST about one subscription: back to its page with a notice (303), or its page
+    again with the problem and the error's status."""
+    who, form = _signed_in_post(visit)
+    try:
+        done = change(who, form)
+    except service.SHOWN_ON_PAGE as exc:
+        return _subscription_page(visit, who, subscription_id, status=exc.status,
+                                  problem=exc.message)
+    return visit.redirect(f"{visit.root}/subscriptions/{subscription_id}?done={done}")
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/card", methods=["POST"],
+          content_types=FORM)
+@portal_view(bp)
+def choose_card(visit: Visit, subscription_id: str):
+    return _change(visit, subscription_id, lambda who, form: service.set_card(
+        who, subscription_id, form.get("card"), form.get("for_all") == "1"))
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/cards/new", methods=["GET"])
+@portal_view(bp)
+def new_card(visit: Visit, subscription_id: str):
+    who = visit.signed_in()
+    if who is None:
+        return visit.redirect(f"{visit.root}/")
+    try:
+        page = service.card_setup(who, subscription_id)
+    except service.SHOWN_ON_PAGE as exc:
+        return _subscription_page(visit, who, subscription_id, status=exc.status,
+                                  problem=exc.message)
+    return visit.page("add_card.html", csrf=who.csrf_token,
+                      stripe_js=bool(page["client_secret"]), **page)
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/cards", methods=["POST"],
+          content_types=FORM)
+@portal_view(bp)
+def add_card(visit: Visit, subscription_id: str):
+    return _change(visit, subscription_id, lambda who, form: service.add_card(
+        who, subscription_id, form.get("payment_method"), form.get("for_all") == "1"))
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/cards/{card_id}/remove",
+          methods=["POST"], content_types=FORM)
+@portal_view(bp)
+def remove_card(visit: Visit, subscription_id: str, card_id: str):
+    return _change(visit, subscription_id,
+                   lambda who, form: service.remove_card(who, subscription_id, card_id))
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/cancel", methods=["GET"])
+@portal_view(bp)
+def cancel_form(visit: Visit, subscription_id: str):
+    who = visit.signed_in()
+    if who is None:
+        return visit.redirect(f"{visit.root}/")
+    return visit.page("cancel.html", csrf=who.csrf_token,
+                      **service.cancel_form(who, subscription_id))
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/cancel", methods=["POST"],
+          content_types=FORM)
+@portal_view(bp)
+def cancel(visit: Visit, subscription_id: str):
+    return _change(visit, subscription_id, lambda who, form: service.cancel(
+        who, subscription_id, form.get("reason")))
+
+
+@bp.route("/portal/{slug}/subscriptions/{subscription_id}/keep", methods=["POST"],
+          content_types=FORM)
+@portal_view(bp)
+def keep(visit: Visit, subscription_id: str):
+    return _change(visit, subscription_id,
+                   lambda who, form: service.keep(who, subscription_id))
+
+
+@bp.route("/portal/{slug}/payments/{payment_id}/pay", methods=["POST"], content_types=FORM)
+@portal_view(bp)
+def pay(visit: Visit, payment_id: str):
+    """Pay a failed invoice with the chosen card; the outcome shows on the page the form
+    was on (the overview's alert, or the subscription's page) at once."""
+    who, form = _signed_in_post(visit)
+    status = 200
+    try:
+        result = service.pay_now(who, payment_id, form.get("card"), form.get("attempt"))
+    except service.SHOWN_ON_PAGE as exc:
+        status = exc.status
+        result = service.PaymentResult("error", exc.message, None,
+                                       service.payment_subscription(who, payment_id))
+    on_overview = form.get("from") == "overview" or result.subscription_id is None
+    if result.status == "paid":
+        target = "/" if on_overview else f"/subscriptions/{result.subscription_id}"
+        return visit.redirect(f"{visit.root}{target}?done=paid")
+    if result.status == "declined":
+        status = 402
+    action = None
+    if result.status == "requires_action":
+        key = service.publishable_key(who)
+        action = {"payment_id": payment_id, "message": result.message, "card": form.get("card"),
+                  "client_secret": result.client_secret if key else None, "stripe_key": key}
+    problem = None if action else {"payment_id": payment_id, "message": result.message}
+    if on_overview:
+        return _overview_page(visit, who, status, payment_problem=problem, action=action)
+    return _subscription_page(visit, who, result.subscription_id, status,
+                              payment_problem=problem, action=action)
+
+
+@bp.route("/portal-assets/{name}", methods=["GET"])
+def asset(name: str):
+    return script_response(name)
 
 
 @bp.route("/portal/{slug}/receipts/{payment_id}", methods=["GET"])

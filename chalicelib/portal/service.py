@@ -39,17 +39,32 @@ import random
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib import timeutil
 from chalicelib.accounts.service import DEFAULT_SETTINGS
-from chalicelib.errors import BadRequest, Forbidden, Gone, NotFound, RetryLater, TooManyRequests
+from chalicelib.domain.events import Ref
+from chalicelib.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    RetryLater,
+    TooManyRequests,
+)
 from chalicelib.formatting import DEFAULT_LOCALE
 from chalicelib.mail import sign_in as sign_in_mail
 from chalicelib.mail.sender import MailFailed
 from chalicelib.observability import logger
+from chalicelib.processors.gateway import ProcessorError
+from chalicelib.processors.registry import ProcessorNotConfigured, gateway_for
 from chalicelib.receipts import service as receipts
 from chalicelib.records import service as records
+from chalicelib.selfservice import service as selfservice
+from chalicelib.selfservice.service import ACTIVE as SELF_SERVICE_ACTIVE
+from chalicelib.selfservice.service import SelfService
 from chalicelib.settings import get_settings
 from chalicelib.store import accounts as account_store
 from chalicelib.store import customers as customer_store
@@ -85,6 +100,8 @@ class Portal:
     # name, support_email, color, logo_url, company_address: shown on pages, mail, receipts
     brand: dict
     locale: str
+    # The merchant's account (settings, processor keys) for self-service; never rendered.
+    account: dict = field(default_factory=dict, repr=False, compare=False, hash=False)
 
 
 _portal_cache: dict[str, tuple[float, Portal]] = {}
@@ -131,7 +148,7 @@ def portal_for_slug(slug: str) -> Portal:
     portal_settings = (account.get("settings") or {}).get("portal") or {}
     locale = portal_settings.get("locale") if isinstance(portal_settings.get("locale"), str) else None
     portal = Portal(account_id=account["account_id"], slug=slug, brand=_brand(account),
-                    locale=locale or DEFAULT_LOCALE)
+                    locale=locale or DEFAULT_LOCALE, account=account)
     if len(_portal_cache) >= _ACCOUNT_CACHE_MAX:
         _portal_cache.clear()
     _portal_cache[slug] = (time.monotonic(), portal)
@@ -387,19 +404,26 @@ def sign_out(who: SignedIn) -> None:
 # --- what a signed-in customer reads -----------------------------------------------------
 
 def _record(who: SignedIn) -> dict:
-    record = records.get_record(who.portal.account_id, who.customer_id)
+    record = records.get_record(who.portal.account_id, who.customer_id, consistent=True)
     if record is None:
         raise NotFound("Your customer record is not available.")
     return record
 
 
 def overview(who: SignedIn) -> dict:
-    """The customer's record (one Query) and what needs attention."""
+    """The customer's record (one Query) and what needs attention. When a payment failed,
+    the customer's cards too (one call to the processor), to pay it from the alert."""
     record = _record(who)
     failing = [s for s in record["subscriptions"] + record["payment_plans"]
                if s.get("missed_payments")]
-    return {"record": record, "failing": failing,
-            "show_failed_alert": bool(record["stats"].get("missed_payments"))}
+    page = {"record": record, "failing": failing,
+            "show_failed_alert": bool(record["stats"].get("missed_payments")),
+            "due": [], "cards": [], "cards_error": None}
+    if page["show_failed_alert"]:
+        page["due"] = _due(record)
+        if page["due"]:
+            page["cards"], page["cards_error"] = _cards(who, record)
+    return page
 
 
 def _find(items: list[dict], item_id: str) -> dict:
@@ -422,14 +446,23 @@ def order(who: SignedIn, order_id: str) -> dict:
     return {"record": record, "order": found, "payments": payments, "subscription": subscription}
 
 
-def subscription(who: SignedIn, subscription_id: str) -> dict:
+def subscription(who: SignedIn, subscription_id: str, with_cards: bool = True) -> dict:
+    """A subscription or payment plan, its payments, and what the customer can do about
+    it: the card it is charged to (and the other saved cards), paying a failed invoice,
+    cancelling at period end or taking that back."""
     record = _record(who)
     plans = record["payment_plans"]
     found = _find(record["subscriptions"] + plans, subscription_id)
     payments = [p for p in record["payments"] if found.get("processor_ref") and
                 p.get("subscription") == found["processor_ref"]]
-    return {"record": record, "subscription": found, "is_plan": found in plans,
-            "payments": payments}
+    rules = SelfService(who.portal.account, who.customer_id, gateway=None)  # rules only
+    page = {"record": record, "subscription": found, "is_plan": found in plans,
+            "payments": payments, "due": _due(record, found), "cards": [],
+            "cards_error": None, "can_choose_card": found["status"] in CARD_STATUSES,
+            "can_cancel": rules.can_self_cancel(found), "can_keep": rules.can_keep(found)}
+    if with_cards:
+        page["cards"], page["cards_error"] = _cards(who, record)
+    return page
 
 
 def receipt(who: SignedIn, payment_id: str) -> dict:
@@ -444,3 +477,187 @@ def receipt(who: SignedIn, payment_id: str) -> dict:
 def receipt_pdf_url(who: SignedIn, payment_id: str) -> str:
     doc = receipt(who, payment_id)
     return receipts.pdf_download_url(doc, who.portal.account_id, who.customer_id)
+
+
+# --- self-service: cards, paying a failed invoice, cancelling (chalicelib/selfservice) -------
+#
+# The portal's side of SelfService: ids from the browser are checked for shape, every
+# subscription is looked up in the signed-in customer's own record first (another
+# customer's id is "not found" before the processor is ever called), and the processor's
+# answers come back as results or customer-safe errors for the page.
+
+PROCESSOR = "stripe"  # the processor whose gateway serves the portal (registry.gateway_for)
+PAYABLE = {"failed", "requires_action"}
+CARD_STATUSES = SELF_SERVICE_ACTIVE  # a subscription whose card can still be chosen
+# Errors the page the customer acted from shows next to the form, with its status code.
+SHOWN_ON_PAGE = (BadRequest, Conflict, ProcessorError, ProcessorNotConfigured)
+PAYMENT_METHOD_RE = re.compile(r"^pm_[A-Za-z0-9]{4,100}$")
+ATTEMPT_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# ?done=… after a change: the notice the page shows (fixed texts; nothing is echoed).
+NOTICES = {"card", "card_all", "card_added", "card_saved", "card_removed", "paid",
+           "confirmed", "canceling", "kept"}
+CARDS_UNAVAILABLE = "Your saved cards cannot be shown right now. Please try again later."
+
+
+def _self_service(who: SignedIn) -> SelfService:
+    return SelfService(who.portal.account, who.customer_id, gateway_for(who.portal.account))
+
+
+def publishable_key(who: SignedIn) -> str | None:
+    key = (who.portal.account.get("settings") or {}).get("stripe_publishable_key")
+    return key if isinstance(key, str) and key.startswith("pk_") else None
+
+
+def notice(code: str | None) -> str | None:
+    return code if code in NOTICES else None
+
+
+def _cards(who: SignedIn, record: dict) -> tuple[list[dict], str | None]:
+    """The customer's saved cards for the page, or an explanation of why not."""
+    names = {s["id"]: s.get("product") or "Subscription"
+             for s in record["subscriptions"] + record["payment_plans"]}
+    try:
+        views = _self_service(who).cards(record=record)
+    except NotFound:
+        return [], None  # no customer at the processor: nothing saved
+    except AppError as exc:
+        logger.warning("saved cards unavailable", extra={"account_id": who.portal.account_id,
+                                                         "error": exc.code})
+        return [], CARDS_UNAVAILABLE
+    return [{"id": v.id, "brand": v.brand, "last4": v.last4,
+             "expires": f"{v.exp_month:02d}/{v.exp_year}" if v.exp_month and v.exp_year else None,
+             "expired": v.expired, "used_by": [names.get(i, "Subscription") for i in v.used_by]}
+            for v in views], None
+
+
+def _due(record: dict, subscription: dict | None = None) -> list[dict]:
+    """Failed payments the customer can pay now, each with a fresh attempt nonce (one per
+    form, so a double submit of the same form pays once)."""
+    by_ref = {s["processor_ref"]: s for s in record["subscriptions"] + record["payment_plans"]
+              if s.get("processor_ref")}
+    due = []
+    for payment in record["payments"]:
+        if payment["status"] not in PAYABLE or not payment.get("invoice"):
+            continue
+        sub = by_ref.get(payment.get("subscription"))
+        if subscription is not None and sub is not subscription:
+            continue
+        due.append({"payment": payment, "subscription": sub,
+                    "attempt": secrets.token_urlsafe(18)})
+    return due
+
+
+def _own_subscription(who: SignedIn, subscription_id: str) -> dict:
+    record = _record(who)
+    return _find(record["subscriptions"] + record["payment_plans"], subscription_id)
+
+
+def _card_id(value: str | None) -> str:
+    if not ID_RE.match(value or ""):
+        raise BadRequest("Choose a card.", code="no_card")
+    return value or ""
+
+
+def set_card(who: SignedIn, subscription_id: str, card_id: str | None, for_all: bool) -> str:
+    """Charge the subscription (or, ``for_all``, every active one) to a saved card."""
+    _own_subscription(who, subscription_id)
+    _self_service(who).set_card(subscription_id, _card_id(card_id), for_all)
+    return "card_all" if for_all else "card"
+
+
+def card_setup(who: SignedIn, subscription_id: str) -> dict:
+    """What the "Add a card" page needs: a client secret for Stripe.js's card form."""
+    sub = _own_subscription(who, subscription_id)
+    key = publishable_key(who)
+    secret = _self_service(who).start_card_setup() if key else None
+    return {"subscription": sub, "publishable_key": key, "client_secret": secret,
+            "can_choose_card": sub["status"] in CARD_STATUSES}
+
+
+def add_card(who: SignedIn, subscription_id: str, payment_method: str | None,
+             for_all: bool) -> str:
+    """The card Stripe.js has just saved (``pm_…``, attached to the customer by the
+    processor; we never see its number) becomes this subscription's, or every one's."""
+    sub = _own_subscription(who, subscription_id)
+    if not PAYMENT_METHOD_RE.match(payment_method or ""):
+        raise BadRequest("The card could not be saved. Please try again.", code="no_card")
+    card = selfservice.card_id(who.portal.account_id, Ref(PROCESSOR, payment_method or ""))
+    service = _self_service(who)
+    if for_all or sub["status"] in CARD_STATUSES:
+        service.set_card(subscription_id, card, for_all)
+        return "card_all" if for_all else "card_added"
+    if card not in {c.id for c in service.cards()}:
+        raise NotFound("no such card")
+    return "card_saved"  # an ended subscription keeps its card; the new one is saved
+
+
+def remove_card(who: SignedIn, subscription_id: str, card_id: str | None) -> str:
+    _own_subscription(who, subscription_id)
+    if not ID_RE.match(card_id or ""):
+        raise NotFound("Not found.")
+    _self_service(who).remove_card(card_id or "")
+    return "card_removed"
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    status: str  # paid, declined, requires_action
+    message: str | None
+    client_secret: str | None  # for requires_action: Stripe.js confirms the payment with it
+    subscription_id: str | None  # the payment's subscription or plan, if it has one
+
+
+def pay_now(who: SignedIn, payment_id: str, card_id: str | None,
+            attempt: str | None) -> PaymentResult:
+    """Pay a failed invoice with a chosen card. The same ``attempt`` (the form's nonce) is
+    the same payment at the processor: a double submit pays once."""
+    if not ID_RE.match(payment_id or ""):
+        raise NotFound("Not found.")
+    record = _record(who)
+    payment = _find(record["payments"], payment_id)
+    sub = next((s for s in record["subscriptions"] + record["payment_plans"]
+                if payment.get("subscription") and s.get("processor_ref") == payment["subscription"]),
+               None)
+    sub_id = sub["id"] if sub else None
+    if not ATTEMPT_RE.match(attempt or ""):
+        raise BadRequest("This form has expired. Please reload the page and try again.")
+    service = _self_service(who)
+    try:
+        outcome = service.pay_now(payment_id, _card_id(card_id), attempt or "")
+    except Conflict as exc:
+        # The second of two quick submits: the first one has paid it.
+        paid = next((p for p in service.record()["payments"] if p["id"] == payment_id), {})
+        if exc.code == "not_payable" and paid.get("status") == "succeeded":
+            return PaymentResult("paid", None, None, sub_id)
+        raise
+    return PaymentResult(outcome.status, outcome.message, outcome.client_secret, sub_id)
+
+
+def payment_subscription(who: SignedIn, payment_id: str) -> str | None:
+    """The id of the subscription a payment of this customer belongs to (for its page)."""
+    record = _record(who)
+    payment = _find(record["payments"], payment_id)
+    return next((s["id"] for s in record["subscriptions"] + record["payment_plans"]
+                 if payment.get("subscription") and s.get("processor_ref") == payment["subscription"]),
+                None)
+
+
+def cancel_form(who: SignedIn, subscription_id: str) -> dict:
+    """The confirm step before cancelling; only where the merchant allows it."""
+    page = subscription(who, subscription_id, with_cards=False)
+    if not page["can_cancel"]:
+        raise Forbidden("Cancelling is not available for this subscription. Please write to "
+                        f"{who.portal.brand['support_email']}.", code="self_cancel_off")
+    return page
+
+
+def cancel(who: SignedIn, subscription_id: str, reason: str | None) -> str:
+    _own_subscription(who, subscription_id)
+    _self_service(who).cancel(subscription_id, (reason or "")[:2000])
+    return "canceling"
+
+
+def keep(who: SignedIn, subscription_id: str) -> str:
+    _own_subscription(who, subscription_id)
+    _self_service(who).keep(subscription_id)
+    return "kept"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from chalice import Response
@@ -130,13 +132,21 @@ class Visit:
     # --- answers ------------------------------------------------------------------------
 
     def headers(self, content_type: str | None = "text/html; charset=utf-8",
-                logo_origin: str | None = None) -> dict:
+                logo_origin: str | None = None, stripe_js: bool = False) -> dict:
         img = "'self'" + (f" {logo_origin}" if logo_origin else "")
+        script = connect = "'self'"
+        frame = ""
+        if stripe_js:  # only the pages that load Stripe.js may reach Stripe
+            sources = stripe_js_sources(get_settings().stripe_js_url)
+            script += f" {sources['script-src']}"
+            connect += f" {sources['connect-src']}"
+            frame = f"frame-src {sources['frame-src']}; "
         headers = {
             "Content-Security-Policy": (
-                f"default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{self.nonce}'; "
-                f"img-src {img}; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                "frame-ancestors 'none'"),
+                f"default-src 'self'; script-src {script}; "
+                f"style-src 'self' 'nonce-{self.nonce}'; img-src {img}; "
+                f"connect-src {connect}; {frame}object-src 'none'; base-uri 'none'; "
+                "form-action 'self'; frame-ancestors 'none'"),
             "Referrer-Policy": "no-referrer",
             "X-Content-Type-Options": "nosniff",
             "X-Frame-Options": "DENY",
@@ -148,7 +158,10 @@ class Visit:
             headers["Set-Cookie"] = list(self.cookies_out)
         return headers
 
-    def page(self, template: str, status: int = 200, head: bool = False, **context) -> Response:
+    def page(self, template: str, status: int = 200, head: bool = False,
+             stripe_js: bool = False, **context) -> Response:
+        """Render a portal page. ``stripe_js``: the page loads Stripe.js (the template gets
+        its URL as ``stripe_js_url``, and the page's CSP allows its origin)."""
         portal = self._portal
         brand = portal.brand if portal else None
         logo_origin = None
@@ -156,9 +169,12 @@ class Visit:
             parts = urlsplit(brand["logo_url"])
             logo_origin = f"{parts.scheme}://{parts.netloc}"
         body = "" if head else templating.render(
-            f"portal/{template}", brand=brand, root=self.root, nonce=self.nonce, **context)
+            f"portal/{template}", brand=brand, root=self.root, nonce=self.nonce,
+            assets=f"{urlsplit(self.base).path.rstrip('/')}/portal-assets",
+            script_version=script_version(),
+            stripe_js_url=get_settings().stripe_js_url if stripe_js else None, **context)
         return Response(body=body, status_code=status,
-                        headers=self.headers(logo_origin=logo_origin))
+                        headers=self.headers(logo_origin=logo_origin, stripe_js=stripe_js))
 
     def redirect(self, location: str, status: int = 303) -> Response:
         headers = self.headers(content_type="text/plain; charset=utf-8")
@@ -169,8 +185,10 @@ class Visit:
         if self._portal is None:
             with contextlib.suppress(AppError):
                 self.portal  # noqa: B018 - brand the error page when the slug is known
-        response = self.page("error.html", status=exc.status, error=exc,
-                             title=_ERROR_TITLES.get(exc.status, "Something went wrong"))
+        title = _ERROR_TITLES.get(exc.status, "Something went wrong")
+        if exc.status == 403 and exc.code != "csrf":
+            title = "Not available"
+        response = self.page("error.html", status=exc.status, error=exc, title=title)
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(max(1, exc.retry_after))
         return response
@@ -178,13 +196,65 @@ class Visit:
 
 _ERROR_TITLES = {
     400: "Please check the form",
+    402: "The payment did not go through",
     403: "This form has expired",
     404: "Not found",
+    409: "This cannot be done right now",
     410: "This link no longer works",
     429: "Please wait a moment",
     500: "Something went wrong",
+    502: "The payment service refused this",
     503: "Temporarily unavailable",
 }
+
+
+# The origins Stripe.js needs, per Stripe's CSP guide: the script's own, Stripe's API for
+# its requests, and the frames of its card fields and 3-D Secure pages.
+_STRIPE_ORIGINS = {
+    "script-src": "https://js.stripe.com https://*.js.stripe.com",
+    "connect-src": "https://api.stripe.com",
+    "frame-src": "https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com",
+}
+
+
+def stripe_js_sources(js_url: str) -> dict[str, str]:
+    """CSP sources for a page that loads Stripe.js from ``js_url``. Real Stripe.js needs
+    Stripe's own origins; a stand-in (localstripe's, in make dev and the tests) does
+    everything on the origin it is served from."""
+    parts = urlsplit(js_url)
+    if parts.hostname == "js.stripe.com":
+        return dict(_STRIPE_ORIGINS)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return {"script-src": origin, "connect-src": origin, "frame-src": origin}
+
+
+# --- the portal's own script (chalicelib/portal/static/) -------------------------------------
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SCRIPT_NAME = "portal.js"
+
+
+@functools.lru_cache(maxsize=1)
+def _script() -> tuple[bytes, str]:
+    body = (STATIC_DIR / SCRIPT_NAME).read_bytes()
+    return body, hashlib.sha256(body).hexdigest()[:12]
+
+
+def script_version() -> str:
+    """Part of the script's URL, so a new deployment's script is never taken from a cache."""
+    return _script()[1]
+
+
+def script_response(name: str) -> Response:
+    if name != SCRIPT_NAME:
+        return Response(body="Not found", status_code=404,
+                        headers={"Content-Type": "text/plain; charset=utf-8"})
+    body, _ = _script()
+    return Response(body=body.decode(), status_code=200, headers={
+        "Content-Type": "text/javascript; charset=utf-8",
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+    })
 
 
 def portal_view(blueprint):

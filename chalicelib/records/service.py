@@ -292,8 +292,10 @@ def _tombstone(state: _State, target_id: str) -> store.RecordWrite:
     )
 
 
-def get_record(account_id: str, customer_id: str) -> dict | None:
-    collection = store.load(customer_id, consistent=False)
+def get_record(account_id: str, customer_id: str, consistent: bool = False) -> dict | None:
+    """The derived record. ``consistent`` for a customer's own pages, which must show the
+    change they have just made (a strongly consistent Query costs twice the read units)."""
+    collection = store.load(customer_id, consistent=consistent)
     profile = collection.profile
     if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
         return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chalicelib import ids
-from chalicelib.domain.events import PaymentChanged, Ref, SubscriptionChanged
+from chalicelib.domain.events import PaymentChanged, PaymentMethodChanged, Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound
 from chalicelib.processors.gateway import Gateway, PaymentOutcome, SavedCard
 from chalicelib.records import service as records
@@ -57,7 +57,7 @@ class SelfService:
     # --- lookups, always inside this customer's record ------------------------------------
 
     def record(self) -> dict:
-        record = records.get_record(self.account_id, self.customer_id)
+        record = records.get_record(self.account_id, self.customer_id, consistent=True)
         if record is None:
             raise NotFound("no such customer")
         return record
@@ -80,18 +80,28 @@ class SelfService:
         return {card_id(self.account_id, c.payment_method): c
                 for c in self.gateway.list_cards(customer)}
 
-    def _card(self, customer: Ref, chosen_card_id: str) -> SavedCard:
-        card = self._saved_cards(customer).get(chosen_card_id)
+    def _card(self, customer: Ref, chosen_card_id: str, to_charge: bool = True,
+              saved: dict[str, SavedCard] | None = None) -> SavedCard:
+        card = (saved if saved is not None else self._saved_cards(customer)).get(chosen_card_id)
         if card is None:
             raise NotFound("no such card")
+        if to_charge and self._expired(card.card):
+            raise BadRequest("This card has expired. Choose another card or add a new one.",
+                             code="card_expired")
         return card
+
+    def _expired(self, card) -> bool:
+        now = self._now()
+        return bool(card.exp_year and card.exp_month and
+                    (card.exp_year, card.exp_month) < (now.year, now.month))
 
     # --- cards -------------------------------------------------------------------------
 
-    def cards(self) -> list[CardView]:
-        record = self.record()
+    def cards(self, record: dict | None = None) -> list[CardView]:
+        """The customer's saved cards. ``record``: one the caller has just read (a page
+        that shows the record too), to save a second read."""
+        record = record or self.record()
         customer = self._processor_customer(record)
-        today = (self._now().year, self._now().month)
         charged_to: dict[str, list[str]] = {}
         for sub in record["subscriptions"] + record["payment_plans"]:
             if sub["status"] in ACTIVE and sub.get("card_id"):
@@ -99,8 +109,7 @@ class SelfService:
         out = []
         for cid, saved in self._saved_cards(customer).items():
             c = saved.card
-            expired = bool(c.exp_year and c.exp_month and (c.exp_year, c.exp_month) < today)
-            out.append(CardView(cid, c.brand, c.last4, c.exp_month, c.exp_year, expired,
+            out.append(CardView(cid, c.brand, c.last4, c.exp_month, c.exp_year, self._expired(c),
                                 tuple(charged_to.get(cid, ()))))
         return out
 
@@ -114,13 +123,20 @@ class SelfService:
                     if s["status"] in ACTIVE] if for_all
                    else [self._subscription(record, subscription_id or "")])
         if not targets:
-            raise BadRequest("nothing to change")
+            raise BadRequest("You have no active subscription to change.")
         customer = self._processor_customer(record, targets[0])
-        card = self._card(customer, chosen_card_id)
-        events = []
+        saved = self._saved_cards(customer)
+        card = self._card(customer, chosen_card_id, saved=saved)
+        # The cards themselves too, as the processor lists them: the record can name each
+        # subscription's card at once, before (or without) the processor's
+        # payment_method events.
+        events: list = [PaymentMethodChanged(occurred_at=int(time.time()), customer=customer,
+                                             email=None, payment_method=c.payment_method,
+                                             card=c.card, attached=True)
+                        for c in saved.values()]
         for sub in targets:
             if sub["status"] not in ACTIVE:
-                raise Conflict("this subscription has ended")
+                raise Conflict("This subscription has ended; its card cannot be changed.")
             self.gateway.set_subscription_card(_ref(sub["processor_ref"]), card.payment_method)
             events.append(SubscriptionChanged(
                 occurred_at=int(time.time()), customer=customer, email=None,
@@ -136,7 +152,12 @@ class SelfService:
                     raise Conflict("This card pays for an active subscription; choose another "
                                    "card for it first.", code="card_in_use")
                 customer = self._processor_customer(self.record())
-                self.gateway.detach_card(self._card(customer, chosen_card_id).payment_method)
+                saved = self._card(customer, chosen_card_id, to_charge=False)
+                self.gateway.detach_card(saved.payment_method)
+                records.record_confirmed(self.account_id, self.customer_id, [
+                    PaymentMethodChanged(occurred_at=int(time.time()), customer=customer,
+                                         email=None, payment_method=saved.payment_method,
+                                         card=saved.card, attached=False)])
                 return
         raise NotFound("no such card")
 
@@ -184,13 +205,17 @@ class SelfService:
         self._confirm_subscription(sub, ref, cancel_at_period_end=True,
                                    event_type="subscription.canceling", reason=reason)
 
+    def can_keep(self, sub: dict) -> bool:
+        """Whether "Keep my subscription" applies: set to end, and self-cancel is on."""
+        allowed = (self.account.get("settings") or {}).get("portal", {}).get("self_cancel", True)
+        return bool(allowed) and "installments_total" not in sub and sub["status"] == "canceling"
+
     def keep(self, subscription_id: str) -> None:
         record = self.record()
         sub = self._subscription(record, subscription_id)
         if sub["status"] != "canceling":
             raise Conflict("This subscription is not set to end.", code="not_canceling")
-        if "installments_total" in sub or not (self.account.get("settings") or {}).get(
-                "portal", {}).get("self_cancel", True):
+        if not self.can_keep(sub):
             raise Forbidden("This change is not available here.")
         ref = _ref(sub["processor_ref"])
         self.gateway.undo_cancel(ref)

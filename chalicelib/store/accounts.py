@@ -71,6 +71,14 @@ def update_webhook_secrets(account_id: str, secrets: list[str]) -> None:
     )
 
 
+def update_settings(account_id: str, settings: dict) -> None:
+    pk, sk = keys.account(account_id)
+    AccountItem(pk, sk).update(
+        actions=[AccountItem.settings.set(settings)],
+        condition=TableItem.PK.exists(),
+    )
+
+
 def _to_dict(item: AccountItem) -> dict:
     return {
         "account_id": item.account_id,

@@ -117,7 +117,24 @@ class StripeGateway:
             return PaymentOutcome("declined", declined.message)
         if paid.status == "paid":
             return PaymentOutcome("paid")
-        return PaymentOutcome("declined", "The payment did not go through.")
+        return self._unpaid_outcome(paid)
+
+    def _unpaid_outcome(self, invoice) -> PaymentOutcome:
+        """An invoice still open after paying without an error: its PaymentIntent says
+        why (it needs the customer's bank, or the card was declined). Stripe answers such
+        payments with a card error, handled above; localstripe answers like this."""
+        intent = invoice.to_dict().get("payment_intent")
+        if isinstance(intent, str):
+            try:
+                intent = self._call(self._client.payment_intents.retrieve, intent).to_dict()
+            except ProcessorError:
+                intent = None
+        intent = intent if isinstance(intent, dict) else {}
+        if intent.get("status") == "requires_action":
+            return PaymentOutcome("requires_action", "Your bank asks you to confirm this payment.",
+                                  client_secret=intent.get("client_secret"))
+        error = intent.get("last_payment_error") or {}
+        return PaymentOutcome("declined", error.get("message") or "The payment did not go through.")
 
     def refund(self, payment: Ref, amount: int | None, idempotency_key: str) -> Ref:
         params = {"payment_intent" if payment.id.startswith("pi_") else "charge": _own(payment)}
