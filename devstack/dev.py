@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
             seed.seed(stack.stripe_url, DEMO_STRIPE_KEY)
             if not args.no_app:
+                time.sleep(2)  # localstripe sends its own webhooks about a second later
+                seed.send_missing_failure_events(stack.stripe_url, webhook_url, webhook_secret,
+                                                 DEMO_STRIPE_KEY)
                 _report_records(app_url, created.api_key)
 
         _print_summary(stack, app_url, created.api_key, webhook_url, webhook_secret,
