@@ -74,6 +74,8 @@ class _State:
         self.facts = {kind: {fid: Fact.load(d) for fid, d in by_id.items()}
                       for kind, by_id in (collection.facts if collection else {}).items()}
         self.search = dict(collection.search) if collection else {}
+        self.known_refs = {ref for by_id in self.facts.values() for fact in by_id.values()
+                           for ref in fact.refs()}
         self.changed_facts: set[tuple[str, str]] = set()
         self.new_pointers: list[tuple[str, str]] = []
         self.repoint: list[tuple[str, str, str]] = []
@@ -103,9 +105,7 @@ class _State:
         if kind is None or ref is None:
             return
         fid = fact_id(self.account_id, kind, ref)
-        by_id = self.facts.setdefault(kind, {})
-        is_new = fid not in by_id
-        fact = by_id.setdefault(fid, Fact())
+        fact = self.facts.setdefault(kind, {}).setdefault(fid, Fact())
         values = event.values()
         values[FACT_KINDS[kind][1]] = ref
         if event.customer is not None:
@@ -114,13 +114,13 @@ class _State:
             values["customer"] = event.customer
         if fact.merge(values, event.occurred_at, STICKY_STATUSES.get(kind, set())):
             self.changed_facts.add((kind, fid))
-        if is_new:
-            # Pointers let a later event that names only this object (a dispute names its
-            # charge) find the record.
-            for name in ("payment", "intent", "charge", "invoice", "subscription"):
-                r = getattr(event, name, None)
-                if isinstance(r, Ref):
-                    self.new_pointers.append((r.processor, r.id))
+        # Pointers let a later event that names only a related object (a dispute names its
+        # charge) find the record; one per object, written when the record first learns it.
+        for name in ("payment", "intent", "charge", "invoice", "subscription"):
+            r = getattr(event, name, None)
+            if isinstance(r, Ref) and (r.processor, r.id) not in self.known_refs:
+                self.known_refs.add((r.processor, r.id))
+                self.new_pointers.append((r.processor, r.id))
 
     def absorb(self, other: _State) -> None:
         """Fold another record (a placeholder without e-mail) into this one."""
