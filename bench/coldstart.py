@@ -1,0 +1,193 @@
+"""Cold start: importing the Lambda entry module (``app``) in a fresh interpreter, against
+``import boto3`` alone; and the deployment zip's size, before and after infra/package.sh
+trims it.
+
+Two set-ups, both with ``PYTHONDONTWRITEBYTECODE=1`` so no run leaves bytecode for the next:
+  source  app.py and chalicelib copied to a temporary folder without ``__pycache__``; the
+          libraries come from the virtualenv as installed (with their .pyc files);
+  zip     the trimmed deployment.zip unpacked, next to the SDK the Lambda runtime provides
+          (boto3, botocore, … from this virtualenv), in a Python started with ``-S`` (no
+          site-packages): the libraries in the zip have no .pyc, as in Lambda, so they are
+          compiled on every cold start. This is the closer picture of a Lambda cold start.
+Each figure alternates the runs (app, boto3, bare interpreter) so drift hits all alike.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+from bench.util import log
+
+REPO = Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_COLD_ROUNDS", "12"))
+RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"]
+MEASURE = ("import time, sys; t = time.perf_counter(); import {module}; "
+           "sys.stdout.write(repr(time.perf_counter() - t))")
+
+# Groups for the zip's composition.
+ZIP_GROUPS = {
+    "receipt PDFs (fpdf2, fontTools, Pillow, defusedxml, DejaVu fonts)": (
+        "fpdf", "fontTools", "PIL", "pillow.libs", "defusedxml", "fpdf2-", "fonttools-",
+        "pillow-", "defusedxml-", "chalicelib/receipts/fonts"),
+    "stripe with requests, idna, charset_normalizer, certifi": (
+        "stripe", "requests", "idna", "charset_normalizer", "certifi", "typing_extensions"),
+    "babel": ("babel",),
+    "aws_lambda_powertools": ("aws_lambda_powertools",),
+    "app code (app.py, chalicelib)": ("app.py", "chalicelib"),
+}
+
+
+def _env(extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "AWS_ENDPOINT"))}
+    env.update({"PYTHONDONTWRITEBYTECODE": "1", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1", "TABLE_NAME": "billing-portal"})
+    env.update(extra or {})
+    return env
+
+
+def _run(args: list[str], cwd: Path, env: dict) -> tuple[float, float]:
+    """(process wall seconds, in-process import seconds)."""
+    t0 = time.perf_counter()
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"{args}: {out.stderr[-2000:]}")
+    return wall, float(out.stdout or 0)
+
+
+def _compare(python_args: list[str], cwd: Path, env: dict) -> dict:
+    samples = {"app": [], "boto3": [], "bare": []}
+    for _ in range(ROUNDS):
+        for name, module in (("app", "app"), ("boto3", "boto3"), ("bare", None)):
+            code = MEASURE.format(module=module) if module else "pass"
+            samples[name].append(_run([*python_args, "-c", code], cwd, env))
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(i for _, i in v))
+           for k, v in samples.items()}
+    return {
+        "rounds": ROUNDS,
+        "process_ms": {k: w * 1000 for k, (w, _) in med.items()},
+        "import_ms": {k: i * 1000 for k, (_, i) in med.items() if k != "bare"},
+        "ratio_process": med["app"][0] / med["boto3"][0],
+        "ratio_import": med["app"][1] / med["boto3"][1],
+    }
+
+
+def _importtime(python_args: list[str], cwd: Path, env: dict) -> dict:
+    """``-X importtime`` of ``import app``: self time summed per top-level package, and the
+    biggest cumulative entries directly under app's own imports."""
+    out = subprocess.run([*python_args, "-X", "importtime", "-c", "import app"], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=120)
+    by_package: Counter = Counter()
+    rows = []
+    for line in out.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if not m:
+            continue
+        self_us, cumulative_us, indent, name = int(m[1]), int(m[2]), len(m[3]), m[4]
+        by_package[name.split(".")[0]] += self_us
+        rows.append((indent, name, cumulative_us))
+    total = sum(by_package.values())
+    heavy = ("stripe", "jinja2", "babel", "fpdf", "PIL", "fontTools", "requests", "markupsafe")
+    top_level = sorted(((name, us) for indent, name, us in rows if indent <= 3),
+                       key=lambda r: -r[1])[:12]
+    return {
+        "total_ms": total / 1000,
+        "self_ms_by_package": {k: v / 1000 for k, v in by_package.most_common(15)},
+        "share_by_package": {k: v / total for k, v in by_package.most_common(15)},
+        "direct_imports_cumulative_ms": {name: us / 1000 for name, us in top_level},
+        "heavy_loaded_at_import": sorted(h for h in heavy if h in by_package),
+        "heavy_lazy": sorted(h for h in heavy if h not in by_package),
+    }
+
+
+def _source_setup(root: Path) -> Path:
+    src = root / "source"
+    src.mkdir()
+    shutil.copy2(REPO / "app.py", src / "app.py")
+    shutil.copytree(REPO / "chalicelib", src / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return src
+
+
+def _zip_setup(root: Path, zip_path: Path) -> tuple[Path, str]:
+    task, runtime = root / "task", root / "runtime"
+    with zipfile.ZipFile(zip_path) as z:
+        z.extractall(task)
+    runtime.mkdir()
+    for module in RUNTIME_PROVIDED:
+        spec = importlib.util.find_spec(module)
+        origin = spec.origin
+        target = os.path.dirname(origin) if origin.endswith("__init__.py") else origin
+        os.symlink(target, runtime / os.path.basename(target))
+    return task, f"{task}{os.pathsep}{runtime}"
+
+
+def package() -> dict:
+    """Run infra/package.sh into a temporary folder; sizes before and after trimming."""
+    outdir = Path(tempfile.mkdtemp(prefix="bench-package-"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    t0 = time.perf_counter()
+    out = subprocess.run(["bash", str(REPO / "infra" / "package.sh"), str(outdir)], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"infra/package.sh failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    m = re.search(r"== trimmed: before (\d+) bytes, after (\d+) bytes", out.stdout)
+    zip_path = outdir / "deployment.zip"
+    groups: Counter = Counter()
+    unzipped = 0
+    with zipfile.ZipFile(zip_path) as z:
+        for info in z.infolist():
+            unzipped += info.file_size
+            group = next((g for g, prefixes in ZIP_GROUPS.items()
+                          if info.filename.startswith(prefixes)), "other")
+            groups[group] += info.compress_size
+    dropped = re.findall(r"dropped\s+(\d+) files,\s+([\d.]+) MiB zipped: (.+)", out.stdout)
+    compiled = re.search(r"(\d+) modules compiled: \+([\d.]+) MiB", out.stdout)
+    return {
+        "zip": str(zip_path),
+        "seconds": time.perf_counter() - t0,
+        "before_bytes": int(m[1]) if m else None,
+        "trimmed_bytes": int(m[2]) if m else None,
+        "after_bytes": zip_path.stat().st_size,  # trimmed, plus the precompiled modules
+        "unzipped_bytes": unzipped,
+        "by_group_bytes": dict(groups.most_common()),
+        "dropped": [{"files": int(f), "mib": float(mb), "why": why} for f, mb, why in dropped],
+        "precompiled_modules": int(compiled[1]) if compiled else 0,
+        "precompiled_mib": float(compiled[2]) if compiled else 0.0,
+        "check": next((line.strip() for line in out.stdout.splitlines()
+                       if line.strip().startswith("ok:")), None),
+    }
+
+
+def run() -> dict:
+    out: dict = {}
+    log("cold start: infra/package.sh (chalice package + trim + check)")
+    out["package"] = package()
+    root = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    try:
+        log(f"cold start: source copy, {ROUNDS} rounds")
+        src = _source_setup(root)
+        env = _env()
+        out["source"] = _compare([sys.executable], src, env)
+        out["source"]["importtime"] = _importtime([sys.executable], src, env)
+
+        log(f"cold start: unpacked zip + runtime SDK, {ROUNDS} rounds")
+        task, path = _zip_setup(root, Path(out["package"]["zip"]))
+        env = _env({"PYTHONPATH": path})
+        out["zip"] = _compare([sys.executable, "-S"], task, env)
+        out["zip"]["importtime"] = _importtime([sys.executable, "-S"], task, env)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(Path(out.get("package", {}).get("zip", "/nonexistent")).parent,
+                      ignore_errors=True)
+    return out

@@ -1,0 +1,95 @@
+"""Isolation: every merchant API route, found in the app itself (so a new route is
+covered or this test fails), answers 401 without a valid key and never shows one
+account's data to another: another account's ids answer 404, lists stay empty. The
+webhook route refuses a delivery signed for another account, and writes nothing.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from app_fixtures import app_client, make_merchant  # noqa: F401
+from stripe_events import Stream, sign
+from test_reliability_helpers import record_figures
+
+
+def _api_routes():
+    from app import app
+
+    return sorted((path, method) for path, methods in app.routes.items()
+                  if path.startswith("/api/") for method in methods)
+
+
+def _seeded(app_client):  # noqa: F811
+    owner = make_merchant(app_client)
+    s = Stream("iso")
+    cus = s.customer("owner@example.com", "Owner Only")
+    sub = s.subscription(cus, 1500)
+    s.invoice(cus, sub, 1500)
+    s.one_time(cus, 2500, email="owner@example.com")
+    owner.deliver_until_applied(s.events)
+    customer = owner.customers()[0]
+    record = owner.get_json(f"/api/v1/customers/{customer['id']}")
+    ids = {"customer_id": customer["id"], "order_id": record["orders"][0]["id"]}
+    return owner, ids
+
+
+def _fill(path: str, ids: dict) -> str:
+    params = re.findall(r"{(\w+)}", path)
+    missing = [p for p in params if p not in ids]
+    assert not missing, (f"{path}: this test does not know how to make a {missing} of the "
+                         "owner's; add one to _seeded so the route is covered")
+    for p in params:
+        path = path.replace("{" + p + "}", ids[p])
+    return path
+
+
+def _call(merchant, method: str, path: str, key: str | None):
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return merchant.client.http.request(method, path, headers=headers, body=b"")
+
+
+def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F811
+    owner, ids = _seeded(app_client)
+    other = make_merchant(app_client)
+    routes = _api_routes()
+    assert routes, "no /api/ routes found"
+    checked = []
+    for path, method in routes:
+        url = _fill(path, ids)
+        # The owner sees it (the ids are real) ...
+        mine = _call(owner, method, url, owner.api_key)
+        assert mine.status_code == 200, (method, url, mine.status_code, mine.body)
+        # ... no key, a malformed key, an unknown key: 401, and nothing of the owner's.
+        for key in (None, "", "bp_live_" + "x" * 43, owner.api_key + "x", "Basic abc"):
+            r = _call(owner, method, url, key)
+            assert r.status_code == 401, (method, url, key, r.status_code)
+            assert b"owner@example.com" not in r.body
+        # ... another account's key: the ids do not exist for it.
+        theirs = _call(other, method, url, other.api_key)
+        if "{" in path:
+            assert theirs.status_code == 404, (method, url, theirs.status_code, theirs.body)
+        else:
+            assert theirs.status_code == 200, (method, url, theirs.status_code)
+            assert json.loads(theirs.body)["data"] == [], (url, theirs.body)
+        assert b"owner@example.com" not in theirs.body and ids["customer_id"].encode() not in theirs.body
+        checked.append(f"{method} {path}")
+    # Search with the owner's e-mail as the other account: nothing.
+    r = _call(other, "GET", "/api/v1/customers?q=owner", other.api_key)
+    assert json.loads(r.body)["data"] == []
+    record_figures("isolation-routes", {"routes": checked})
+
+
+def test_a_delivery_signed_for_one_account_is_refused_by_another(app_client):  # noqa: F811
+    owner = make_merchant(app_client)
+    other = make_merchant(app_client)
+    s = Stream("isohook")
+    s.customer("hook@example.com", "Hook")
+    body = json.dumps(s.events[0]).encode()
+    headers = {"Content-Type": "application/json",
+               "Stripe-Signature": sign(body, owner.webhook_secrets[0])}
+    r = other.client.http.post(f"/webhooks/stripe/{other.account_id}", body=body, headers=headers)
+    assert r.status_code == 400 and json.loads(r.body)["error"] == "invalid_signature"
+    for m in (owner, other):
+        assert m.get_json("/api/v1/customers")["data"] == []
+        assert m.get_json("/api/v1/webhook-deliveries")["data"] == []
