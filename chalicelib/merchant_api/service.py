@@ -18,7 +18,7 @@ _ORDER_ID = re.compile(r"^ord_[a-z2-7]{24}$")
 def parse_limit(raw: str | None, default: int = 25) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdecimal() and len(raw) <= 3) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", code="invalid_limit")
     return int(raw)
 

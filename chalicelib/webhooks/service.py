@@ -52,7 +52,11 @@ def _account(account_id: str, fresh: bool = False) -> dict | None:
     hit = _account_cache.get(account_id)
     if hit and not fresh and time.monotonic() - hit[0] < ACCOUNT_CACHE_SECONDS:
         return hit[1]
-    account = account_store.get(account_id)
+    try:
+        account = account_store.get(account_id)
+    except Exception:  # noqa: BLE001 - the table failed: the processor retries on 503
+        logger.exception("reading the account failed")
+        raise RetryLater("the account could not be read; it will be retried") from None
     if account is not None:
         _account_cache[account_id] = (time.monotonic(), account)
     return account
@@ -114,7 +118,11 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
         _save_failed(delivery, f"translation failed: {type(exc).__name__}")
         raise RetryLater("event could not be translated") from None
     if translation is None or not translation.events:
-        record_store.save_delivery({**delivery, "outcome": "ignored"})
+        try:
+            record_store.save_delivery({**delivery, "outcome": "ignored"})
+        except Exception:  # noqa: BLE001 - nothing else to write; the processor retries on 503
+            logger.exception("saving the audit entry failed")
+            raise RetryLater("the delivery could not be recorded; it will be retried") from None
         metrics.add_metric(name="WebhookIgnored", unit=MetricUnit.Count, value=1)
         return Receipt(200, "ignored", event["id"])
     try:
@@ -137,6 +145,9 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
 
 def _save_failed(delivery: dict, error: str) -> None:
     try:
-        record_store.save_delivery({"outcome": "failed", **delivery, "error": error[:500]})
+        # Its own entry: the transaction may have committed (a lost response) and written
+        # "applied" under the delivery's id; that entry must stay.
+        record_store.save_delivery({"outcome": "failed", **delivery, "error": error[:500],
+                                    "delivery_id": ids.new_id("dlv")})
     except Exception:  # noqa: BLE001 - the audit is best effort when the table itself is failing
         logger.exception("could not save the failed delivery")

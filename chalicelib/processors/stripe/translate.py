@@ -73,14 +73,28 @@ def _ref(value) -> Ref | None:
     return Ref(PROCESSOR, ext) if ext else None
 
 
+# No Stripe amount, count or time comes near these; anything beyond is not data we keep.
+_MAX_INT = 2**53
+_MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a date can show
+
+
 def _int(value) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return value if abs(value) <= _MAX_INT else None
+    if isinstance(value, str):
+        text = value.strip()
+        # isdecimal, not isdigit: "²" is a digit int() refuses; and a bounded length.
+        if text.isascii() and text.isdecimal() and len(text) <= 15:
+            return int(text)
     return None
+
+
+def _time(value) -> int | None:
+    """An epoch time in seconds, only if a date can show it."""
+    seconds = _int(value)
+    return seconds if seconds is not None and 0 <= seconds <= _MAX_TIME else None
 
 
 def _str(value, limit: int = 500) -> str | None:
@@ -136,7 +150,7 @@ def _customer(event, obj):
         name=_str(obj.get("name"), 200),
         phone=_str(obj.get("phone"), 50),
         address=_address(obj.get("address")),
-        created_at=_int(obj.get("created")),
+        created_at=_time(obj.get("created")),
         default_payment_method=_ref(invoice_settings.get("default_payment_method")),
     )], []
 
@@ -150,8 +164,8 @@ def _subscription_pricing(obj) -> dict:
     amount = 0
     currency = _currency(obj.get("currency"))
     interval = interval_count = product = None
-    period_start = _int(obj.get("current_period_start"))
-    period_end = _int(obj.get("current_period_end"))
+    period_start = _time(obj.get("current_period_start"))
+    period_end = _time(obj.get("current_period_end"))
     for item in items:
         item = _dict(item)
         price = _dict(item.get("price")) or _dict(item.get("plan"))
@@ -167,8 +181,8 @@ def _subscription_pricing(obj) -> dict:
         product_obj = price.get("product") or plan.get("product")
         product = product or _str(price.get("nickname") or plan.get("nickname"), 200) or (
             _str(_dict(product_obj).get("name"), 200))
-        period_start = period_start or _int(item.get("current_period_start"))
-        period_end = period_end or _int(item.get("current_period_end"))
+        period_start = period_start or _time(item.get("current_period_start"))
+        period_end = period_end or _time(item.get("current_period_end"))
     if not items:
         plan = _dict(obj.get("plan"))
         amount = (_int(plan.get("amount")) or 0) * (_int(obj.get("quantity")) or 1)
@@ -198,8 +212,8 @@ def _installments(event, obj, pricing) -> int | None:
     n = _int(metadata.get("installments"))
     if n and 1 < n <= 120:
         return n
-    cancel_at = _int(obj.get("cancel_at"))
-    start = _int(obj.get("start_date")) or _int(obj.get("created"))
+    cancel_at = _time(obj.get("cancel_at"))
+    start = _time(obj.get("start_date")) or _time(obj.get("created"))
     if event["type"] == "customer.subscription.created" and cancel_at and start and pricing["interval"]:
         seconds = _INTERVAL_SECONDS.get(pricing["interval"], 0) * (pricing["interval_count"] or 1)
         if seconds:
@@ -240,10 +254,10 @@ def _subscription(event, obj):
         current_period_end=pricing["current_period_end"],
         cancel_at_period_end=obj.get("cancel_at_period_end") if isinstance(
             obj.get("cancel_at_period_end"), bool) else None,
-        cancel_at=_int(obj.get("cancel_at")) or (0 if "cancel_at" in obj else None),
-        canceled_at=_int(obj.get("canceled_at")),
-        ended_at=_int(obj.get("ended_at")),
-        started_at=_int(obj.get("start_date")) or _int(obj.get("created")),
+        cancel_at=_time(obj.get("cancel_at")) or (0 if "cancel_at" in obj else None),
+        canceled_at=_time(obj.get("canceled_at")),
+        ended_at=_time(obj.get("ended_at")),
+        started_at=_time(obj.get("start_date")) or _time(obj.get("created")),
         installments=_installments(event, obj, pricing),
         payment_method=_ref(obj.get("default_payment_method")),
     )], []
@@ -264,7 +278,7 @@ def _subscription_schedule(event, obj):
             plan = _dict((_list(phase.get("items")) or [{}])[0]).get("plan")
             interval = _str(_dict(plan).get("interval"), 10)
             count = _int(_dict(plan).get("interval_count")) or 1
-            start, end = _int(phase.get("start_date")), _int(phase.get("end_date"))
+            start, end = _time(phase.get("start_date")), _time(phase.get("end_date"))
             seconds = _INTERVAL_SECONDS.get(interval or "", 0) * count
             if not (start and end and seconds):
                 return [], []
@@ -327,8 +341,8 @@ def _invoice_payment(event, obj, status, amount_field):
         subscription=_invoice_subscription(obj),
         one_time=False,
         payment_method=_ref(obj.get("default_payment_method")),
-        paid_at=_int(transitions.get("paid_at")) if status == "succeeded" else None,
-        due_at=_int(obj.get("next_payment_attempt")) or _int(obj.get("due_date")),
+        paid_at=_time(transitions.get("paid_at")) if status == "succeeded" else None,
+        due_at=_time(obj.get("next_payment_attempt")) or _time(obj.get("due_date")),
         number=_str(obj.get("number"), 100),
     )], []
 
@@ -417,7 +431,7 @@ def _checkout_session(event, obj):
         out.append(SubscriptionChanged(
             occurred_at=event["created"], customer=customer, email=email,
             subscription=_ref(obj.get("subscription")),
-            started_at=_int(obj.get("created")),
+            started_at=_time(obj.get("created")),
         ))
     if not out and (customer or email):
         out.append(CustomerChanged(occurred_at=event["created"], customer=customer, email=email))
@@ -439,7 +453,7 @@ def _refund_event(event, obj, customer=None):
         reason=_str(obj.get("reason"), 100),
         intent=_ref(obj.get("payment_intent")),
         charge=_ref(obj.get("charge")),
-        created_at=_int(obj.get("created")),
+        created_at=_time(obj.get("created")),
     )
 
 
@@ -481,7 +495,7 @@ def _dispute(event, obj):
         status=_str(obj.get("status"), 40),
         reason=_str(obj.get("reason"), 100),
         intent=intent, charge=charge,
-        created_at=_int(obj.get("created")),
+        created_at=_time(obj.get("created")),
     )], [r for r in (intent, charge) if r]
 
 
@@ -504,5 +518,5 @@ def _payment_method(event, obj):
         payment_method=_ref(obj.get("id")),
         card=_card(obj.get("card")),
         attached=not detached,
-        created_at=_int(obj.get("created")),
+        created_at=_time(obj.get("created")),
     )], []

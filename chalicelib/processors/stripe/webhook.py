@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
+
 
 class InvalidSignature(Exception):
     pass
@@ -39,8 +41,8 @@ def verify(payload: bytes, signature_header: str | None, secrets: list[str], tol
 def parse(payload: bytes) -> dict:
     try:
         event = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload("body is not JSON") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedPayload("body is not JSON (or nested too deep)") from exc
     if not isinstance(event, dict):
         raise MalformedPayload("event is not an object")
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
@@ -48,8 +50,9 @@ def parse(payload: bytes) -> dict:
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise MalformedPayload("event has no data.object")
-    if not isinstance(event.get("created"), int):
-        raise MalformedPayload("event has no created time")
+    created = event.get("created")
+    if isinstance(created, bool) or not isinstance(created, int) or not 0 <= created <= MAX_TIME:
+        raise MalformedPayload("event has no valid created time")
     if len(event["id"]) > 255 or len(event["type"]) > 100:
         raise MalformedPayload("event id or type too long")
     return event
