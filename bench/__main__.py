@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 PARTS = ("coldstart", "webhooks", "search", "signin", "portal")
 QUICK_ENV = {"BENCH_STEADY_CUSTOMERS": "30", "BENCH_STEADY_ROUNDS": "2", "BENCH_FIRST_SIGHT": "40",
              "BENCH_FLOOR_N": "100", "BENCH_HTTP_EVENTS": "20", "BENCH_SEARCH_SMALL": "200",
-             "BENCH_SEARCH_LARGE": "5000", "BENCH_SEARCH_REPEAT": "10", "BENCH_COLD_ROUNDS": "3"}
+             "BENCH_SEARCH_LARGE": "5000", "BENCH_SEARCH_REPEAT": "10", "BENCH_COLD_ROUNDS": "3",
+             "BENCH_PORTAL_ORDERS": "1,100,300", "BENCH_PORTAL_REPEAT": "5", "BENCH_PORTAL_PDF_N": "5"}
 
 
 def machine() -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.cost import ASSUMPTIONS, INIT_BILLING_SOURCE, LABELS, PRICES, PRICES_DATE, REGION
 
 GOALS = {"steady_requests": 2.0, "vs_putitem": 2.0, "search_ratio": 1.5, "cold_ratio": 1.3,
-         "zip_mb": 5.0}
+         "zip_mb": 5.0, "portal_requests": 2.0, "portal_flat": 1.5}
 
 
 def _met(ok: bool) -> str:
@@ -52,6 +52,25 @@ def goals(r: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("Deployment zip", f"≤ {GOALS['zip_mb']:g} MB",
                      f"{_mb(pkg['before_bytes'])} → {_mb(pkg['after_bytes'])}",
                      _met(pkg["after_bytes"] <= GOALS["zip_mb"] * 1e6)))
+    p = r.get("portal")
+    if p and p.get("overview"):
+        ov = p["overview"]
+        small = {k: v for k, v in ov.items() if int(k) <= 100}
+        worst = max(v["requests_per_page"] for v in small.values())
+        rows.append((f"Portal overview, up to 100 orders: DynamoDB requests per page "
+                     f"({', '.join(f'{int(k):,}' for k in small)} orders)",
+                     f"≤ {GOALS['portal_requests']:g}",
+                     ", ".join(f"{v['requests_per_page']:g}" for v in small.values())
+                     + f" ({_ops(small[max(small, key=int)]['requests_by_operation'])})",
+                     _met(worst <= GOALS["portal_requests"])))
+        for k, growth in (p.get("growth_vs_100") or {}).items():
+            v = ov[k]
+            rows.append((f"Portal overview, {int(k):,} orders: flat beyond 100 by paging "
+                         "(page time ÷ page time at 100 orders, medians)",
+                         f"≤ {GOALS['portal_flat']:g}x, bounded reads",
+                         f"{growth:.1f}x; {v['requests_per_page']:g} requests "
+                         f"({v['query_pages_per_page']:g} Query page{'s' if v['query_pages_per_page'] != 1 else ''}), all {v['orders_shown']:,} orders read and shown",
+                         _met(growth <= GOALS["portal_flat"])))
     return rows
 
 
@@ -116,14 +135,108 @@ asserts a time; tests never time anything.
         parts.append(_coldstart(c))
     if r.get("cost_webhooks") or r.get("cost_signin"):
         parts.append(_cost(r))
-    parts.append("""## Portal
+    p = r.get("portal")
+    parts.append(_portal(p, m) if p and p.get("overview") else """## Portal
 
-`bench/portal.py` belongs to the portal's owner; until it lands it prints that it is not
-written yet. The sign-in flow's requests used for the cost above are measured by
-`bench/signin.py` (best effort: if the flow changes shape it falls back to the estimate in
-`bench/cost.py` and this file says so).
+Not measured in this run (`python -m bench --only portal`). The sign-in flow's requests
+used for the cost above are measured by `bench/signin.py` (best effort: if the flow
+changes shape it falls back to the estimate in `bench/cost.py` and this file says so).
 """)
     return "\n".join(parts)
+
+
+def _portal(p: dict, m: dict) -> str:
+    ov = p["overview"]
+    pm = p.get("machine") or {}
+    separate = (f"Measured in a separate run (`python -m bench --only portal`, {pm.get('date')}, "
+                "same machine), merged into this file's results; its ratios are inside that run."
+                if pm.get("date") and pm.get("date") != m.get("date") else "Measured in this run.")
+    rows = []
+    for k, v in ov.items():
+        c = v["collection"]
+        rows.append([f"{int(k):,}", f"{c['items']:,} / {c['bytes'] / 1000:,.0f} KB", f"{c['pages']}",
+                     f"{v['requests_per_page']:g}", _ops(v["requests_by_operation"]),
+                     _f(v["rru_per_page_engine"], 0), _f(v["time"]["median_ms"], 1),
+                     _f(v["ddb_ms_per_page"], 1), _f(v["bare_query"]["median_ms"], 1), f"{v['vs_bare_query']:.1f}x",
+                     f"{v['page_bytes'] / 1000:,.0f} KB"])
+    small = {k: v for k, v in ov.items() if int(k) <= 100}
+    met_small = all(v["requests_per_page"] <= GOALS["portal_requests"] for v in small.values())
+    big = {k: v for k, v in ov.items() if int(k) > 100}
+    growth = p.get("growth_vs_100") or {}
+    big_lines = ". ".join(
+        f"At {int(k):,} orders the page reads {v['collection']['items']:,} items "
+        f"({v['collection']['bytes'] / 1e6:.2f} MB) in {v['query_pages_per_page']:g} Query "
+        f"page{'s' if v['query_pages_per_page'] != 1 else ''}, renders all {v['orders_shown']:,} orders "
+        f"({v['page_bytes'] / 1e6:.2f} MB of HTML) and takes {growth.get(k, 0):.1f}x the time at 100"
+        for k, v in big.items())
+    seeded = next((v["seeded"]["direct"] for v in ov.values() if v["seeded"].get("direct")), None)
+    pdf, route = p["pdf"], p["receipt_route"]
+    dl = route.get("download") or {}
+    other_first = ", ".join(f"{svc} {n:g}" for svc, n in route["first_other_calls"].items()) or "–"
+    other_again = ", ".join(f"{svc} {n:g}" for svc, n in route["again_other_calls"].items()) or "–"
+    return f"""## Portal
+
+{separate} One merchant, one customer per size with that many one-time orders
+(`payment_intent.succeeded`, one order and one payment fact each). The customer and the first
+{p['webhook_orders_max']} orders were delivered as signed webhooks through the app; orders past
+that were applied with the app's own code in memory (`stripe.translate`, the record state of
+`records.service`) and written as the store's own items with `BatchWriteItem`
+{f"({seeded['events']:,} orders → {seeded['items']:,} items in {seeded['requests']} requests at the largest size)" if seeded else ""};
+each size is checked to have every order in the record and on the page. Each customer signs
+in through the real flow (link from moto's SES, the continue form with its CSRF token), then
+`GET /portal/<slug>` is requested {p['repeat']} times, each right after one bare consistent
+`Query` of `PK = CUST#<id>` (every page) through the same botocore client; ratios are of medians.
+
+{_table(["orders", "collection (items / size)", "bare Query pages", "requests/page", "by operation", "RRU/page", "page ms", "of which in DynamoDB", "bare Query ms", "page ÷ Query", "HTML"], rows)}
+
+**Requests up to 100 orders: goal {'met' if met_small else 'not met'}.** The overview is one
+`GetItem` (the session; the merchant's portal settings are cached per container for a minute)
+and one consistent `Query` of the customer's item collection (`records.get_record`), which is
+everything the page shows (1,000 orders still fit one `Query` page here: a fact is about
+0.9 KB, so one 1 MB page holds about 1,100 orders). The time over the bare `Query` is mostly
+outside DynamoDB (see the column): turning the items into PynamoDB models, deriving the record
+(`records.view.build_record`) and rendering every order; the session read is the rest.
+
+**Flat beyond 100 orders: not met, by design of the read.** {big_lines}. Requests stay at 2 up to about 1,100
+orders only because the record still fits one 1 MB page; the read units, the time and the
+HTML grow with the orders all the way. The overview reads the whole record: every order, payment, refund and subscription fact, and
+renders every order in one table; PynamoDB's `query()` follows `LastEvaluatedKey`, so a record
+past 1 MB costs one more `Query` per MB, and the time
+and the HTML grow linearly with the orders. Proposal (not done: product code):
+
+1. **Bound the overview.** Show the latest 10–20 orders and payments, the subscriptions and
+   plans, and the stats; read them with a `Query` in descending sort-key order and a `Limit`,
+   so the page costs the same at 10 and at 10,000 orders. That needs facts whose sort keys
+   order by time (today `PAY#<fact id>` orders by id): e.g. `PAY#<paid at>#<fact id>`, or a
+   small "recent" list kept on the profile item, which the write transaction already rewrites
+   (then the overview is `GetItem` session + `GetItem` profile + one bounded `Query`).
+   The stats the page shows already live on the profile item.
+2. **An orders page** (`/portal/<slug>/orders?cursor=`) that pages with `Limit` and
+   `ExclusiveStartKey` (an opaque cursor), 25 to 50 orders a page.
+3. **Order, receipt and payment pages** read one fact (`GetItem` by the order pointer,
+   checked against the session's customer) instead of the whole record. The webhook path's
+   read-modify-write of a large record has the same linear cost (its `Query` reads every fact
+   to derive stats); deriving stats incrementally would bound it too.
+
+### Receipt PDF
+
+A typical receipt ({pdf['lines']} line, one-time order, DejaVu Sans embedded as a subset,
+{pdf['pages']} page): **{pdf['bytes']:,} bytes**. `receipts.pdf.build_pdf`: first build in the
+process {_f(pdf['first_build_ms'], 0)} ms (imports fpdf2, fontTools and Pillow, parses the two
+fonts{'' if not pdf['fpdf_imported_before'] else '; fpdf2 was already imported'}), then
+median {_f(pdf['warm']['median_ms'], 1)} ms warm (p90 {_f(pdf['warm']['p90_ms'], 1)} ms,
+{pdf['warm']['n']} builds; the fonts are parsed and subset again on every build).
+
+The download route `GET /portal/<slug>/receipts/<id>/pdf` ({route['payments']} payments of
+the {route['orders_of_customer']:,}-order customer): the first request per payment builds the PDF
+and stores it in S3 (moto) with its fingerprint, median **{_f(route['first']['median_ms'], 0)} ms**
+(DynamoDB: {_ops(route['first_ddb'])}; calls to other services: {other_first}, the `HeadObject` miss and the `PutObject`); later requests find the
+fingerprint and only presign, median **{_f(route['again']['median_ms'], 1)} ms** (DynamoDB:
+{_ops(route['again_ddb'])}; other services: {other_again}, the `HeadObject`). Both answer 303 to a short-lived URL
+{f"(fetched: {dl.get('status')}, {dl.get('bytes', 0):,} bytes, a PDF)" if dl.get('is_pdf') else ""}.
+The route reads the whole record too (the `Query` above), so at 1,000 orders it pays the
+overview's read; a receipt needs one payment fact.
+"""
 
 
 def _webhooks(w: dict) -> str:
