@@ -218,12 +218,17 @@ class StripeShop:
         return card_id(self.account_id, Ref("stripe", payment_method))
 
     def add_card(self, number: str, exp_year: int = 2034, exp_month: int = 12) -> str:
-        """A card attached at localstripe (as Stripe.js would through a SetupIntent)."""
-        pm = self.client.v1.payment_methods.create(params={
-            "type": "card", "card": {"number": number, "exp_month": exp_month,
-                                     "exp_year": exp_year, "cvc": "123"}})
-        self.client.v1.payment_methods.attach(pm.id, params={"customer": self.customer})
-        return pm.id
+        return attach_card(self.client, self.customer, number, exp_month, exp_year)
+
+
+def attach_card(client, customer: str, number: str, exp_month: int = 12,
+                exp_year: int = 2034) -> str:
+    """A card attached at localstripe (as Stripe.js would through a SetupIntent); its id."""
+    pm = client.v1.payment_methods.create(params={
+        "type": "card", "card": {"number": number, "exp_month": exp_month,
+                                 "exp_year": exp_year, "cvc": "123"}})
+    client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    return pm.id
 
 
 def wait_for(fetch, predicate, timeout: float = 20.0, what: str = "condition"):

@@ -2,20 +2,9 @@
 from __future__ import annotations
 
 import secrets
-import time
 
 import requests
-
-
-def _wait_for(fetch, predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fetch()
-        if predicate(last):
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met; last value: {last}")
+from portal_helpers import wait_for
 
 
 def test_localstripe_webhooks_build_the_record(stack, app_server, stripe_client):
@@ -53,9 +42,9 @@ def test_localstripe_webhooks_build_the_record(stack, app_server, stripe_client)
             return None
         return api.get(f"{app_server}/api/v1/customers/{listing[0]['id']}").json()
 
-    final = _wait_for(record, lambda r: r is not None and r["subscriptions"]
-                      and r["stats"]["orders"] == 2
-                      and r["stats"]["lifetime_value"].get("eur") == 6400)
+    final = wait_for(record, lambda r: r is not None and r["subscriptions"]
+                     and r["stats"]["orders"] == 2
+                     and r["stats"]["lifetime_value"].get("eur") == 6400, timeout=30)
     assert final["name"] == "Zoë E2E"
     assert final["subscriptions"][0]["status"] == "active"
     assert final["subscriptions"][0]["amount"] == 1500

@@ -13,6 +13,7 @@ import time
 import pytest
 import stripe
 from app_fixtures import Merchant, app_client  # noqa: F401
+from portal_helpers import attach_card, wait_for
 from stripe_events import fixture
 
 from chalicelib.accounts.service import create_account
@@ -21,23 +22,6 @@ from chalicelib.processors.stripe.gateway import StripeGateway
 from chalicelib.records import service as records
 from chalicelib.selfservice.service import SelfService, card_id
 from chalicelib.store import customers as store
-
-
-def _wait(fetch, predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fetch()
-        if predicate(value):
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not reached; last: {value}")
-
-
-def _card(client, customer, number):
-    pm = client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": number, "exp_month": 2, "exp_year": 2034, "cvc": "123"}})
-    client.v1.payment_methods.attach(pm.id, params={"customer": customer})
-    return pm.id
 
 
 @pytest.fixture
@@ -52,7 +36,7 @@ def shop(stack, app_server, app_client, stripe_client, stripe_shim):  # noqa: F8
                                   secret, webhook_id=f"self-{account['account_id']}")
     email = f"self-{secrets.token_hex(3)}@example.com"
     customer = stripe_client.v1.customers.create(params={"email": email, "name": "Self Service"})
-    first = _card(stripe_client, customer.id, "4242424242424242")
+    first = attach_card(stripe_client, customer.id, "4242424242424242")
     stripe_client.v1.customers.update(customer.id, params={
         "invoice_settings": {"default_payment_method": first}})
     plan = stripe_client.v1.plans.create(params={
@@ -62,10 +46,10 @@ def shop(stack, app_server, app_client, stripe_client, stripe_shim):  # noqa: F8
     instalments = stripe_client.v1.subscriptions.create(params={
         "customer": customer.id, "items": [{"plan": plan.id}], "metadata": {"installments": "3"}})
     merchant = Merchant(app_client, account["account_id"], created.api_key, [secret])
-    cid = _wait(lambda: store.find_by_email(account["account_id"], email), bool)
+    cid = wait_for(lambda: store.find_by_email(account["account_id"], email), bool)
     # Until the customer's default card has arrived too (localstripe sends its events
     # about a second later, in no guaranteed order).
-    _wait(lambda: records.get_record(account["account_id"], cid),
+    wait_for(lambda: records.get_record(account["account_id"], cid),
           lambda r: r and r["subscriptions"] and r["payment_plans"] and all(
               s["card_id"] for s in r["subscriptions"] + r["payment_plans"]))
     gateway = StripeGateway("sk_test_self", api_base=stripe_shim)
@@ -83,7 +67,7 @@ def test_cards_per_subscription_and_removal_rules(shop):
     assert service.start_card_setup().startswith("seti_")
 
     # A new card (Stripe.js would attach it through the setup intent) for one subscription only.
-    second = _card(client, shop["customer"].id, "5555555555554444")
+    second = attach_card(client, shop["customer"].id, "5555555555554444")
     second_id = card_id(account_id, records_ref(second))
     service.set_card(sub_id, second_id, for_all=False)
     record = service.record()
@@ -136,7 +120,7 @@ def test_pay_a_failed_invoice_with_a_chosen_card_and_a_decline(shop):
     service, client, merchant = shop["service"], shop["client"], shop["merchant"]
     customer = shop["customer"].id
     # A failed renewal: an open invoice at localstripe, and Stripe's invoice.payment_failed.
-    bad = _card(client, customer, "4000000000000341")
+    bad = attach_card(client, customer, "4000000000000341")
     client.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": bad}})
     plan = client.v1.plans.create(params={"amount": 800, "currency": "eur", "interval": "month",
                                           "product": {"name": "Tea"}})
@@ -149,7 +133,7 @@ def test_pay_a_failed_invoice_with_a_chosen_card_and_a_decline(shop):
     event = fixture("event", id=f"evt_{secrets.token_hex(6)}", type="invoice.payment_failed",
                     created=int(time.time()), data={"object": failed})
     assert merchant.deliver(event).status_code == 200
-    record = _wait(service.record, lambda r: r["stats"]["missed_payments"] == 1)
+    record = wait_for(service.record, lambda r: r["stats"]["missed_payments"] == 1)
     payment = next(p for p in record["payments"] if p["status"] == "failed")
     account_id = shop["account"]["account_id"]
 
