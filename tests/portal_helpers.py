@@ -2,12 +2,14 @@
 merchants with branding, customers seeded through signed webhooks, and mail reading."""
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+import pytest
 from app_fixtures import Merchant, make_merchant
 from stripe_events import DAY, Stream
 
@@ -349,3 +351,23 @@ def sign_in(c: PortalClient, shop, email: str, sent_emails) -> None:
     assert page.status_code == 200, text(page)
     response = c.post(f"{shop.root}/link", {"token": TOKEN_RE.search(text(page)).group(1)})
     assert response.status_code == 303, text(response)
+
+
+@pytest.fixture
+def portal_settings(monkeypatch):
+    """Each test gets a client address of its own (the test client always says 127.0.0.1),
+    so per-address limits are not shared between tests or with the app_server; no
+    response-time floor unless a test asks for one. Returns a function to change settings.
+    Test modules use it with ``pytestmark = pytest.mark.usefixtures("portal_settings")``."""
+    from chalicelib.portal import service, web
+    from chalicelib.settings import get_settings
+
+    ip = f"192.0.2.{secrets.randbelow(250)}#{secrets.token_hex(4)}"
+    monkeypatch.setattr(web.Visit, "client_ip", property(lambda self: ip))
+    state = {"settings": dataclasses.replace(get_settings(), login_min_response_ms=0)}
+    monkeypatch.setattr(service, "get_settings", lambda: state["settings"])
+
+    def configure(**changes):
+        state["settings"] = dataclasses.replace(state["settings"], **changes)
+
+    return configure

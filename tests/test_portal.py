@@ -3,7 +3,6 @@ moto's SES and S3 over HTTP): sign-in, tokens, codes, rate limits, CSRF, session
 what a customer sees, isolation, request counts, receipts."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import re
@@ -16,13 +15,14 @@ import boto3
 import pytest
 import requests
 from app_fixtures import app_client  # noqa: F401
-from portal_helpers import (
+from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     Shop,
     link_and_code,
     mails_to,
     make_shop,
     path_of,
+    portal_settings,
     refund,
     seed_customer,
     text,
@@ -31,24 +31,7 @@ from stripe_events import Stream
 
 TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
 
-
-@pytest.fixture(autouse=True)
-def portal_settings(monkeypatch):
-    """Each test gets a client address of its own (the test client always says 127.0.0.1),
-    so per-address limits are not shared between tests or with the app_server; no
-    response-time floor unless a test asks for one. Returns a function to change settings."""
-    from chalicelib.portal import service, web
-    from chalicelib.settings import get_settings
-
-    ip = f"192.0.2.{secrets.randbelow(250)}#{secrets.token_hex(4)}"
-    monkeypatch.setattr(web.Visit, "client_ip", property(lambda self: ip))
-    state = {"settings": dataclasses.replace(get_settings(), login_min_response_ms=0)}
-    monkeypatch.setattr(service, "get_settings", lambda: state["settings"])
-
-    def configure(**changes):
-        state["settings"] = dataclasses.replace(state["settings"], **changes)
-
-    return configure
+pytestmark = pytest.mark.usefixtures("portal_settings")
 
 
 @pytest.fixture
@@ -423,8 +406,8 @@ def test_link_requests_per_client_address_are_limited(shop, app_client, portal_s
     assert c.post(f"{shop.root}/sign-in", {"email": "a9@example.com"}).status_code == 429
 
 
-def test_code_attempts_per_address_and_per_client_are_limited(shop, app_client, sent_emails,  # noqa: F811
-                                                              portal_settings, monkeypatch):
+def test_code_attempts_per_address_and_per_client_are_limited(
+        shop, app_client, sent_emails, portal_settings, monkeypatch):  # noqa: F811
     from chalicelib.portal import web
 
     known = seed_customer(shop)

@@ -10,20 +10,19 @@ on the page, CSRF on every new POST, and other customers' ids.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import secrets
 
 import pytest
 import requests
 from app_fixtures import app_client  # noqa: F401
-from portal_helpers import (
+from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     CARD_OK,
     CARD_OTHER,
     PortalClient,
     fail_an_invoice,
     make_stripe_shop,
+    portal_settings,
     sign_in,
     stripe_customer,
     text,
@@ -32,17 +31,7 @@ from portal_helpers import (
 
 ATTEMPT_RE = re.compile(r'name="attempt" value="([^"]+)"')
 
-
-@pytest.fixture(autouse=True)
-def portal_settings(monkeypatch):
-    """A client address of this test's own (per-address sign-in limits), no response floor."""
-    from chalicelib.portal import service, web
-    from chalicelib.settings import get_settings
-
-    ip = f"198.51.100.{secrets.randbelow(250)}#{secrets.token_hex(4)}"
-    monkeypatch.setattr(web.Visit, "client_ip", property(lambda self: ip))
-    settings = dataclasses.replace(get_settings(), login_min_response_ms=0)
-    monkeypatch.setattr(service, "get_settings", lambda: settings)
+pytestmark = pytest.mark.usefixtures("portal_settings")
 
 
 @pytest.fixture
