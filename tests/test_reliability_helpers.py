@@ -200,6 +200,8 @@ def table_invariants(account_id: str, applied_events: set[str] | None = None,
                 markers[rest.split("#", 2)[2]] += 1
             elif kind == "Delivery" and _s(item, "outcome") == "applied":
                 applied[_s(item, "event_id")] += 1
+    for cid in live:
+        projections_agree(account_id, cid, by_pk[f"CUST#{cid}"])
     claims = {rest.split("EMAIL#", 1)[1] for pk in by_pk if pk.startswith(prefix + "EMAIL#")
               for rest in [pk[len(prefix):]]}
     for cid, p in live.items():
@@ -220,3 +222,19 @@ def table_invariants(account_id: str, applied_events: set[str] | None = None,
             "email_claims": counts["EmailClaim"], "markers": sum(markers.values()),
             "applied_entries": sum(applied.values()), "deliveries": counts["Delivery"],
             "applied_without_audit_entry": len(set(markers) - set(applied))}
+
+
+def projections_agree(account_id: str, customer_id: str, items: list[dict]) -> None:
+    """The overview's summary item and the order entries (what the portal reads instead of
+    the whole history) say what the record derived from all its facts says."""
+    from chalicelib.records.service import get_record
+    from chalicelib.records.view import order_entries, summary_of
+    from chalicelib.store import keys
+
+    record = get_record(account_id, customer_id, consistent=True)
+    summaries = [json.loads(_s(i, "data")) for i in items if _s(i, "T") == "Summary"]
+    assert summaries == [summary_of(record)], f"{customer_id}: summary differs from the record"
+    stored = {_s(i, "SK"): json.loads(_s(i, "data")) for i in items if _s(i, "T") == "OrderEntry"}
+    wanted = {keys.order_sk(o["created_at"], oid): o for oid, o in order_entries(record).items()}
+    assert stored == wanted, (f"{customer_id}: order entries {sorted(set(stored) ^ set(wanted))[:4]} "
+                              "differ from the record's orders")

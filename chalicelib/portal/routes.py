@@ -8,6 +8,7 @@ the service, renders a page (chalicelib/templates/portal/).
   GET|HEAD  /portal/{slug}/link?token=…       "Continue to your account" (spends nothing)
   POST      /portal/{slug}/link               spend the link's token: session, then overview
   POST      /portal/{slug}/sign-out
+  GET       /portal/{slug}/orders             every order, newest first, 25 a page (?after=…)
   GET       /portal/{slug}/orders/{id}
   GET       /portal/{slug}/subscriptions/{id} a subscription or a payment plan, its card,
                                               failed payments to pay, cancel or keep
@@ -149,6 +150,15 @@ def sign_out(visit: Visit):
         service.sign_out(who)
     visit.clear_cookie(SESSION_COOKIE)
     return visit.redirect(f"{visit.root}/")
+
+
+@bp.route("/portal/{slug}/orders", methods=["GET"])
+@portal_view(bp)
+def orders(visit: Visit):
+    who = visit.signed_in()
+    if who is None:
+        return visit.redirect(f"{visit.root}/")
+    return visit.page("orders.html", csrf=who.csrf_token, **service.orders(who, visit.query("after")))
 
 
 @bp.route("/portal/{slug}/orders/{order_id}", methods=["GET"])

@@ -33,6 +33,7 @@ Isolation
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import random
@@ -410,13 +411,21 @@ def _record(who: SignedIn) -> dict:
     return record
 
 
+OVERVIEW_ORDERS = 10  # the newest orders on the overview; the rest on the orders pages
+ORDERS_PAGE = 25
+
+
 def overview(who: SignedIn) -> dict:
-    """The customer's record (one Query) and what needs attention. When a payment failed,
-    the customer's cards too (one call to the processor), to pay it from the alert."""
-    record = _record(who)
+    """The customer's subscriptions, plans, newest orders and what needs attention, read
+    without their history (one Query however many orders they have). When a payment
+    failed, the customer's cards too (one call to the processor), to pay it from the alert."""
+    record, more_orders = records.get_overview(who.portal.account_id, who.customer_id,
+                                               OVERVIEW_ORDERS)
+    if record is None:
+        raise NotFound("Your customer record is not available.")
     failing = [s for s in record["subscriptions"] + record["payment_plans"]
                if s.get("missed_payments")]
-    page = {"record": record, "failing": failing,
+    page = {"record": record, "failing": failing, "more_orders": more_orders,
             "show_failed_alert": bool(record["stats"].get("missed_payments")),
             "due": [], "cards": [], "cards_error": None}
     if page["show_failed_alert"]:
@@ -424,6 +433,30 @@ def overview(who: SignedIn) -> dict:
         if page["due"]:
             page["cards"], page["cards_error"] = _cards(who, record)
     return page
+
+
+CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,300}$")
+
+
+def orders(who: SignedIn, cursor: str | None) -> dict:
+    """A page of the customer's orders, newest first. ``cursor`` comes from the previous
+    page's "Older orders" link (opaque to the customer: base64 of where that page ended)."""
+    after = None
+    if cursor:
+        try:
+            after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode() \
+                if CURSOR_RE.match(cursor) else None
+        except (ValueError, UnicodeDecodeError):
+            after = None
+        if after is None:
+            raise BadRequest("This page of orders does not exist.", code="bad_cursor")
+    try:
+        entries, next_after = records.list_orders(who.customer_id, ORDERS_PAGE, after)
+    except customer_store.BadCursor as exc:
+        raise BadRequest("This page of orders does not exist.", code="bad_cursor") from exc
+    next_cursor = (base64.urlsafe_b64encode(next_after.encode()).decode().rstrip("=")
+                   if next_after else None)
+    return {"orders": entries, "next_cursor": next_cursor, "first_page": cursor is None}
 
 
 def _find(items: list[dict], item_id: str) -> dict:

@@ -17,7 +17,7 @@ from chalicelib import ids, timeutil
 from chalicelib.domain.events import CustomerChanged, DomainEvent, Ref, Translation
 from chalicelib.errors import NotFound, RetryLater
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
-from chalicelib.records.view import build_record
+from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
 
 MAX_ATTEMPTS = 12
@@ -74,6 +74,8 @@ class _State:
         self.facts = {kind: {fid: Fact.load(d) for fid, d in by_id.items()}
                       for kind, by_id in (collection.facts if collection else {}).items()}
         self.search = dict(collection.search) if collection else {}
+        self.stored_summary = collection.summary if collection else None
+        self.stored_orders = dict(collection.orders) if collection else {}
         self.known_refs = {ref for by_id in self.facts.values() for fact in by_id.values()
                            for ref in fact.refs()}
         self.changed_facts: set[tuple[str, str]] = set()
@@ -142,6 +144,12 @@ class _State:
         name = self.profile_fact.values.get("name")
         terms = search_terms(self.profile.get("email"), name)
         profile = {**self.profile, "data": self.profile_fact.dump(), "stats": view["stats"]}
+        summary = summary_of(view)
+        # Order entries are compared with what is stored, not with the record as it was
+        # derived before this event: so entries that an older version of the derivation
+        # wrote differently are mended by the next event of their customer.
+        wanted = order_entries(view)
+        stored = self.stored_orders
         return store.RecordWrite(
             account_id=self.account_id,
             customer_id=self.customer_id,
@@ -157,6 +165,11 @@ class _State:
             # when any term changes.
             search_put=terms if terms != self.search else {},
             search_delete=[k for k in self.search if k not in terms],
+            summary=summary if summary != self.stored_summary else None,
+            order_puts=[o for oid, o in sorted(wanted.items()) if stored.get(oid) != o],
+            # Gone, or moved: an entry's key holds its date.
+            order_deletes=[o for oid, o in sorted(stored.items()) if oid not in wanted
+                           or wanted[oid].get("created_at") != o.get("created_at")],
         )
 
 
@@ -289,6 +302,8 @@ def _tombstone(state: _State, target_id: str) -> store.RecordWrite:
         expected_rev=state.rev,
         delete_facts=[(k, fid) for k, by_id in state.facts.items() for fid in by_id],
         search_delete=list(state.search),
+        delete_summary=state.stored_summary is not None,
+        order_deletes=[o for _, o in sorted(state.stored_orders.items())],
     )
 
 
@@ -300,3 +315,23 @@ def get_record(account_id: str, customer_id: str, consistent: bool = False) -> d
     if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
         return None
     return build_record(account_id, profile, collection.facts)
+
+
+def get_overview(account_id: str, customer_id: str, orders: int) -> tuple[dict | None, bool]:
+    """The record as the customer's overview shows it: everything but the history, and the
+    ``orders`` newest orders; and whether there are more orders. Reads a bounded number of
+    items whatever the customer's history (store.load_overview)."""
+    found = store.load_overview(customer_id, orders)
+    profile = found.profile
+    if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
+        return None, False
+    # Every write of a record writes its summary when it changes (_State.to_write).
+    return overview_record(profile, found.summary or {}, found.orders), found.more_orders
+
+
+def list_orders(customer_id: str, limit: int, after: str | None) -> tuple[list[dict], str | None]:
+    """A page of a customer's orders, newest first, and the cursor of the next page (None
+    on the last). Callers have checked that the customer is theirs (the portal's session);
+    a cursor can only name a place in this customer's own orders, and a malformed one
+    raises ``store.BadCursor``."""
+    return store.list_orders(customer_id, limit, after)

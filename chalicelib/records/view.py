@@ -261,3 +261,63 @@ def _card_public(card: dict | None) -> dict | None:
         return None
     return {k: card.get(k) for k in ("id", "brand", "last4", "exp_month", "exp_year", "expired")
             if k in card}
+
+
+# --- what lists and the overview read instead of the whole record ------------------------
+#
+# A customer's overview must not read their whole history (a customer with thousands of
+# orders would make every visit slower and dearer). So each write keeps, next to the facts,
+# two projections of the derived record: the summary (everything the overview shows but
+# orders) and one entry per order; both are rewritten only when they change.
+
+OPEN_PAYMENTS_KEPT = 50
+
+
+def _without_expired(card: dict | None) -> dict | None:
+    return {k: v for k, v in card.items() if k != "expired"} if card else card
+
+
+def _with_expired(card: dict | None, today: tuple[int, int]) -> dict | None:
+    return _card_public(_card_view(card, today))
+
+
+def summary_of(record: dict) -> dict:
+    """The overview's part of a record, orders apart: subscriptions and plans (with their
+    progress and missed payments), open payments (failed or awaiting the customer), cards.
+    Whether a card has expired depends on the day it is read, so it is left out here and
+    worked out again by ``overview_record``."""
+    return {
+        "subscriptions": [{**s, "card": _without_expired(s["card"])} for s in record["subscriptions"]],
+        "payment_plans": [{**s, "card": _without_expired(s["card"])} for s in record["payment_plans"]],
+        "open_payments": [p for p in record["payments"] if p["status"] in MISSED][:OPEN_PAYMENTS_KEPT],
+        "card_on_file": _without_expired(record["card_on_file"]),
+        "cards": [_without_expired(c) for c in record["cards"]],
+    }
+
+
+def order_entries(record: dict) -> dict[str, dict]:
+    """Order id → the order as a list shows it (without its payments)."""
+    return {o["id"]: {k: v for k, v in o.items() if k != "payment_ids"} for o in record["orders"]}
+
+
+def overview_record(profile: dict, summary: dict, orders: list[dict],
+                    now: datetime | None = None) -> dict:
+    """A record for the overview, shaped like ``build_record``'s but holding only the
+    newest ``orders`` and, as payments, the open ones."""
+    pvalues = profile.get("data", {}).get("values", {})
+    now = now or datetime.now(UTC)
+    today = (now.year, now.month)
+    return {
+        "id": profile["customer_id"],
+        "email": profile.get("email"),
+        "name": pvalues.get("name"),
+        "stats": profile.get("stats") or {},
+        "card_on_file": _with_expired(summary.get("card_on_file"), today),
+        "cards": [_with_expired(c, today) for c in summary.get("cards") or []],
+        "subscriptions": [{**s, "card": _with_expired(s.get("card"), today)}
+                          for s in summary.get("subscriptions") or []],
+        "payment_plans": [{**s, "card": _with_expired(s.get("card"), today)}
+                          for s in summary.get("payment_plans") or []],
+        "orders": orders,
+        "payments": summary.get("open_payments") or [],
+    }

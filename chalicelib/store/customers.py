@@ -18,10 +18,12 @@ from chalicelib.store.table import (
     EmailClaimItem,
     EventMarkerItem,
     FactItem,
+    OrderEntryItem,
     OutboxItem,
     PointerItem,
     ProfileItem,
     SearchItem,
+    SummaryItem,
     TableItem,
 )
 
@@ -39,6 +41,8 @@ class Collection:
     profile: dict | None
     facts: dict[str, dict[str, dict]]  # kind → fact id → data
     search: dict[str, str]  # field → term
+    summary: dict | None = None  # the stored overview summary (SummaryItem)
+    orders: dict[str, dict] = field(default_factory=dict)  # order id → its stored entry
 
 
 @dataclass
@@ -59,6 +63,11 @@ class RecordWrite:
     search_put: dict[str, str] = field(default_factory=dict)
     search_delete: list[str] = field(default_factory=list)
     delete_facts: list[tuple[str, str]] = field(default_factory=list)
+    summary: dict | None = None  # None: unchanged
+    delete_summary: bool = False
+    # Order entries (records.view.order_entries) to write, and stored ones to delete.
+    order_puts: list[dict] = field(default_factory=list)
+    order_deletes: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -127,19 +136,102 @@ def load(customer_id: str, consistent: bool = True) -> Collection:
     profile = None
     facts: dict[str, dict[str, dict]] = {}
     search: dict[str, str] = {}
+    summary = None
+    orders: dict[str, dict] = {}
     for item in TableItem.query(keys.customer_pk(customer_id), consistent_read=consistent):
         if isinstance(item, ProfileItem):
-            profile = {
-                "account_id": item.account_id, "customer_id": item.customer_id,
-                "email": item.email, "created_at": item.created_at, "data": item.data or {},
-                "stats": item.stats or {}, "processor_ids": list(item.processor_ids or []),
-                "rev": int(item.rev or 0), "merged_into": item.merged_into,
-            }
+            profile = _profile(item)
         elif isinstance(item, FactItem):
             facts.setdefault(item.kind, {})[item.fact_id] = item.data or {}
         elif isinstance(item, SearchItem):
             search[item.SK.split("#", 1)[1]] = item.GSI2SK.rsplit("#", 1)[0]
-    return Collection(customer_id=customer_id, profile=profile, facts=facts, search=search)
+        elif isinstance(item, SummaryItem):
+            summary = item.data or {}
+        elif isinstance(item, OrderEntryItem):
+            orders[item.order_id] = item.data or {}
+    return Collection(customer_id=customer_id, profile=profile, facts=facts, search=search,
+                      summary=summary, orders=orders)
+
+
+def _profile(item: ProfileItem) -> dict:
+    return {
+        "account_id": item.account_id, "customer_id": item.customer_id,
+        "email": item.email, "created_at": item.created_at, "data": item.data or {},
+        "stats": item.stats or {}, "processor_ids": list(item.processor_ids or []),
+        "rev": int(item.rev or 0), "merged_into": item.merged_into,
+    }
+
+
+@dataclass
+class Overview:
+    profile: dict | None
+    summary: dict | None
+    orders: list[dict]  # newest first
+    more_orders: bool
+
+
+# Items above the orders in a collection (SUMMARY, SUB#, SEARCH#, PROFILE, PM#): a few
+# per customer; read in the same Query page as the newest orders.
+_OVERVIEW_PAGE_SLACK = 30
+
+
+def load_overview(customer_id: str, orders: int, consistent: bool = True) -> Overview:
+    """The profile, the summary and the ``orders`` newest orders of a customer, without
+    reading the history: one descending Query from the top of the collection down to the
+    orders (keys.py explains the layout), one page as a rule, whatever the history's length."""
+    profile = summary = None
+    entries: list[dict] = []
+    more = False
+    query = TableItem.query(
+        keys.customer_pk(customer_id), TableItem.SK >= keys.ORDER_PREFIX, scan_index_forward=False,
+        consistent_read=consistent, page_size=orders + 1 + _OVERVIEW_PAGE_SLACK)
+    for item in query:
+        if isinstance(item, ProfileItem):
+            profile = _profile(item)
+        elif isinstance(item, SummaryItem):
+            summary = item.data or {}
+        elif isinstance(item, OrderEntryItem):
+            if len(entries) == orders:
+                more = True
+                break
+            entries.append(item.data or {})
+    return Overview(profile=profile, summary=summary, orders=entries, more_orders=more)
+
+
+def _order_sk(entry: dict) -> str:
+    return keys.order_sk(entry.get("created_at"), entry["id"])
+
+
+class BadCursor(ValueError):
+    """A paging cursor this store never handed out."""
+
+
+_CURSOR_MAX = 200
+
+
+def list_orders(customer_id: str, limit: int, after: str | None,
+                consistent: bool = True) -> tuple[list[dict], str | None]:
+    """A page of a customer's order entries, newest first, and the cursor of the next page
+    (None on the last). The cursor is the last entry's sort key: it only ever names a place
+    among this customer's entries, since the Query is bound to their collection."""
+    if after is not None and not (after.startswith(keys.ORDER_PREFIX) and len(after) <= _CURSOR_MAX):
+        raise BadCursor("not an order cursor")
+    # One key condition only: BETWEEN is inclusive, so the cursor's own entry comes back
+    # first and is skipped.
+    condition = (TableItem.SK.between(keys.ORDER_PREFIX, after) if after
+                 else TableItem.SK.startswith(keys.ORDER_PREFIX))
+    entries, last = [], None
+    for item in OrderEntryItem.query(keys.customer_pk(customer_id), condition,
+                                     scan_index_forward=False, consistent_read=consistent,
+                                     limit=limit + 2):
+        sk = item.SK
+        if sk == after:
+            continue
+        if len(entries) == limit:
+            return entries, last
+        entries.append(item.data or {})
+        last = sk
+    return entries, None
 
 
 def _profile_item(w: RecordWrite) -> ProfileItem:
@@ -208,6 +300,17 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
             ops.append(("delete", SearchItem(pk, keys.search_sk(name)), None))
         for kind, fact_id in w.delete_facts:
             ops.append(("delete", FactItem(pk, keys.fact_sk(kind, fact_id)), None))
+        if w.summary is not None:
+            ops.append(("summary", SummaryItem(pk, keys.SUMMARY_SK, data=w.summary), None))
+        if w.delete_summary:
+            ops.append(("delete", SummaryItem(pk, keys.SUMMARY_SK), None))
+        # Deletes first: an entry whose date changed is deleted under its old key and put
+        # under its new one (two keys, so no conflict within the transaction).
+        for entry in w.order_deletes:
+            ops.append(("delete", OrderEntryItem(pk, _order_sk(entry)), None))
+        for entry in w.order_puts:
+            ops.append(("order", OrderEntryItem(pk, _order_sk(entry), order_id=entry["id"],
+                                                data=entry), None))
     if delivery is not None:
         ops.append(("delivery", delivery_item(delivery), None))
     for event in outbox or []:

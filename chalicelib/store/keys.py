@@ -18,11 +18,30 @@ def customer_pk(customer_id: str) -> str:
     return f"CUST#{customer_id}"
 
 
+# The sort keys of a customer's collection (``CUST#<id>``) are laid out so that one
+# descending Query from the top returns, in this order, the items a portal overview needs
+# and whose number does not grow with the customer's history, then the newest orders,
+# then the history itself:
+#   SUMMARY, SUB#…, SEARCH#…, PROFILE, PM#…      bounded: a few per customer
+#   ORDER#<created>#<order id>                   one per order, newest first when descending
+#   H#DISPUTE#…, H#PAY#…, H#REFUND#…             grows with every payment
+# (chalicelib/store/customers.py load_overview, docs/data-model.md).
 PROFILE_SK = "PROFILE"
+SUMMARY_SK = "SUMMARY"
+ORDER_PREFIX = "ORDER#"
+HISTORY_KINDS = frozenset({"PAY", "REFUND", "DISPUTE"})
 
 
 def fact_sk(kind: str, fact_id: str) -> str:
+    if kind in HISTORY_KINDS:
+        return f"H#{kind}#{fact_id}"
     return f"{kind}#{fact_id}"
+
+
+def order_sk(created_iso: str | None, order_id: str) -> str:
+    """An order's entry in its customer's collection; sorts by creation time (undated last
+    when read newest first)."""
+    return f"{ORDER_PREFIX}{created_iso or ''}#{order_id}"
 
 
 def search_sk(field: str) -> str:

@@ -104,6 +104,21 @@ class FactItem(TableItem, discriminator="Fact"):
     data = JSONAttribute(default=dict)
 
 
+class SummaryItem(TableItem, discriminator="Summary"):
+    """What the customer's overview shows besides orders (subscriptions, plans, open
+    payments, cards), derived from the facts on every change that alters it, so the
+    overview reads a bounded set of items however long the history is."""
+
+    data = JSONAttribute(default=dict)
+
+
+class OrderEntryItem(TableItem, discriminator="OrderEntry"):
+    """One order as lists show it (no payments), keyed by creation time for paging."""
+
+    order_id = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+
+
 class SearchItem(TableItem, discriminator="Search"):
     customer_id = UnicodeAttribute()
     email = UnicodeAttribute(null=True)
