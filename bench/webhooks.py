@@ -137,7 +137,20 @@ def _clear_caches() -> None:
     from chalicelib.webhooks import service
 
     customers._pointer_cache.clear()
+    customers._collection_cache.clear()
     service._account_cache.clear()
+
+
+def _stale_copies() -> None:
+    """As if another container had written every record since this one kept its copy:
+    the copy's ``rev`` is one behind, so the transaction built on it is refused."""
+    from dataclasses import replace
+
+    from chalicelib.store import customers
+
+    for cid, kept in list(customers._collection_cache.items()):
+        customers._collection_cache[cid] = replace(
+            kept, profile={**kept.profile, "rev": kept.profile["rev"] - 1})
 
 
 def _known_customers(merchant, prefix: str, n: int):
@@ -305,6 +318,12 @@ def run(stack, client) -> dict:
     floor = []
     samples, rec = _deliver_all(merchant, events, before_each=_clear_caches, floor=floor)
     out["steady_cold_cache"] = _per_event(rec, len(events), samples, floor)
+
+    log("webhooks: steady path with a stale copy of each record (another container wrote last)")
+    events = _steady_events(stream, known, 1)
+    floor = []
+    samples, rec = _deliver_all(merchant, events, before_each=_stale_copies, floor=floor)
+    out["steady_stale_copy"] = _per_event(rec, len(events), samples, floor)
 
     log("webhooks: redelivery of applied events")
     floor = []

@@ -83,7 +83,6 @@ class _State:
         self.repoint: list[tuple[str, str, str]] = []
         self.claim_email: str | None = None
         self.release_email: str | None = None
-        self.view_before = self.view() if not self.is_new else None
 
     def view(self) -> dict:
         return build_record(self.account_id, {**self.profile, "data": self.profile_fact.dump()},
@@ -140,16 +139,22 @@ class _State:
 
     def to_write(self) -> store.RecordWrite:
         view = self.view()
-        before_orders = {o["id"] for o in (self.view_before or {}).get("orders", [])}
+        # An order pointer (order id → record) is written when the order first appears.
+        before_orders = set(self.stored_orders)
         name = self.profile_fact.values.get("name")
         terms = search_terms(self.profile.get("email"), name)
-        profile = {**self.profile, "data": self.profile_fact.dump(), "stats": view["stats"]}
+        profile = {**self.profile, "account_id": self.account_id, "data": self.profile_fact.dump(),
+                   "stats": view["stats"]}
         summary = summary_of(view)
         # Order entries are compared with what is stored, not with the record as it was
         # derived before this event: so entries that an older version of the derivation
         # wrote differently are mended by the next event of their customer.
         wanted = order_entries(view)
         stored = self.stored_orders
+        self.written = store.Collection(
+            customer_id=self.customer_id, profile={**profile, "rev": (self.rev or 0) + 1},
+            facts={k: {fid: f.dump() for fid, f in v.items()} for k, v in self.facts.items()},
+            search=terms, summary=summary, orders=wanted)
         return store.RecordWrite(
             account_id=self.account_id,
             customer_id=self.customer_id,
@@ -196,7 +201,7 @@ def _resolve(account_id: str, customer: Ref | None, email: str | None, hints) ->
 def _load_live(account_id: str, customer_id: str) -> _State:
     """Load a record, following tombstones of records folded into another."""
     for _ in range(5):
-        collection = store.load(customer_id)
+        collection = store.load_for_write(customer_id)
         if collection.profile and collection.profile.get("merged_into"):
             store.forget_pointers_to(customer_id)
             customer_id = collection.profile["merged_into"]
@@ -249,10 +254,19 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             store.save_delivery({**delivery, "outcome": "duplicate"})
             return Outcome("duplicate", state.customer_id)
         except store.Conflict:
-            # Lost a race (a record started, an e-mail claimed, a newer revision): read again.
+            # Lost a race (a record started, an e-mail claimed, a newer revision, or this
+            # container's copy of the record was stale): read again.
             store.forget_pointers_to(state.customer_id)
+            for w in writes:
+                store.forget_collection(w.customer_id)
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # de-synchronize the racers
             continue
+        except Exception:
+            # Unknown outcome (a timeout, a 5xx): the write may have landed.
+            for w in writes:
+                store.forget_collection(w.customer_id)
+            raise
+        _written(writes, state)
         for processor_, ext in writes[0].pointers + [(p, e) for p, e, _ in writes[0].repoint]:
             store.remember_pointer(account_id, processor_, ext, state.customer_id)
         return Outcome("applied", state.customer_id)
@@ -274,14 +288,29 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
             raise NotFound("no such customer")
         for event in events:
             state.apply(_dated_after_known(state, event))
+        writes = [state.to_write()]
         try:
-            store.commit([state.to_write()], None, None, outbox=[
+            store.commit(writes, None, None, outbox=[
                 {**item, "account_id": account_id, "customer_id": state.customer_id}
                 for item in outbox or []])
-            return
         except store.Conflict:
+            store.forget_collection(state.customer_id)
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+            continue
+        except Exception:
+            store.forget_collection(state.customer_id)
+            raise
+        _written(writes, state)
+        return
     raise RetryLater("too many concurrent writes to this record")
+
+
+def _written(writes: list[store.RecordWrite], state: _State) -> None:
+    """After a commit: keep the record as written for this container's next write to it;
+    folded records are dropped."""
+    store.remember_collection(state.written)
+    for w in writes[1:]:
+        store.forget_collection(w.customer_id)
 
 
 def _dated_after_known(state: _State, event: DomainEvent) -> DomainEvent:

@@ -6,6 +6,8 @@ nothing half done and a redelivered event is refused by the same transaction.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -151,6 +153,51 @@ def load(customer_id: str, consistent: bool = True) -> Collection:
             orders[item.order_id] = item.data or {}
     return Collection(customer_id=customer_id, profile=profile, facts=facts, search=search,
                       summary=summary, orders=orders)
+
+
+# A record's collection as this container last wrote (or read, to write) it, for the write
+# paths only. A write built on it checks the profile's ``rev`` in its transaction, so a
+# stale copy (another container wrote since) costs one refused transaction and a fresh
+# read, never a lost update. Readers (pages, the API) never use it. It spares the steady
+# webhook path its read: a renewal's events (invoice, payment, charge, subscription) come
+# in a burst for one customer. Bounded by records and by items per record; the objects
+# in it are never changed in place (records.service builds new ones from them).
+_collection_cache: OrderedDict[str, Collection] = OrderedDict()
+_collection_lock = threading.Lock()
+COLLECTION_CACHE_RECORDS = 1000
+COLLECTION_CACHE_ITEMS = 300
+
+
+def load_for_write(customer_id: str) -> Collection:
+    """The collection to build a write on: this container's copy if it has one, else a
+    consistent read. The write must check the profile's ``rev`` (``commit`` does)."""
+    with _collection_lock:
+        hit = _collection_cache.get(customer_id)
+        if hit is not None:
+            _collection_cache.move_to_end(customer_id)
+            return hit
+    collection = load(customer_id)
+    remember_collection(collection)
+    return collection
+
+
+def remember_collection(collection: Collection) -> None:
+    """Keep a collection as written (or just read) for the next write to this record."""
+    profile = collection.profile
+    size = sum(len(by_id) for by_id in collection.facts.values()) + len(collection.orders)
+    if not profile or profile.get("merged_into") or size > COLLECTION_CACHE_ITEMS:
+        forget_collection(collection.customer_id)
+        return
+    with _collection_lock:
+        _collection_cache[collection.customer_id] = collection
+        _collection_cache.move_to_end(collection.customer_id)
+        while len(_collection_cache) > COLLECTION_CACHE_RECORDS:
+            _collection_cache.popitem(last=False)
+
+
+def forget_collection(customer_id: str) -> None:
+    with _collection_lock:
+        _collection_cache.pop(customer_id, None)
 
 
 def _profile(item: ProfileItem) -> dict:

@@ -1,0 +1,125 @@
+"""A container's copy of the records it last wrote (store.customers.load_for_write): the
+steady webhook path skips its read, and a stale copy is caught by the profile's ``rev``
+check and read again, never lost."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from app_fixtures import app_client, make_merchant, normalize_record  # noqa: F401
+from stripe_events import Stream
+from test_reliability_helpers import table_invariants
+
+
+class DynamoCalls:
+    """The DynamoDB operations the app's client sends (botocore ``before-send``)."""
+
+    def __init__(self):
+        from chalicelib.store.table import TableItem
+
+        self.events = TableItem._get_connection().connection.client.meta.events
+        self.calls: list[str] = []
+
+    def _hook(self, request, **kwargs):
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        self.calls.append(target.split(".")[-1])
+
+    def __enter__(self):
+        self.events.register("before-send.dynamodb", self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.events.unregister("before-send.dynamodb", self._hook)
+
+
+def _renewals(prefix: str, months: int) -> tuple[Stream, list[dict]]:
+    s = Stream(prefix)
+    cus = s.customer(f"{prefix}@example.com", "Cache Kept")
+    sub = s.subscription(cus, 1500, currency="eur")
+    for _ in range(months):
+        s.invoice(cus, sub, 1500)
+    return s, s.events
+
+
+def _outcome(response) -> str:
+    assert response.status_code == 200, response.body
+    return json.loads(response.body)["outcome"]
+
+
+def test_the_steady_path_is_one_transaction_in_a_warm_container(app_client):  # noqa: F811
+    merchant = make_merchant(app_client)
+    _, events = _renewals("warmcache", 3)
+    merchant.deliver_until_applied(events[:-1])
+    with DynamoCalls() as ddb:
+        assert _outcome(merchant.deliver(events[-1])) == "applied"
+    assert ddb.calls == ["TransactWriteItems"], ddb.calls
+    # A redelivery is refused by the event marker in that one transaction.
+    with DynamoCalls() as ddb:
+        assert _outcome(merchant.deliver(events[-1])) == "duplicate"
+    assert ddb.calls == ["TransactWriteItems", "PutItem"], ddb.calls
+    table_invariants(merchant.account_id, {e["id"] for e in events})
+
+
+def test_a_stale_copy_is_refused_read_again_and_nothing_is_lost(app_client):  # noqa: F811
+    """Another container wrote the record since this one kept its copy: the transaction
+    built on the copy fails its ``rev`` condition, the record is read again, and the end
+    state is the same as a delivery without any copy."""
+    from chalicelib.store import customers as store
+
+    merchant = make_merchant(app_client)
+    _, events = _renewals("stalecache", 3)
+    merchant.deliver_until_applied(events[:-2])
+    customer_id = merchant.customers()[0]["id"]
+    stale = store._collection_cache[customer_id]
+    assert _outcome(merchant.deliver(events[-2])) == "applied"
+    store._collection_cache[customer_id] = stale  # as if another container wrote events[-2]
+    with DynamoCalls() as ddb:
+        assert _outcome(merchant.deliver(events[-1])) == "applied"
+    # (the pointer cache is dropped too: a refused write may mean the record was folded)
+    assert ddb.calls == ["TransactWriteItems", "GetItem", "Query", "TransactWriteItems"], ddb.calls
+    fresh = make_merchant(app_client)
+    store._collection_cache.clear()
+    fresh.deliver_until_applied(events)
+    assert normalize_record(merchant.get_json(f"/api/v1/customers/{customer_id}")) == \
+        normalize_record(fresh.get_json(f"/api/v1/customers/{fresh.customers()[0]['id']}"))
+    table_invariants(merchant.account_id, {e["id"] for e in events})
+
+
+@pytest.mark.parametrize("kind", ["500", "lost"])
+def test_a_write_of_unknown_outcome_drops_the_copy(app_client, kind):  # noqa: F811
+    """After a 5xx or a lost answer the write may or may not have landed: the next
+    delivery reads the record again instead of trusting the copy."""
+    from bench import ddbhooks
+    from chalicelib.store import customers as store
+
+    merchant = make_merchant(app_client)
+    _, events = _renewals(f"unknown{kind}", 2)
+    merchant.deliver_until_applied(events[:-1])
+    customer_id = merchant.customers()[0]["id"]
+    assert customer_id in store._collection_cache
+    plan = ddbhooks.FaultPlan(rate=1.0, kinds={kind: 1}, operations=frozenset({"TransactWriteItems"}))
+    with ddbhooks.botocore_attempts(1), ddbhooks.faults(plan):
+        assert merchant.deliver(events[-1]).status_code == 503
+    assert customer_id not in store._collection_cache
+    with DynamoCalls() as ddb:
+        outcome = _outcome(merchant.deliver(events[-1]))
+    assert outcome == ("duplicate" if kind == "lost" else "applied")
+    assert ddb.calls[0] == "Query", ddb.calls
+    table_invariants(merchant.account_id, {e["id"] for e in events}, strict_audit=kind != "lost")
+
+
+def test_the_copy_is_bounded(app_client):  # noqa: F811
+    from chalicelib.store import customers as store
+
+    merchant = make_merchant(app_client)
+    s = Stream("boundcache")
+    for i in range(5):
+        s.customer(f"bound{i}@example.com", f"Bound {i}")
+    old = store.COLLECTION_CACHE_RECORDS
+    store.COLLECTION_CACHE_RECORDS = 3
+    try:
+        merchant.deliver_until_applied(s.events)
+        assert len(store._collection_cache) <= 3
+    finally:
+        store.COLLECTION_CACHE_RECORDS = old
