@@ -14,25 +14,37 @@ re-registering.
   * ``after-call.dynamodb``   may turn a success into a 500 *after* the table applied it
     (a lost response), to prove an applied-but-unacknowledged write is harmless.
 
+Every other client (the app's SES v2 and S3 clients, in ``chalicelib.mail.sender`` and
+``chalicelib.store.receipts_blob``) gets the same three hooks without the DynamoDB
+bookkeeping: its calls are timed, and a fault plan for its service (``FaultPlan(service=
+"sesv2" | "s3")``) fails them the same way, with that service's own error answers
+(SES's 429 TooManyRequestsException, S3's 503 SlowDown, …), a refused connection, or a
+lost response. Plans of several services may be active at once.
+
 Used by ``bench`` (requests per operation, consumed capacity) and by the reliability
 tests (fault injection). Nothing in the app imports it.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import random
+import sys
 import threading
 import time
+import weakref
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import botocore.session
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 
 _lock = threading.RLock()
 _installed = False
-_hooked_clients: set[int] = set()
+# Weak, not ids: a client rebuilt for a test may reuse a freed client's id.
+_hooked_clients: weakref.WeakSet = weakref.WeakSet()
 
 
 # ----------------------------------------------------------------------- recorder
@@ -109,40 +121,59 @@ def _recording() -> Recorder | None:
 
 @dataclass
 class FaultPlan:
-    """Fail about ``rate`` of the DynamoDB calls (a seeded, thread-safe draw).
+    """Fail about ``rate`` of ``service``'s calls (a seeded, thread-safe draw).
 
-    ``kinds`` weights what a fault is: ``throttle`` (400 ThrottlingException),
-    ``capacity`` (400 ProvisionedThroughputExceededException), ``500``
-    (InternalServerError), ``503`` (ServiceUnavailable) are answered before the request
-    is sent; ``lost`` lets the request through and replaces its success with a 500
-    (the table applied it; the caller never learns). ``operations`` limits the faults to
-    those operations (None: all but table administration).
+    ``service`` is botocore's service id as in its event names: ``dynamodb`` (default),
+    ``sesv2``, ``s3``. ``kinds`` weights what a fault is; each is answered before the
+    request is sent, in the service's own error format (``_FAULT_RESPONSES``):
+    ``throttle`` (DynamoDB: 400 ThrottlingException; SES: 429 TooManyRequestsException;
+    S3: 503 SlowDown), ``capacity`` (DynamoDB only: 400
+    ProvisionedThroughputExceededException), ``500``, ``503``; ``connection`` raises
+    botocore's EndpointConnectionError instead of sending; ``lost`` lets the request
+    through and replaces its answer with a 500 (the service applied it: the table
+    wrote, SES sent the mail, S3 stored the object; the caller never learns). For
+    DynamoDB only a success is lost (as ever: a failed write stays a failure); for the
+    other services any answer is (an S3 HeadObject's 404 too).
+    ``operations`` limits the faults to those operations (None: all but DynamoDB's table
+    administration). Default kinds: DynamoDB's mix below; for other services, throttle,
+    500, 503, connection and lost.
     """
 
     rate: float = 0.1
     seed: int = 0
-    kinds: dict[str, float] = field(default_factory=lambda: {
-        "throttle": 3, "capacity": 2, "500": 2, "503": 1, "lost": 2})
+    kinds: dict[str, float] | None = None
     operations: frozenset[str] | None = None
+    service: str = "dynamodb"
     injected: Counter = field(default_factory=Counter)
     seen: int = 0
+    seen_by_operation: Counter = field(default_factory=Counter)
+    injected_by_operation: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
+        if self.service not in _FAULT_RESPONSES:
+            raise ValueError(f"no fault answers for service {self.service!r}")
+        if self.kinds is None:
+            self.kinds = dict(_DEFAULT_KINDS.get(self.service, _DEFAULT_KINDS["*"]))
+        unknown = set(self.kinds) - set(_FAULT_RESPONSES[self.service]) - {"connection", "lost"}
+        if unknown:
+            raise ValueError(f"{self.service} has no fault kind {sorted(unknown)}")
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
 
     def draw(self, operation: str) -> str | None:
-        if operation in _ADMIN_OPERATIONS:
+        if self.service == "dynamodb" and operation in _ADMIN_OPERATIONS:
             return None
         if self.operations is not None and operation not in self.operations:
             return None
         with self._lock:
             self.seen += 1
+            self.seen_by_operation[operation] += 1
             if self._rng.random() >= self.rate:
                 return None
             kinds, weights = zip(*self.kinds.items(), strict=True)
             kind = self._rng.choices(kinds, weights)[0]
             self.injected[kind] += 1
+            self.injected_by_operation[operation] += 1
             return kind
 
     @property
@@ -152,20 +183,31 @@ class FaultPlan:
 
 _ADMIN_OPERATIONS = {"CreateTable", "DeleteTable", "DescribeTable", "ListTables",
                      "UpdateTable", "UpdateTimeToLive", "DescribeTimeToLive"}
-_fault_plan: FaultPlan | None = None
+_DEFAULT_KINDS = {
+    "dynamodb": {"throttle": 3, "capacity": 2, "500": 2, "503": 1, "lost": 2},
+    "*": {"throttle": 3, "500": 2, "503": 1, "connection": 2, "lost": 2},
+}
+_fault_plans: dict[str, FaultPlan] = {}  # service → the plan in force
 _FAULTS_OFF = threading.local()  # a thread may step out of the plan (the test's own reads)
 
 
 @contextmanager
 def faults(plan: FaultPlan):
-    """Inject ``plan``'s faults into every DynamoDB call made meanwhile (all threads)."""
-    global _fault_plan
+    """Inject ``plan``'s faults into every call of ``plan.service`` made meanwhile (all
+    threads). Plans of different services nest; one of the same service replaces the
+    outer one until it ends."""
     install()
-    previous, _fault_plan = _fault_plan, plan
+    with _lock:
+        previous = _fault_plans.get(plan.service)
+        _fault_plans[plan.service] = plan
     try:
         yield plan
     finally:
-        _fault_plan = previous
+        with _lock:
+            if previous is None:
+                _fault_plans.pop(plan.service, None)
+            else:
+                _fault_plans[plan.service] = previous
 
 
 @contextmanager
@@ -179,20 +221,36 @@ def no_faults():
         _FAULTS_OFF.on = before
 
 
-def _plan() -> FaultPlan | None:
-    return None if getattr(_FAULTS_OFF, "on", False) else _fault_plan
+def _plan(service: str = "dynamodb") -> FaultPlan | None:
+    return None if getattr(_FAULTS_OFF, "on", False) else _fault_plans.get(service)
 
 
+# service → kind → (HTTP status, error code, message); each service in its own format
+# (_ERROR_FORMATS): DynamoDB's JSON 1.0 ``__type``, SES v2's REST-JSON
+# ``x-amzn-ErrorType``, S3's XML ``<Error>``.
 _FAULT_RESPONSES = {
-    "throttle": (400, "com.amazon.coral.availability#ThrottlingException",
-                 "Rate of requests exceeds the allowed throughput."),
-    "capacity": (400, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                 "The level of configured provisioned throughput for the table was exceeded."),
-    "500": (500, "com.amazonaws.dynamodb.v20120810#InternalServerError",
-            "Internal server error (injected)"),
-    "503": (503, "com.amazonaws.dynamodb.v20120810#ServiceUnavailable",
-            "Service unavailable (injected)"),
+    "dynamodb": {
+        "throttle": (400, "com.amazon.coral.availability#ThrottlingException",
+                     "Rate of requests exceeds the allowed throughput."),
+        "capacity": (400, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                     "The level of configured provisioned throughput for the table was exceeded."),
+        "500": (500, "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                "Internal server error (injected)"),
+        "503": (503, "com.amazonaws.dynamodb.v20120810#ServiceUnavailable",
+                "Service unavailable (injected)"),
+    },
+    "sesv2": {
+        "throttle": (429, "TooManyRequestsException", "Too many requests (injected)"),
+        "500": (500, "InternalFailure", "Internal failure (injected)"),
+        "503": (503, "ServiceUnavailable", "Service unavailable (injected)"),
+    },
+    "s3": {
+        "throttle": (503, "SlowDown", "Please reduce your request rate. (injected)"),
+        "500": (500, "InternalError", "We encountered an internal error. (injected)"),
+        "503": (503, "ServiceUnavailable", "Service unavailable (injected)"),
+    },
 }
+_ERROR_FORMATS = {"dynamodb": "json", "sesv2": "rest-json", "s3": "rest-xml"}
 
 
 class _RawBody:
@@ -205,12 +263,51 @@ class _RawBody:
         yield self._data
 
 
-def _fake_response(request, kind: str) -> AWSResponse:
-    status, type_, message = _FAULT_RESPONSES[kind]
-    body = json.dumps({"__type": type_, "message": message}).encode()
-    headers = {"x-amzn-RequestId": "injected-fault", "Content-Type": "application/x-amz-json-1.0",
-               "Content-Length": str(len(body))}
+def _fake_response(request, kind: str, service: str = "dynamodb") -> AWSResponse:
+    status, code, message = _FAULT_RESPONSES[service][kind]
+    form = _ERROR_FORMATS[service]
+    headers = {"x-amzn-RequestId": "injected-fault"}
+    if form == "rest-xml":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>"
+                f"<Message>{message}</Message><RequestId>injected-fault</RequestId></Error>"
+                ).encode()
+        headers.update({"Content-Type": "application/xml", "x-amz-request-id": "injected-fault"})
+    elif form == "rest-json":
+        body = json.dumps({"message": message}).encode()
+        headers.update({"Content-Type": "application/json", "x-amzn-ErrorType": code})
+    else:
+        body = json.dumps({"__type": code, "message": message}).encode()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+    headers["Content-Length"] = str(len(body))
     return AWSResponse(request.url, status, headers, _RawBody(body))
+
+
+def _injected_send(request, service: str):
+    """before-send under a fault plan: the fabricated answer, a refused connection, or
+    None (send it: no fault, or a lost response decided after the call)."""
+    kind = (request.context or {}).get("_fault_kind") if request is not None else None
+    if not kind or kind == "lost":
+        return None
+    # Consumed: botocore's retry of this call (if retries are on) goes through.
+    request.context["_fault_kind"] = None
+    if kind == "connection":
+        raise EndpointConnectionError(endpoint_url=request.url)
+    return _fake_response(request, kind, service)
+
+
+def _lose(http_response, parsed, context, service: str, successes_only: bool) -> None:
+    """after-call: the service's answer (with ``successes_only``, only a success: the write
+    applied) is lost; the caller sees a 500 instead."""
+    if context is None or context.get("_fault_kind") != "lost" or http_response is None \
+            or not isinstance(parsed, dict) \
+            or (successes_only and http_response.status_code >= 300):
+        return
+    _, code, _ = _FAULT_RESPONSES[service]["500"]
+    http_response.status_code = 500
+    parsed.clear()
+    parsed["Error"] = {"Code": code.rsplit("#", 1)[-1],
+                       "Message": "Internal server error (injected after the call was applied)"}
+    parsed["ResponseMetadata"] = {"HTTPStatusCode": 500}
 
 
 # ------------------------------------------------------------------------- hooks
@@ -241,12 +338,7 @@ def _before_send(request=None, event_name=None, **_):
         with _lock:
             rec.attempts += 1
             _count_written_items(rec, _operation_of(event_name), request)
-    kind = (request.context or {}).get("_fault_kind") if request is not None else None
-    if kind and kind != "lost":
-        # Consumed: botocore's retry of this call (if retries are on) goes through.
-        request.context["_fault_kind"] = None
-        return _fake_response(request, kind)
-    return None
+    return _injected_send(request, "dynamodb")
 
 
 def _after_call(http_response=None, parsed=None, context=None, event_name=None, **_):
@@ -257,13 +349,7 @@ def _after_call(http_response=None, parsed=None, context=None, event_name=None, 
         if t0 is not None:
             with _lock:
                 rec.seconds += time.perf_counter() - t0
-    if context is not None and context.get("_fault_kind") == "lost" and http_response is not None \
-            and http_response.status_code < 300:
-        http_response.status_code = 500
-        parsed.clear()
-        parsed["Error"] = {"Code": "InternalServerError",
-                           "Message": "Internal server error (injected after the write)"}
-        parsed["ResponseMetadata"] = {"HTTPStatusCode": 500}
+    _lose(http_response, parsed, context, "dynamodb", successes_only=True)
 
 
 def _add_capacity(rec: Recorder, operation: str, capacity) -> None:
@@ -352,38 +438,54 @@ def _value_size(value: dict) -> int:
 # ---------------------------------------------------------------------- install
 
 
+def _service_of(event_name: str) -> str:
+    return event_name.split(".")[1]
+
+
 def _other_before(event_name=None, context=None, **_):
-    if _recording() is not None and context is not None:
+    if context is None:
+        return
+    if _recording() is not None:
         context["_bench_t0"] = time.perf_counter()
+    plan = _plan(_service_of(event_name))
+    context["_fault_kind"] = plan.draw(_operation_of(event_name)) if plan is not None else None
 
 
-def _other_after(event_name=None, context=None, **_):
+def _other_send(request=None, event_name=None, **_):
+    return _injected_send(request, _service_of(event_name))
+
+
+def _other_after(event_name=None, http_response=None, parsed=None, context=None, **_):
     rec = _recording()
     t0 = (context or {}).get("_bench_t0")
+    service = _service_of(event_name)
     if rec is not None and t0 is not None:
-        service = event_name.split(".")[1]
         with _lock:
             calls, seconds = rec.other.get(service, (0, 0.0))
             rec.other[service] = (calls + 1, seconds + time.perf_counter() - t0)
+    _lose(http_response, parsed, context, service, successes_only=False)
 
 
 def _hook_other(client) -> None:
-    """Time the calls of a non-DynamoDB client (no counting of items, no faults)."""
-    if id(client) in _hooked_clients:
+    """Time the calls of a non-DynamoDB client, and fail them under a fault plan for its
+    service (no counting of items)."""
+    if client in _hooked_clients:
         return
-    client.meta.events.register("before-call", _other_before, unique_id="bench-other-before")
-    client.meta.events.register("after-call", _other_after, unique_id="bench-other-after")
-    _hooked_clients.add(id(client))
+    events = client.meta.events
+    events.register("before-call", _other_before, unique_id="bench-other-before")
+    events.register("before-send", _other_send, unique_id="bench-other-send")
+    events.register("after-call", _other_after, unique_id="bench-other-after")
+    _hooked_clients.add(client)
 
 
 def _hook(client) -> None:
-    if id(client) in _hooked_clients:
+    if client in _hooked_clients:
         return
     events = client.meta.events
     events.register("before-call.dynamodb", _before_call, unique_id="bench-ddb-before-call")
     events.register("before-send.dynamodb", _before_send, unique_id="bench-ddb-before-send")
     events.register("after-call.dynamodb", _after_call, unique_id="bench-ddb-after-call")
-    _hooked_clients.add(id(client))
+    _hooked_clients.add(client)
 
 
 def _existing_clients():
@@ -419,6 +521,9 @@ def install() -> None:
             _installed = True
         for client in _existing_clients():
             _hook(client)
+        for module in _app_client_modules(imported_only=True).values():
+            if getattr(module, "_client", None) is not None:  # created before install()
+                _hook_other(module._client)
 
 
 def _connections():
@@ -434,11 +539,68 @@ def _connections():
             yield conn.connection
 
 
+# The app's other AWS clients: service id → the module that creates it on first use and
+# caches it (``client()``, ``set_client()``, the cached ``_client``).
+_APP_CLIENT_MODULES = {"sesv2": "chalicelib.mail.sender", "s3": "chalicelib.store.receipts_blob"}
+
+
+def _app_client_modules(imported_only: bool = False) -> dict:
+    out = {}
+    for service, name in _APP_CLIENT_MODULES.items():
+        if name in sys.modules:
+            out[service] = sys.modules[name]
+        elif not imported_only:
+            out[service] = importlib.import_module(name)
+    return out
+
+
+def _with_attempts(client, total_max_attempts: int):
+    """A new client of the same service and region, with the same settings (timeouts,
+    signature version, …) but ``total_max_attempts``; its endpoint resolved the same way
+    (``AWS_ENDPOINT_URL_<SERVICE>``)."""
+    import boto3
+    from botocore.config import Config
+
+    options = {k: v for k, v in client.meta.config._user_provided_options.items()
+               if v is not None and k not in ("user_agent", "region_name", "retries")}
+    config = Config(**options, retries={"total_max_attempts": total_max_attempts,
+                                        "mode": "standard"})
+    return boto3.client(client.meta.service_model.service_name,
+                        region_name=client.meta.region_name, config=config)
+
+
 @contextmanager
-def botocore_attempts(total_max_attempts: int):
-    """Rebuild PynamoDB's DynamoDB clients with ``total_max_attempts`` (1: no retries), so an
-    injected fault surfaces to the app instead of being retried away by botocore; the
-    clients are rebuilt again with the previous setting afterwards."""
+def _app_client_attempts(service: str, total_max_attempts: int):
+    module = _app_client_modules()[service]
+    original = module.client()  # the app's own, created now if it was not yet
+    module.set_client(_with_attempts(original, total_max_attempts))
+    try:
+        yield
+    finally:
+        module.set_client(original)
+
+
+@contextmanager
+def botocore_attempts(total_max_attempts: int, services=("dynamodb",)):
+    """Rebuild the app's clients of ``services`` with ``total_max_attempts`` (1: no
+    retries), so an injected fault surfaces to the app instead of being retried away by
+    botocore; the previous clients and settings come back afterwards. ``dynamodb``:
+    PynamoDB's connections; ``sesv2``, ``s3``: the app's cached clients
+    (``_APP_CLIENT_MODULES``), replaced by copies through their ``set_client``."""
+    with ExitStack() as stack:
+        for service in services:
+            if service == "dynamodb":
+                stack.enter_context(_dynamodb_attempts(total_max_attempts))
+            elif service in _APP_CLIENT_MODULES:
+                stack.enter_context(_app_client_attempts(service, total_max_attempts))
+            else:
+                raise ValueError(f"the app has no {service!r} client")
+        install()
+        yield
+
+
+@contextmanager
+def _dynamodb_attempts(total_max_attempts: int):
     from chalicelib.store.table import TableItem
 
     classes = [TableItem]
@@ -452,7 +614,6 @@ def botocore_attempts(total_max_attempts: int):
         for c in conns:
             c._retry_configuration = {"total_max_attempts": total_max_attempts, "mode": "standard"}
             c._client = None
-        install()
         yield
     finally:
         for c, retry in previous:

@@ -35,6 +35,26 @@ def rows(data: dict) -> list[str]:
                         f"{_counts(run['outcomes'])}; {run['records']} records, {run['tombstones']} "
                         f"folded; {run['markers']:,} markers, {run['applied_entries']:,} 'applied' "
                         f"audit entries; {run['items_scanned']:,} items checked; {f['seconds']} s")
+        elif name.startswith("faults-portal-ses"):
+            text = (f"{f['customers']} customers, {f['sign_ins']} sign-ins; fault rate "
+                    f"{f['fault_rate']:.0%} of {f['send_calls']} SES SendEmail calls: "
+                    f"{f['faults_injected']} faults ({_counts(f['faults_by_kind'])}); "
+                    f"{f['requests']} link requests, answers {_counts(f['statuses'])}, at most "
+                    f"{f['most_requests_for_one_sign_in']} for one sign-in; {f['mails_sent']} "
+                    f"mails ({f['mails_after_503']} after a 503: lost responses, their link and "
+                    f"code dead); {f['sessions']} sessions, one per mail answered 200; "
+                    f"{f['failed_links_and_codes_refused']} failed requests' links and codes "
+                    f"refused; left over: {f['leftover_login_tokens']} tokens, "
+                    f"{f['leftover_login_codes']} codes")
+        elif name.startswith("faults-portal-s3"):
+            text = (f"{f['customers']} customers, {f['receipts']} receipts; fault rate "
+                    f"{f['fault_rate']:.0%} of S3 calls ({_counts(f['s3_calls'])}): "
+                    f"{f['faults_injected']} faults ({_counts(f['faults_by_kind'])}; "
+                    f"{_counts(f['faults_by_operation'])}); {f['requests']} PDF requests, "
+                    f"answers {_counts(f['statuses'])}, at most {f['most_requests_for_one_pdf']} "
+                    f"for one PDF; {f['downloads']} downloads, each a whole PDF; "
+                    f"{f['signed_out']} customers signed out; bucket: {f['bucket_objects']} "
+                    f"objects, {f['bucket_versions']} versions, {f['bad_objects']} partial or empty")
         elif name.startswith("faults"):
             text = (f"{f['customers']} customers, {f['events']} events; fault rate {f['fault_rate']:.0%}"
                     f" of {f['dynamodb_calls']:,} DynamoDB calls: {f['faults_injected']} faults "

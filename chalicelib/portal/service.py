@@ -265,15 +265,15 @@ def _send_link_if_known(portal: Portal, email: str, base_url: str) -> None:
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     email_hash = _sha256(email)
     expires_at = int(now()) + settings.login_token_minutes * 60
-    store.put_login(token_hash, portal.account_id, customer.customer_id, expires_at, email_hash,
-                    _code_hash(token_hash, code))
+    previous_code = store.put_login(token_hash, portal.account_id, customer.customer_id, expires_at,
+                                    email_hash, _code_hash(token_hash, code))
     link = f"{base_url}/portal/{portal.slug}/link?token={token}"
     try:
         sign_in_mail.send_sign_in(brand=portal.brand, to=email, link=link, code=code,
                                   minutes=settings.login_token_minutes)
     except MailFailed:
         try:
-            store.delete_login(token_hash, portal.account_id, email_hash)
+            store.undo_login(token_hash, portal.account_id, email_hash, previous_code)
         except Exception:  # noqa: BLE001 - the token was never sent; its TTL removes it anyway
             logger.exception("could not delete an unsent sign-in token")
         raise RetryLater("We could not send the e-mail right now. Please try again in a few "

@@ -100,11 +100,22 @@ def _condition_failed(exc: Exception) -> bool:
 
 # --- tokens and codes ----------------------------------------------------------------------
 
+# The e-mail's code item as it was before a new request replaced it: handed back to
+# ``undo_login`` when the new mail cannot be sent. Opaque to callers.
+PreviousCode = LoginCodeItem
+
+
 def put_login(token_hash: str, account_id: str, customer_id: str, expires_at: int,
-              email_hash: str, code_hash: str) -> None:
-    """Write a new link token and the e-mail's code (replacing an older code) together."""
+              email_hash: str, code_hash: str) -> PreviousCode | None:
+    """Write a new link token and the e-mail's code (replacing an older code) together.
+    Returns the code item it replaced, so that a mail that cannot be sent does not take
+    the code of the e-mail's previous, sent mail with it (``undo_login``)."""
     tpk, tsk = keys.login_token(token_hash)
     cpk, csk = keys.login_code(account_id, email_hash)
+    try:
+        previous = LoginCodeItem.get(cpk, csk, consistent_read=True)
+    except DoesNotExist:
+        previous = None
     with TransactWrite(connection=_connection()) as tx:
         tx.save(LoginTokenItem(tpk, tsk, account_id=account_id, customer_id=customer_id,
                                expires_at=expires_at, ttl=_ttl(expires_at)),
@@ -112,15 +123,28 @@ def put_login(token_hash: str, account_id: str, customer_id: str, expires_at: in
         tx.save(LoginCodeItem(cpk, csk, account_id=account_id, customer_id=customer_id,
                               token_hash=token_hash, code_hash=code_hash, attempts=0,
                               expires_at=expires_at, ttl=_ttl(expires_at)))
+    return previous
 
 
-def delete_login(token_hash: str, account_id: str, email_hash: str) -> None:
-    """Undo put_login (the e-mail could not be sent). Best effort by the caller."""
+def undo_login(token_hash: str, account_id: str, email_hash: str,
+               previous: PreviousCode | None) -> None:
+    """Undo put_login (the e-mail could not be sent): delete the token, and put the code
+    item it replaced back (attempts and expiry as they were), or delete the new one, but
+    only while the code is still this request's: a newer request's code stays."""
     tpk, tsk = keys.login_token(token_hash)
     cpk, csk = keys.login_code(account_id, email_hash)
-    with TransactWrite(connection=_connection()) as tx:
-        tx.delete(LoginTokenItem(tpk, tsk))
-        tx.delete(LoginCodeItem(cpk, csk), condition=LoginCodeItem.token_hash == token_hash)
+    still_mine = LoginCodeItem.token_hash == token_hash
+    try:
+        with TransactWrite(connection=_connection()) as tx:
+            tx.delete(LoginTokenItem(tpk, tsk))
+            if previous is not None:
+                tx.save(previous, condition=still_mine)
+            else:
+                tx.delete(LoginCodeItem(cpk, csk), condition=still_mine)
+    except TransactWriteError as exc:
+        if "ConditionalCheckFailed" not in {r.code for r in exc.cancellation_reasons or [] if r}:
+            raise
+        LoginTokenItem(tpk, tsk).delete()  # a newer request owns the code: the token alone
 
 
 def get_token(token_hash: str) -> Grant | None:
