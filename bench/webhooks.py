@@ -137,7 +137,7 @@ def _clear_caches() -> None:
     from chalicelib.webhooks import service
 
     customers._pointer_cache.clear()
-    customers._collection_cache.clear()
+    customers.forget_all_collections()
     service._account_cache.clear()
 
 
@@ -148,9 +148,9 @@ def _stale_copies() -> None:
 
     from chalicelib.store import customers
 
-    for cid, kept in list(customers._collection_cache.items()):
-        customers._collection_cache[cid] = replace(
-            kept, profile={**kept.profile, "rev": kept.profile["rev"] - 1})
+    for _, (_, kept) in list(customers._collection_cache.items()):
+        customers.remember_collection(replace(
+            kept, profile={**kept.profile, "rev": kept.profile["rev"] - 1}))
 
 
 def _known_customers(merchant, prefix: str, n: int):

@@ -71,15 +71,15 @@ def test_a_stale_copy_is_refused_read_again_and_nothing_is_lost(app_client):  # 
     _, events = _renewals("stalecache", 3)
     merchant.deliver_until_applied(events[:-2])
     customer_id = merchant.customers()[0]["id"]
-    stale = store._collection_cache[customer_id]
+    _, stale = store._collection_cache[customer_id]
     assert _outcome(merchant.deliver(events[-2])) == "applied"
-    store._collection_cache[customer_id] = stale  # as if another container wrote events[-2]
+    store.remember_collection(stale)  # as if another container had written events[-2]
     with DynamoCalls() as ddb:
         assert _outcome(merchant.deliver(events[-1])) == "applied"
     # (the pointer cache is dropped too: a refused write may mean the record was folded)
     assert ddb.calls == ["TransactWriteItems", "GetItem", "Query", "TransactWriteItems"], ddb.calls
     fresh = make_merchant(app_client)
-    store._collection_cache.clear()
+    store.forget_all_collections()
     fresh.deliver_until_applied(events)
     assert normalize_record(merchant.get_json(f"/api/v1/customers/{customer_id}")) == \
         normalize_record(fresh.get_json(f"/api/v1/customers/{fresh.customers()[0]['id']}"))
@@ -109,17 +109,29 @@ def test_a_write_of_unknown_outcome_drops_the_copy(app_client, kind):  # noqa: F
     table_invariants(merchant.account_id, {e["id"] for e in events}, strict_audit=kind != "lost")
 
 
-def test_the_copy_is_bounded(app_client):  # noqa: F811
+def test_the_copy_is_bounded_in_records_and_items(app_client, monkeypatch):  # noqa: F811
     from chalicelib.store import customers as store
 
     merchant = make_merchant(app_client)
     s = Stream("boundcache")
     for i in range(5):
-        s.customer(f"bound{i}@example.com", f"Bound {i}")
-    old = store.COLLECTION_CACHE_RECORDS
-    store.COLLECTION_CACHE_RECORDS = 3
-    try:
-        merchant.deliver_until_applied(s.events)
-        assert len(store._collection_cache) <= 3
-    finally:
-        store.COLLECTION_CACHE_RECORDS = old
+        cus = s.customer(f"bound{i}@example.com", f"Bound {i}")
+        s.subscription(cus, 1000 + i)
+    store.forget_all_collections()
+    monkeypatch.setattr(store, "COLLECTION_CACHE_RECORDS", 3)
+    merchant.deliver_until_applied(s.events)
+    assert len(store._collection_cache) == 3
+    assert store._collection_items == sum(n for n, _ in store._collection_cache.values())
+    # Each record is a profile and a subscription (2 items): 5 items keep two records.
+    monkeypatch.setattr(store, "COLLECTION_CACHE_ITEMS", 5)
+    s.events.clear()
+    s.customer("bound9@example.com", "Bound 9")
+    merchant.deliver_until_applied(s.events)
+    assert len(store._collection_cache) == 2 and store._collection_items <= 5
+    # A record over the per-record bound is not kept at all.
+    monkeypatch.setattr(store, "COLLECTION_CACHE_ITEMS_PER_RECORD", 1)
+    s.events.clear()
+    s.subscription(s.customer("bound10@example.com", "Bound 10"), 500)
+    merchant.deliver_until_applied(s.events)
+    kept = {c.profile["email"] for _, c in store._collection_cache.values()}
+    assert "bound10@example.com" not in kept

@@ -138,6 +138,9 @@ class _State:
                     self.repoint.append((processor, ext, other.customer_id))
 
     def to_write(self) -> store.RecordWrite:
+        """What to write for the changes made; also keeps, as ``self.written``, the
+        record's collection as it will be once that write commits (for the copy a
+        container keeps of the records it wrote: store.remember_collection)."""
         view = self.view()
         # An order pointer (order id → record) is written when the order first appears.
         before_orders = set(self.stored_orders)

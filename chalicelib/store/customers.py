@@ -160,12 +160,15 @@ def load(customer_id: str, consistent: bool = True) -> Collection:
 # stale copy (another container wrote since) costs one refused transaction and a fresh
 # read, never a lost update. Readers (pages, the API) never use it. It spares the steady
 # webhook path its read: a renewal's events (invoice, payment, charge, subscription) come
-# in a burst for one customer. Bounded by records and by items per record; the objects
-# in it are never changed in place (records.service builds new ones from them).
-_collection_cache: OrderedDict[str, Collection] = OrderedDict()
+# in a burst for one customer. Bounded by records and by facts and order entries, in
+# all and per record (memory: a few KB per item in Python); the objects in it are never
+# changed in place (records.service builds new ones from them).
+_collection_cache: OrderedDict[str, tuple[int, Collection]] = OrderedDict()  # id → (items, copy)
+_collection_items = 0
 _collection_lock = threading.Lock()
 COLLECTION_CACHE_RECORDS = 1000
-COLLECTION_CACHE_ITEMS = 300
+COLLECTION_CACHE_ITEMS = 20_000
+COLLECTION_CACHE_ITEMS_PER_RECORD = 2_000
 
 
 def load_for_write(customer_id: str) -> Collection:
@@ -175,7 +178,7 @@ def load_for_write(customer_id: str) -> Collection:
         hit = _collection_cache.get(customer_id)
         if hit is not None:
             _collection_cache.move_to_end(customer_id)
-            return hit
+            return hit[1]
     collection = load(customer_id)
     remember_collection(collection)
     return collection
@@ -183,21 +186,34 @@ def load_for_write(customer_id: str) -> Collection:
 
 def remember_collection(collection: Collection) -> None:
     """Keep a collection as written (or just read) for the next write to this record."""
+    global _collection_items
     profile = collection.profile
-    size = sum(len(by_id) for by_id in collection.facts.values()) + len(collection.orders)
-    if not profile or profile.get("merged_into") or size > COLLECTION_CACHE_ITEMS:
-        forget_collection(collection.customer_id)
+    size = 1 + sum(len(by_id) for by_id in collection.facts.values()) + len(collection.orders)
+    forget_collection(collection.customer_id)
+    if not profile or profile.get("merged_into") or size > COLLECTION_CACHE_ITEMS_PER_RECORD:
         return
     with _collection_lock:
-        _collection_cache[collection.customer_id] = collection
-        _collection_cache.move_to_end(collection.customer_id)
-        while len(_collection_cache) > COLLECTION_CACHE_RECORDS:
-            _collection_cache.popitem(last=False)
+        _collection_cache[collection.customer_id] = (size, collection)
+        _collection_items += size
+        while _collection_cache and (len(_collection_cache) > COLLECTION_CACHE_RECORDS
+                                     or _collection_items > COLLECTION_CACHE_ITEMS):
+            _, (dropped, _) = _collection_cache.popitem(last=False)
+            _collection_items -= dropped
+
+
+def forget_all_collections() -> None:
+    global _collection_items
+    with _collection_lock:
+        _collection_cache.clear()
+        _collection_items = 0
 
 
 def forget_collection(customer_id: str) -> None:
+    global _collection_items
     with _collection_lock:
-        _collection_cache.pop(customer_id, None)
+        hit = _collection_cache.pop(customer_id, None)
+        if hit is not None:
+            _collection_items -= hit[0]
 
 
 def _profile(item: ProfileItem) -> dict:
