@@ -341,9 +341,12 @@ def _webhooks(w: dict) -> str:
              "first_sight_no_email": "first sight: subscription before its customer",
              "steady": "steady: `invoice.paid` / `customer.subscription.updated`, known customer",
              "steady_cold_cache": "steady, new container (caches empty)",
+             "steady_stale_copy": "steady, another container wrote the record last (stale copy)",
              "duplicate": "redelivery of an applied event"}
     for key, label in names.items():
-        p = w[key]
+        p = w.get(key)
+        if p is None:
+            continue
         rows.append([label, f"{p['requests_per_event']:g}", _ops(p["requests_by_operation"]),
                      _f(p["wru_per_event"]), _f(p["rcu_per_event_engine"], 2),
                      f"{p['vs_putitem']:.1f}x", _f(p["time"]["median_ms"], 1),
@@ -384,16 +387,21 @@ DynamoDB's rules (see *Cost*); RRU are the read units DynamoDB Local reports.
 
 Steady path: {_f(steady['time']['mean_ms'], 1)} ms per event on average (median
 {_f(steady['time']['median_ms'], 1)} ms), of which {_f(steady['ddb_ms_per_event'], 1)} ms
-({w['ratios']['steady_ddb_share'] * 100:.0f}%) inside its two DynamoDB calls; those two calls
-alone take {w['ratios']['steady_ddb_vs_putitem']:.1f}x a PutItem. {http_line}
+({w['ratios']['steady_ddb_share'] * 100:.0f}%) inside its DynamoDB call{'s' if steady['requests_per_event'] > 1 else ''}; {'those calls' if steady['requests_per_event'] > 1 else 'that call'}
+alone take{'' if steady['requests_per_event'] > 1 else 's'} {w['ratios']['steady_ddb_vs_putitem']:.1f}x a PutItem. {http_line}
 
-**Requests: goal met on the steady path** (2: one consistent `Query` of the record, one
+**Requests: goal met on the steady path** ({steady['requests_per_event']:g}: one
 `TransactWriteItems` that writes the changed items, the event marker and the audit
-entry). A container that has not seen the customer yet pays one `GetItem` for the
-processor-id pointer, and one for the account every 60 s (the caches in
-`store/customers.py` and `webhooks/service.py`): 4 on that path. A first sight is 3 (pointer
-miss, e-mail claim miss, one transaction); a redelivery is 4 (the transaction is refused by
-the marker, then the "duplicate" audit entry is a `PutItem`).
+entry, checking the profile's `rev`). The record is not read first: a container keeps its
+copy of the records it last wrote (`store.customers.load_for_write`), and a renewal's
+events (invoice, payment, charge, subscription update) come in a burst for one customer.
+When another container wrote the record in between, the `rev` condition refuses the
+transaction and the record is read again (the stale-copy row: the refused transaction, the
+pointer `GetItem` dropped with it, the `Query`, the transaction again). A container that has
+not seen the customer pays the pointer `GetItem` and the `Query` (and the account every
+60 s); a first sight is 3 (pointer miss, e-mail claim miss, one transaction); a redelivery
+is refused by the marker in its one transaction, then the "duplicate" audit entry is a
+`PutItem`.
 
 **Time: goal {'met' if ratio <= 2 else 'not met'}** ({ratio:.1f}x a PutItem). Where it goes
 (cProfile of {prof['events']} steady deliveries, shares of the time inside the test client's
@@ -409,28 +417,17 @@ Most expensive functions by own time, per event:
 |---|---|---|
 {top}
 
-The two DynamoDB round trips are the floor of this design: a consistent `Query` costs about
-a `GetItem`, and a `TransactWriteItems` of {steady['items_per_transaction']:.0f} items costs
-well over a `PutItem` (two-phase, {steady['items_per_transaction']:.0f} conditions), so the
-read-modify-write path cannot get to 2x a single PutItem however lean the Python gets; the
-Python around the calls (signature, translation, record derivation, powertools, Chalice)
-is the smaller part. Proposals, in order of effect (not done: product code is the lead's):
-
-1. **Make the steady path write-only.** Most steady events add or replace one fact (an
-   invoice, a subscription's state). Writing the fact, the marker and the audit entry in
-   one `TransactWriteItems` *without reading the record first*, and deriving stats and the
-   profile summary afterwards (a DynamoDB Streams consumer, or lazily on read), removes the
-   `Query`: 1 request. A bare 5-item `TransactWriteItems` takes
-   {w['floor']['transact5_vs_put']:.1f}x a PutItem here (medians, separate run), so that path
-   would sit near {w['floor']['transact5_vs_put']:.1f}x plus the Python around it. The
-   read-modify-write path stays for first sights, e-mail changes and merges. On this
-   engine, then, **≤ 2x a PutItem is below what one atomic multi-item write costs**: the
-   goal is out of reach for any design that applies an event and marks it seen in one
-   transaction (the design's core guarantee); this proposal gets closest.
-2. **Spare a new container the pointer lookup.** Stripe events carry `customer`; a record
-   id derived from `(account, processor customer id)` for records started from a
-   processor customer would let the app load the record without reading the pointer first
-   (the pointer item stays, for merges and for ids other than the customer's).
+One `TransactWriteItems` of {steady['items_per_transaction']:.0f} items is the floor of
+this design: a bare 5-item `TransactWriteItems` alone takes
+{w['floor']['transact5_vs_put']:.1f}x a PutItem on this engine (medians, separate run;
+two-phase, one condition per item). Applying an event and marking it seen in one atomic
+write is the design's core guarantee (a crash leaves nothing half done, a redelivery is
+refused by the same write), so **≤ 2x one PutItem is below what that one write costs
+here**, however lean the Python around it. What would still take time off: fewer items per
+transaction (the audit entry of an applied event could be the event marker itself; a
+payment's pointers for its invoice, intent and charge could be written only when an event
+needs them), and sparing a new container the pointer lookup (a record id derived from the
+account and the processor's customer id).
 
 Write units are the cost lever, not requests: {steady['wru_per_event']:.1f} WRU per steady event
 ({wru_types}), from items of these mean sizes: {sizes}. Inside `TransactWriteItems` every item

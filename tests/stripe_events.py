@@ -41,6 +41,7 @@ class Stream:
         self.legacy = legacy
         self.events: list[dict] = []
         self._n = 0
+        self._started: dict[str, int] = {}  # subscription → its start (Stripe never moves it)
 
     def _id(self, kind: str) -> str:
         self._n += 1
@@ -87,7 +88,8 @@ class Stream:
                           cancel_at_period_end, nickname, pm):
         obj = fixture("subscription", id=sid, customer=customer, status=status, currency=currency,
                       cancel_at=None, cancel_at_period_end=cancel_at_period_end,
-                      canceled_at=None, ended_at=None, start_date=self.t, created=self.t,
+                      canceled_at=None, ended_at=None, start_date=self._started.setdefault(sid, self.t),
+                      created=self._started[sid],
                       pause_collection=None, default_payment_method=pm,
                       metadata={"installments": str(installments)} if installments else {})
         if self.legacy:

@@ -64,6 +64,7 @@ class _State:
         self.account_id = account_id
         self.customer_id = customer_id
         self.is_new = collection is None or collection.profile is None
+        self.from_copy = bool(collection and collection.from_copy)
         profile = (collection.profile if collection and collection.profile else None) or {
             "customer_id": customer_id, "email": None, "created_at": timeutil.now_iso(),
             "data": {}, "stats": {}, "processor_ids": [], "rev": 0, "merged_into": None,
@@ -257,11 +258,13 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             store.save_delivery({**delivery, "outcome": "duplicate"})
             return Outcome("duplicate", state.customer_id)
         except store.Conflict:
-            # Lost a race (a record started, an e-mail claimed, a newer revision, or this
-            # container's copy of the record was stale): read again.
-            store.forget_pointers_to(state.customer_id)
+            # Lost a race (a record started, an e-mail claimed, a newer revision), or this
+            # container's copy of the record was stale: read again.
             for w in writes:
                 store.forget_collection(w.customer_id)
+            if state.from_copy and len(writes) == 1:
+                continue  # another container wrote it since: read it now (a fold shows there)
+            store.forget_pointers_to(state.customer_id)
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # de-synchronize the racers
             continue
         except Exception:
@@ -298,7 +301,8 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
                 for item in outbox or []])
         except store.Conflict:
             store.forget_collection(state.customer_id)
-            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+            if not state.from_copy:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
             continue
         except Exception:
             store.forget_collection(state.customer_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
@@ -45,6 +45,7 @@ class Collection:
     search: dict[str, str]  # field → term
     summary: dict | None = None  # the stored overview summary (SummaryItem)
     orders: dict[str, dict] = field(default_factory=dict)  # order id → its stored entry
+    from_copy: bool = False  # this container's copy (load_for_write), not a read
 
 
 @dataclass
@@ -178,7 +179,7 @@ def load_for_write(customer_id: str) -> Collection:
         hit = _collection_cache.get(customer_id)
         if hit is not None:
             _collection_cache.move_to_end(customer_id)
-            return hit[1]
+            return replace(hit[1], from_copy=True)
     collection = load(customer_id)
     remember_collection(collection)
     return collection
