@@ -107,3 +107,26 @@ def normalize_record(record: dict) -> dict:
         return value
 
     return walk(record)
+
+
+class DynamoCalls:
+    """Counts the requests PynamoDB's botocore client sends (event hook ``before-send``)."""
+
+    def __init__(self):
+        from chalicelib.store.table import TableItem
+
+        self.events = TableItem._get_connection().connection.client.meta.events
+        self.calls: list[str] = []
+
+    def _hook(self, request, **kwargs):
+        target = request.headers.get("X-Amz-Target", b"")
+        target = target.decode() if isinstance(target, bytes) else target
+        self.calls.append(target.split(".")[-1])
+
+    def __enter__(self):
+        self.calls.clear()
+        self.events.register("before-send.dynamodb", self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.events.unregister("before-send.dynamodb", self._hook)

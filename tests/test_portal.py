@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 import requests
-from app_fixtures import app_client  # noqa: F401
+from app_fixtures import DynamoCalls, app_client  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     Shop,
@@ -671,29 +671,6 @@ def test_isolation_matrix(app_client, stack, sent_emails):  # noqa: F811
 
 
 # --- requests per page -------------------------------------------------------------------------
-
-class DynamoCalls:
-    """Counts the requests PynamoDB's botocore client sends (event hook ``before-send``)."""
-
-    def __init__(self):
-        from chalicelib.store.table import TableItem
-
-        self.events = TableItem._get_connection().connection.client.meta.events
-        self.calls: list[str] = []
-
-    def _hook(self, request, **kwargs):
-        target = request.headers.get("X-Amz-Target", b"")
-        target = target.decode() if isinstance(target, bytes) else target
-        self.calls.append(target.split(".")[-1])
-
-    def __enter__(self):
-        self.calls.clear()
-        self.events.register("before-send.dynamodb", self._hook)
-        return self
-
-    def __exit__(self, *exc):
-        self.events.unregister("before-send.dynamodb", self._hook)
-
 
 def test_overview_and_order_pages_cost_two_requests_with_100_orders(shop, app_client, sent_emails):  # noqa: F811
     from chalicelib.records.service import get_record

@@ -6,31 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_fixtures import app_client, make_merchant, normalize_record  # noqa: F401
+from app_fixtures import DynamoCalls, app_client, make_merchant, normalize_record  # noqa: F401
 from stripe_events import Stream
 from test_reliability_helpers import table_invariants
-
-
-class DynamoCalls:
-    """The DynamoDB operations the app's client sends (botocore ``before-send``)."""
-
-    def __init__(self):
-        from chalicelib.store.table import TableItem
-
-        self.events = TableItem._get_connection().connection.client.meta.events
-        self.calls: list[str] = []
-
-    def _hook(self, request, **kwargs):
-        target = request.headers.get("X-Amz-Target", b"")
-        target = target.decode() if isinstance(target, bytes) else target
-        self.calls.append(target.split(".")[-1])
-
-    def __enter__(self):
-        self.events.register("before-send.dynamodb", self._hook)
-        return self
-
-    def __exit__(self, *exc):
-        self.events.unregister("before-send.dynamodb", self._hook)
 
 
 def _renewals(prefix: str, months: int) -> tuple[Stream, list[dict]]:
