@@ -10,6 +10,15 @@ Two set-ups, both with ``PYTHONDONTWRITEBYTECODE=1`` so no run leaves bytecode f
           site-packages): the libraries in the zip have no .pyc, as in Lambda, so they are
           compiled on every cold start. This is the closer picture of a Lambda cold start.
 Each figure alternates the runs (app, boto3, bare interpreter) so drift hits all alike.
+
+By depth (a diagnostic, not the headline): the same two imports made from inside 0 to
+DEPTHS-1 nested Python calls, CPU time, medians. CPython 3.11 keeps Python frames in 16 KiB
+chunks and frees a chunk as soon as the stack drops below it, so work that calls in and out
+right at a chunk boundary pays an mmap/munmap pair per call (python/cpython#142183; the 3.13
+and later branches cache one chunk since March 2026, 3.11 does not). Where the boundary
+falls depends on how deep the import runs: ``python -c "import app"`` puts urllib3's regex
+compilation right on it (~5,900 munmap calls, against 15 for ``import boto3``), Lambda's
+bootstrap imports the handler from deeper down.
 """
 from __future__ import annotations
 
@@ -30,13 +39,23 @@ from bench.util import log
 
 REPO = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("BENCH_COLD_ROUNDS", "12"))
+DEPTHS = int(os.environ.get("BENCH_COLD_DEPTHS", "9"))
+DEPTH_ROUNDS = int(os.environ.get("BENCH_COLD_DEPTH_ROUNDS", "3"))
 RUNTIME_PROVIDED = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"]
 MEASURE = ("import time, sys; t = time.perf_counter(); import {module}; "
            "sys.stdout.write(repr(time.perf_counter() - t))")
+NESTED = ("import sys, time\n"
+          "def nest(n):\n"
+          "    if n:\n"
+          "        return nest(n - 1)\n"
+          "    t = time.process_time()\n"
+          "    __import__(sys.argv[1])\n"
+          "    return time.process_time() - t\n"
+          "sys.stdout.write(repr(nest(int(sys.argv[2]))))\n")
 
 # Groups for the zip's composition.
 ZIP_GROUPS = {
-    "receipt PDFs (fpdf2, fontTools, Pillow, defusedxml, DejaVu fonts)": (
+    "receipt PDFs (fpdf2, fontTools, defusedxml, DejaVu fonts)": (
         "fpdf", "fontTools", "PIL", "pillow.libs", "defusedxml", "fpdf2-", "fonttools-",
         "pillow-", "defusedxml-", "chalicelib/receipts/fonts"),
     "stripe with requests, idna, charset_normalizer, certifi": (
@@ -79,6 +98,27 @@ def _compare(python_args: list[str], cwd: Path, env: dict) -> dict:
         "import_ms": {k: i * 1000 for k, (_, i) in med.items() if k != "bare"},
         "ratio_process": med["app"][0] / med["boto3"][0],
         "ratio_import": med["app"][1] / med["boto3"][1],
+    }
+
+
+def _by_depth(python_args: list[str], cwd: Path, env: dict) -> dict:
+    """app ÷ boto3 (import CPU time, medians) with the import made DEPTH calls deep."""
+    samples: dict = {}
+    for _ in range(DEPTH_ROUNDS):
+        for depth in range(DEPTHS):
+            for module in ("app", "boto3"):
+                _, cpu = _run([*python_args, "-c", NESTED, module, str(depth)], cwd, env)
+                samples.setdefault(depth, {}).setdefault(module, []).append(cpu)
+    ratios = {depth: statistics.median(s["app"]) / statistics.median(s["boto3"])
+              for depth, s in samples.items()}
+    return {
+        "rounds": DEPTH_ROUNDS,
+        "import_cpu_ms": {depth: {m: statistics.median(v) * 1000 for m, v in s.items()}
+                          for depth, s in samples.items()},
+        "ratio": ratios,
+        "ratio_median": statistics.median(ratios.values()),
+        "ratio_min": min(ratios.values()),
+        "ratio_max": max(ratios.values()),
     }
 
 
@@ -152,6 +192,7 @@ def package() -> dict:
                           if info.filename.startswith(prefixes)), "other")
             groups[group] += info.compress_size
     dropped = re.findall(r"dropped\s+(\d+) files,\s+([\d.]+) MiB zipped: (.+)", out.stdout)
+    stripped = re.search(r"stripped (\d+) shared libraries of debug info: ([\d.]+) MiB", out.stdout)
     compiled = re.search(r"(\d+) modules compiled: \+([\d.]+) MiB", out.stdout)
     return {
         "zip": str(zip_path),
@@ -162,6 +203,9 @@ def package() -> dict:
         "unzipped_bytes": unzipped,
         "by_group_bytes": dict(groups.most_common()),
         "dropped": [{"files": int(f), "mib": float(mb), "why": why} for f, mb, why in dropped],
+        "stripped": {"files": int(stripped[1]), "mib": float(stripped[2])} if stripped else None,
+        "notes": [line.strip() for line in out.stdout.splitlines()
+                  if re.match(r"\s*(kept (TYPE_ONLY|NOT_IMPORTED|OPTIONAL_IMPORTS) |note: )", line)],
         "precompiled_modules": int(compiled[1]) if compiled else 0,
         "precompiled_mib": float(compiled[2]) if compiled else 0.0,
         "check": next((line.strip() for line in out.stdout.splitlines()
@@ -180,12 +224,14 @@ def run() -> dict:
         env = _env()
         out["source"] = _compare([sys.executable], src, env)
         out["source"]["importtime"] = _importtime([sys.executable], src, env)
+        out["source"]["by_depth"] = _by_depth([sys.executable], src, env)
 
         log(f"cold start: unpacked zip + runtime SDK, {ROUNDS} rounds")
         task, path = _zip_setup(root, Path(out["package"]["zip"]))
         env = _env({"PYTHONPATH": path})
         out["zip"] = _compare([sys.executable, "-S"], task, env)
         out["zip"]["importtime"] = _importtime([sys.executable, "-S"], task, env)
+        out["zip"]["by_depth"] = _by_depth([sys.executable, "-S"], task, env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(Path(out.get("package", {}).get("zip", "/nonexistent")).parent,

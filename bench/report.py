@@ -507,22 +507,28 @@ What dominates, from `-X importtime` (self time summed per top-level package):
 zip: {top_zip}; source: {top_src}. Under `app` (cumulative, so the first blueprint to import
 PynamoDB and botocore carries them): {direct}.
 boto3's own share (botocore, urllib3, dateutil, jmespath) is paid by both sides; what `app`
-adds is PynamoDB (which imports botocore's client machinery), Chalice, powertools, the app's
-own modules and `typing_extensions`/`ulid`. Shipping them compiled (done in
-`infra/package.sh`, see *Deployment zip*) halved the zip variant's import time in this
-work (≈ 490 → 245 ms for the whole process in a manual check): the rest is executing the
-modules, mostly PynamoDB's model and attribute machinery, Chalice's app object and
-powertools' Logger/Metrics. Heavy libraries imported only inside the code paths that use
-them: {', '.join(z['importtime']['heavy_lazy']) or 'none'}; loaded by `import app` itself:
-{', '.join(z['importtime']['heavy_loaded_at_import']) or 'none'}. Every blueprint imports `chalicelib.store`, and with
-it PynamoDB, at module level (the merchant API's comes first in `app.py`, so it carries the
-cost in the list above). Every webhook needs PynamoDB, so deferring it would only move that
-cost from INIT to the first request; what is left to gain (not done: product code) is
-small: drop `python-ulid` for a 10-line ULID (it imports `importlib.metadata` to read its
-own version), create powertools' Metrics and Logger on first use, and keep new features'
-libraries behind function-level imports as the heavy ones are now. **1.3x of `import boto3`
-is not reachable while the app is built on PynamoDB, Chalice and powertools**; shipping
-compiled modules is the one large lever, and it is taken.
+adds is PynamoDB (which imports botocore's client machinery), Chalice, powertools and the
+app's own modules. Shipping them compiled (`infra/package.sh`, see *Deployment zip*) halved
+the zip variant's import time; heavy libraries are imported only inside the code paths that
+use them: {', '.join(z['importtime']['heavy_lazy']) or 'none'}; loaded by `import app` itself:
+{', '.join(z['importtime']['heavy_loaded_at_import']) or 'none'}.
+
+A large part of the gap is not the app's work but an interpreter effect of *where* the
+bench imports from: CPython 3.11 keeps Python frames in 16 KiB chunks and frees a chunk as
+soon as the stack drops below it, so code that calls in and out right at a chunk boundary
+pays an `mmap`/`munmap` pair per call (python/cpython#142183, fixed on the 3.13+
+branches). `python -c "import app"` puts urllib3's regex compilation on that boundary
+(about 5,900 `munmap` calls against 15 for `import boto3`; urllib3's URL module takes ~47 ms
+there and ~5 ms under `import boto3`). The same imports made from 0 to
+{len(z.get('by_depth', {}).get('ratio', {})) - 1 if z.get('by_depth') else '…'} nested calls deep (CPU time, medians):
+{_depths(z.get('by_depth'), 'zip')}; {_depths(src.get('by_depth'), 'source')}. Lambda's bootstrap
+imports the handler from its own depth, so reordering imports to dodge the boundary would
+tune the bench, not the product; not done. What would still help: moving to the python3.13
+runtime (the fix, and python3.11's Lambda deprecation date has passed), and creating
+powertools' Metrics and Logger on first use (~5 ms, but every request uses them, so it
+would only move the cost into the first request). **1.3x of `import boto3` is not reached
+from the bench's `python -c`**; the depth figures show how much of the gap is the
+interpreter's boundary effect rather than the app.
 
 ## Deployment zip
 
@@ -539,18 +545,34 @@ checks the result: **{_mb(pkg['before_bytes'])} → {_mb(pkg['after_bytes'])}**
   Python (Boto3) and its dependencies" (AWS Lambda developer guide, *Working with .zip file
   archives for Python Lambda functions*; the same page warns that bundling SDK
   dependencies such as urllib3 can misalign versions with the runtime's SDK).
-- *Babel locales* (`BABEL_LOCALES`, default `en de fr es it nl pl pt`): each language with all
-  its territory variants and the locales they inherit from, down to `root`; the product
-  formats in `en` (`chalicelib/formatting.DEFAULT_LOCALE`). Adding a language costs ~0.1 MB
-  zipped; `BABEL_LOCALES=en` saves ~0.6 MB.
-- *Never loaded*: C/Cython sources and headers, caches, powertools' Swagger UI bundle.
+- *Babel locales* (`BABEL_LOCALES`): the product's `SUPPORTED_LOCALES`
+  (`chalicelib/formatting.py`: English, German, French, Spanish, Italian, Dutch, Polish,
+  Portuguese and their main territories) and the locales they inherit from, down to
+  `root`; a merchant's other locale setting falls back to its language or to English.
+- *Never loaded*: C/Cython sources and headers, caches, type stubs, pip's install records,
+  wheels' `.data/` folders, powertools' Swagger UI bundle.
 - *Type-checking only* (`TYPE_ONLY`): `stripe/params`, imported by stripe only under
   `TYPE_CHECKING` — verified on every build by reading stripe's own imports.
+- *Never imported* (`NOT_IMPORTED`): powertools' event handlers and the utilities the app
+  does not use, Babel's message-catalog tools, fontTools' font-building parts; checked on
+  every build against the imports of every module kept (also inside functions and module
+  names in strings).
+- *Never reached* (`UNREACHED`): `stripe/events`, the classes of Stripe's v2 "thin" events,
+  which stripe imports only to convert a v2 API response; the product calls the v1 API and
+  the build fails if app code names the v2 API.
+- *Optional imports* (`OPTIONAL_IMPORTS`): Pillow, which fpdf2 imports inside
+  `try/except ImportError` for images; receipts draw none. (Chalice builds Pillow from
+  source for python3.11, linking this machine's libjpeg and libxcb, which Lambda lacks: it
+  would not have loaded there anyway.)
 - *Compiled accelerators with a pure-Python twin* (`ACCELERATED_PURE`): fontTools' Cython
-  `.so` files; fontTools imports the `.py` of the same name instead.
+  `.so` files and charset_normalizer's mypyc builds.
+- *Stripped*: debug sections of the shared libraries kept ({(pkg.get('stripped') or {}).get('files', 0)}
+  files, {(pkg.get('stripped') or {}).get('mib', 0):.1f} MiB).
 - *Added*: {pkg['precompiled_modules']} modules compiled (+{pkg['precompiled_mib']:.1f} MiB zipped,
   `PRECOMPILE=1`): the cold-start path, as unchecked-hash `.pyc` in `__pycache__`, built only
   when the packaging Python is the function's runtime version.
+- The receipt fonts in the repository are DejaVu Sans cut down to the scripts a receipt
+  can print (`chalicelib/receipts/fonts/README.md`): 1.5 → 0.7 MB.
 
 What is left:
 
@@ -558,14 +580,18 @@ What is left:
 |---|---|
 {groups}
 
-**Goal (≤ 5 MB): {'met' if pkg['after_bytes'] <= 5e6 else 'not met'}.** The receipt-PDF stack
-(fpdf2 with fontTools and Pillow, and two DejaVu fonts) is {_mb(pdf)} of what is left and
-is used by one route. Proposal (not done: it changes the deployment): build receipts in
-a second Lambda function (or put the PDF stack in a Lambda layer), which takes the API
-function's zip to about {_mb(pkg['after_bytes'] - pdf)}; subsetting the DejaVu fonts to the
-scripts receipts print (Latin, Latin Extended, Greek, Cyrillic, currency symbols) saves
-~0.5 MB more.
+**Goal (≤ 5 MB): {'met' if pkg['after_bytes'] <= 5e6 else 'not met'}** ({_mb(pkg['after_bytes'])}). The
+receipt-PDF stack (fpdf2 with fontTools, and the two fonts) is {_mb(pdf)} of it and is used
+by one route; a second function for receipts would take the API function's zip to about
+{_mb(pkg['after_bytes'] - pdf)} (not done: one function is simpler to run and the goal is met).
 """
+
+
+def _depths(by_depth: dict | None, label: str) -> str:
+    if not by_depth:
+        return f"{label}: not measured"
+    return (f"{label} {by_depth['ratio_min']:.2f}–{by_depth['ratio_max']:.2f}x "
+            f"(median {by_depth['ratio_median']:.2f}x)")
 
 
 def _cost(r: dict) -> str:

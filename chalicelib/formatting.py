@@ -8,6 +8,27 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 DEFAULT_LOCALE = "en"
+# The locales pages, mail and receipts can be shown in (a merchant's portal setting
+# ``locale``). The deployment package keeps Babel's data for these only (infra/package.sh).
+SUPPORTED_LOCALES = (
+    "en", "en_US", "en_GB", "en_AU", "en_CA", "en_IE", "en_NZ",
+    "de", "de_DE", "de_AT", "de_CH", "fr", "fr_FR", "fr_BE", "fr_CA", "fr_CH",
+    "es", "es_ES", "es_MX", "it", "it_IT", "it_CH", "nl", "nl_NL", "nl_BE",
+    "pl", "pl_PL", "pt", "pt_PT", "pt_BR",
+)
+
+
+def supported_locale(value: object) -> str:
+    """A merchant's locale setting as one the product has data for: ``en-GB`` is
+    ``en_GB``; an unknown territory falls back to its language, anything else to
+    DEFAULT_LOCALE (Babel would raise on a locale it has no data for)."""
+    if not isinstance(value, str):
+        return DEFAULT_LOCALE
+    parts = value.strip().replace("-", "_").split("_")
+    language = parts[0].lower()
+    if len(parts) > 1 and f"{language}_{parts[1].upper()}" in SUPPORTED_LOCALES:
+        return f"{language}_{parts[1].upper()}"
+    return language if language in SUPPORTED_LOCALES else DEFAULT_LOCALE
 
 
 def currency_digits(currency: str) -> int:

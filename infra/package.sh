@@ -14,22 +14,64 @@
 #                     runtimes include the AWS SDK for Python (Boto3) and its dependencies"
 #                     (docs.aws.amazon.com/lambda/latest/dg/python-package.html); shipping
 #                     our own copy of them is also what AWS warns can misalign versions.
-#   BABEL_LOCALES     the languages whose Babel locale data is kept (each with all its
-#                     territory variants and the locales they inherit from, down to root);
-#                     every other locale file goes. The product formats money and dates in
-#                     DEFAULT_LOCALE (chalicelib/formatting.py, "en"); add a language here
-#                     before the product formats in it, or Babel raises UnknownLocaleError.
-#   never loaded      C/Cython sources and headers (*.c *.pyx *.pxd *.h), __pycache__,
-#                     powertools' Swagger UI bundle (served only by its own event handler,
-#                     which the app does not use).
+#   BABEL_LOCALES     the locales whose Babel data is kept (and the locales they inherit
+#                     from, down to root); every other locale file goes. By default the
+#                     product's SUPPORTED_LOCALES (chalicelib/formatting.py), the only ones it
+#                     formats in: a merchant's other locale setting falls back to its language
+#                     or to English (formatting.supported_locale).
+#   never loaded      C/Cython sources and headers (*.c *.pyx *.pxd *.h), __pycache__, type
+#                     stubs (*.pyi, py.typed), pip's install records (*.dist-info/RECORD, read
+#                     only to uninstall), wheels' *.data/ folders (scripts and man pages pip
+#                     installs outside site-packages), powertools' Swagger UI bundle (served
+#                     only by its own event handler, which the app does not use).
 #   ACCELERATED_PURE  packages whose compiled accelerators (*.so) have a pure-Python module
-#                     of the same name beside them (fontTools ships both); the .so goes and
-#                     Python imports the .py. Slower font subsetting, same output.
+#                     of the same name beside them (fontTools ships both; charset_normalizer's
+#                     mypyc builds of md.py and cd.py, which requests uses only to guess the
+#                     encoding of a response that declares none); the .so goes and Python
+#                     imports the .py. Slower, same results.
 #   TYPE_ONLY         subpackages that exist for type checkers only: stripe/params (request
 #                     TypedDicts, ~6 MB unzipped), which stripe imports only under
 #                     `if TYPE_CHECKING:` or on explicit `stripe.params` access. Checked on
 #                     every build by reading the package's own imports: if any module imports
 #                     it at run time, it is kept and the build says so.
+#   NOT_IMPORTED      folders and modules of the libraries that nothing the zip keeps imports:
+#                     powertools' event handlers and the utilities the app does not use (it
+#                     uses Logger and Metrics), Babel's message-catalog tools (the app formats
+#                     numbers and dates only), and the parts of fontTools for font sources and
+#                     font building (UFO, feature files, VOLT, merging, curve conversion, Type 1
+#                     and AFM) that fpdf2's TrueType subsetting does not use. Checked on every
+#                     build from the imports of every module kept, also those inside functions
+#                     and module names in strings (importlib, lazy-import tables): anything a
+#                     kept module imports is kept, and the build says so. An import that fails
+#                     whatever is trimmed does not count (powertools' pydantic helpers import
+#                     pydantic, which is not installed).
+#   OPTIONAL_IMPORTS  packages that every kept module importing them imports inside
+#                     `try: … except ImportError:`, coping without them, and that the product
+#                     does not need: Pillow, which fpdf2 imports only to add images (without
+#                     it fpdf2 warns once and can add none; a receipt draws none, its logo is
+#                     text). Pillow has no wheel for the python3.11 runtime's glibc, so Chalice
+#                     builds it from source here, linking this machine's libjpeg and libxcb,
+#                     which Lambda does not have: shipped, it would not load anyway. Dropped
+#                     with its dist-info and vendored libraries; checked on every build from
+#                     the imports of every kept module (an import outside such a `try` keeps
+#                     the package, and the build says so), and the build fails if app code
+#                     draws images or imports Pillow.
+#   UNREACHED         code a kept module names but the product's calls never reach: stripe/
+#                     events, the typed classes of Stripe's v2 "thin" events, which stripe
+#                     imports only to convert a response of its v2 API (`api_mode == "V2"`,
+#                     object `v2.core.event`) or for its event-notification handler (only
+#                     under TYPE_CHECKING otherwise). The product calls the v1 API and parses
+#                     webhooks itself; the build fails if app code names Stripe's v2 API or
+#                     its event classes.
+#   STRIP_DEBUG       1 (default): debug sections are stripped (`strip --strip-debug`) from
+#                     shared libraries that have them: the Pillow Chalice builds from source
+#                     when no wheel suits the runtime (Pillow 13 wheels need glibc 2.27+; the
+#                     python3.11 runtime has 2.26), and some wheels' own. Debug sections are
+#                     never mapped at run time. Skipped, with a note, without `strip`.
+#   vendored libs     shared libraries auditwheel put in <dist>.libs/ that no kept extension
+#                     module links (ELF DT_NEEDED, transitively). The build also names libraries
+#                     an extension module links that are neither in the zip nor part of every
+#                     manylinux system (PEP 599): a sign of a module built from source here.
 #   PRECOMPILE        1 (default): the modules `import app` loads from the zip (the app and
 #                     the libraries on the cold-start path) are shipped compiled, as
 #                     __pycache__/*.cpython-3XX.pyc in unchecked-hash mode (valid whatever the
@@ -39,8 +81,10 @@
 #                     is the function's runtime (sam.json); otherwise skipped, with a note.
 # Then the trimmed zip is unpacked next to a copy of what the runtime provides and checked
 # in a Python without site-packages: `import app`, every module chalicelib imports (also
-# inside functions), money and dates in every kept locale, and a PDF with the product's
-# fonts. TRIM=0 skips trimming and the check.
+# inside functions), every module kept of the packages NOT_IMPORTED trims (an
+# import that misses a trimmed module fails the build), money and dates in every kept locale,
+# text in each of the product's fonts, and a receipt PDF built by chalicelib.receipts.
+# TRIM=0 skips trimming and the check.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,9 +95,34 @@ stage="${STAGE:-prod}"
 merge_template="infra/template.yaml"
 trim="${TRIM:-1}"
 RUNTIME_PROVIDED="${RUNTIME_PROVIDED:-boto3 botocore s3transfer jmespath dateutil six urllib3}"
-BABEL_LOCALES="${BABEL_LOCALES:-en de fr es it nl pl pt}"
-ACCELERATED_PURE="${ACCELERATED_PURE:-fontTools}"
+BABEL_LOCALES="${BABEL_LOCALES:-$(cd "$repo_root" && python3 -c 'from chalicelib.formatting import SUPPORTED_LOCALES; print(*SUPPORTED_LOCALES)')}"
+ACCELERATED_PURE="${ACCELERATED_PURE:-fontTools charset_normalizer}"
 TYPE_ONLY="${TYPE_ONLY:-stripe/params}"
+NOT_IMPORTED="${NOT_IMPORTED-
+    aws_lambda_powertools/event_handler aws_lambda_powertools/middleware_factory
+    aws_lambda_powertools/metrics/provider/datadog
+    aws_lambda_powertools/utilities/auth_alpha aws_lambda_powertools/utilities/batch
+    aws_lambda_powertools/utilities/circuit_breaker aws_lambda_powertools/utilities/data_classes
+    aws_lambda_powertools/utilities/data_masking aws_lambda_powertools/utilities/feature_flags
+    aws_lambda_powertools/utilities/idempotency aws_lambda_powertools/utilities/kafka
+    aws_lambda_powertools/utilities/metadata aws_lambda_powertools/utilities/parameters
+    aws_lambda_powertools/utilities/parser aws_lambda_powertools/utilities/streaming
+    aws_lambda_powertools/utilities/typing aws_lambda_powertools/utilities/validation
+    aws_lambda_powertools/utilities/serialization.py
+    babel/messages
+    fontTools/ufoLib fontTools/feaLib/builder.py
+    fontTools/feaLib/parser.py fontTools/feaLib/lexer.py fontTools/feaLib/variableScalar.py
+    fontTools/voltLib fontTools/mtiLib fontTools/merge fontTools/diff fontTools/cu2qu
+    fontTools/qu2cu fontTools/t1Lib fontTools/afmLib.py fontTools/tfmLib.py
+    fontTools/fontBuilder.py fontTools/misc/filesystem fontTools/misc/psLib.py
+    fontTools/misc/psOperators.py fontTools/ttLib/scaleUpem.py fontTools/ttLib/removeOverlaps.py
+    fontTools/varLib/avar fontTools/varLib/avarPlanner.py fontTools/varLib/hvar.py
+    fontTools/varLib/interpolatable*.py fontTools/varLib/mutator.py fontTools/varLib/plot.py
+    fontTools/pens/cu2quPen.py fontTools/pens/qu2cuPen.py fontTools/annotations.py
+    fontTools/*__main__.py}"
+OPTIONAL_IMPORTS="${OPTIONAL_IMPORTS-PIL}"
+UNREACHED="${UNREACHED-stripe/events}"
+STRIP_DEBUG="${STRIP_DEBUG:-1}"
 PRECOMPILE="${PRECOMPILE:-1}"
 
 # Chalice needs a region to render ARNs and endpoints, even though it calls no AWS API here.
@@ -111,34 +180,88 @@ cfn-lint --non-zero-exit-code error -- "$outdir/sam.json"
 if [ "$trim" != "0" ]; then
     echo "== trim $outdir/deployment.zip"
     RUNTIME_PROVIDED="$RUNTIME_PROVIDED" BABEL_LOCALES="$BABEL_LOCALES" \
-    ACCELERATED_PURE="$ACCELERATED_PURE" TYPE_ONLY="$TYPE_ONLY" \
+    ACCELERATED_PURE="$ACCELERATED_PURE" TYPE_ONLY="$TYPE_ONLY" NOT_IMPORTED="$NOT_IMPORTED" \
+    OPTIONAL_IMPORTS="$OPTIONAL_IMPORTS" UNREACHED="$UNREACHED" STRIP_DEBUG="$STRIP_DEBUG" \
         "$chalice_python" - "$outdir/deployment.zip" <<'EOF'
 import ast
+import fnmatch
 import os
 import re
 import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
-from collections import Counter
+from collections import Counter, defaultdict
 
 path = sys.argv[1]
 runtime = os.environ["RUNTIME_PROVIDED"].split()
 languages = os.environ["BABEL_LOCALES"].split()
 accelerated = os.environ["ACCELERATED_PURE"].split()
 type_only_candidates = os.environ["TYPE_ONLY"].split()
+not_imported_entries = os.environ["NOT_IMPORTED"].split()
+optional_imports = os.environ["OPTIONAL_IMPORTS"].split()
+unreached_entries = os.environ["UNREACHED"].split()
+strip_debug = os.environ["STRIP_DEBUG"] == "1"
 
 # Distribution names of the runtime-provided modules, for their *.dist-info folders.
 dist_names = {"dateutil": "python_dateutil"}
 runtime_dist = tuple(f"{dist_names.get(m, m)}-".lower() for m in runtime)
 NEVER_LOADED = re.compile(
-    r"(^|/)__pycache__/|\.pyc$|\.(c|pyx|pxd|h)$"
+    r"(^|/)__pycache__/|\.pyc$|\.(c|pyx|pxd|h)$|\.pyi$|(^|/)py\.typed$|\.dist-info/RECORD$"
+    r"|^[^/]+\.data/"
     r"|^aws_lambda_powertools/event_handler/openapi/swagger_ui/.*\.(js|css)$")
+# Libraries a manylinux wheel may take from the system (PEP 599; auditwheel also allows
+# zlib): anything else an extension module links must be in the zip.
+SYSTEM_LIBS = {"libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libpthread.so.0",
+               "libutil.so.1", "libnsl.so.1", "libresolv.so.2", "libcrypt.so.1", "libgcc_s.so.1",
+               "libstdc++.so.6", "libz.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
+
+
+def elf_info(data: bytes):
+    """(DT_NEEDED sonames, section names) of a 64-bit little-endian ELF file, else None."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    if not shoff or not shnum:
+        return None
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+
+    def text(offset: int) -> str:
+        return data[offset:data.index(b"\0", offset)].decode()
+
+    names = [text(sections[shstrndx][4] + s[0]) for s in sections]
+    needed = []
+    for s in sections:
+        if s[1] == 6:  # SHT_DYNAMIC: (tag, value) pairs; DT_NEEDED = 1 names a library
+            strtab = sections[s[6]][4]
+            for offset in range(s[4], s[4] + s[5], 16):
+                tag, value = struct.unpack_from("<qQ", data, offset)
+                if tag == 0:
+                    break
+                if tag == 1:
+                    needed.append(text(strtab + value))
+    return needed, names
+
+
+def matches(entry: str, name: str) -> bool:
+    """A list entry names a folder, a file, or a glob of files."""
+    return name == entry or name.startswith(entry + "/") or fnmatch.fnmatchcase(name, entry)
+
+
+def dotted(name: str) -> str:
+    """The module a .py or extension module file is: a/b/__init__.py -> a.b."""
+    module = re.sub(r"(\.cpython-[^/]*|\.abi3)?\.(py|so)$", "", name).replace("/", ".")
+    return module[: -len(".__init__")] if module.endswith(".__init__") else module
+
 
 with zipfile.ZipFile(path) as src:
     infos = src.infolist()
     names = {i.filename for i in infos}
 
-    # Babel: the kept languages, their territory variants, and every parent down to root.
+    # Babel: the kept locales and every parent down to root.
     from babel.core import get_global
 
     parents = get_global("parent_exceptions")
@@ -146,7 +269,7 @@ with zipfile.ZipFile(path) as src:
                     if n.startswith("babel/locale-data/") and n.endswith(".dat")}
     keep_locales = {"root"}
     for name in locale_files:
-        if name.split("_")[0] in languages:
+        if name in languages:
             keep_locales.add(name)
     for name in list(keep_locales):
         while name != "root":
@@ -156,90 +279,285 @@ with zipfile.ZipFile(path) as src:
     if missing:
         sys.exit(f"package.sh: BABEL_LOCALES names unknown locales: {missing}")
 
-    def runtime_importers(folder: str, src: zipfile.ZipFile) -> list[str]:
-        """Modules of folder's top package, outside folder, that import it at run time
-        (anywhere but under ``if TYPE_CHECKING:``)."""
-        dotted = folder.replace("/", ".")
-        top = folder.split("/", 1)[0]
-        out = []
-
-        def visit(node, module, guarded):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                    for c in child.body:
-                        visit_one(c, module, True)
-                    for c in child.orelse:
-                        visit_one(c, module, guarded)
-                else:
-                    visit_one(child, module, guarded)
-
-        def visit_one(child, module, guarded):
-            if not guarded:
-                if isinstance(child, ast.ImportFrom):
-                    target = child.module or ""
-                    if child.level:  # relative: resolve against the importing module
-                        base = module.split(".")[: -child.level]
-                        target = ".".join(base + ([target] if target else []))
-                    names = [target] + [f"{target}.{a.name}" for a in child.names]
-                    if any(n == dotted or n.startswith(dotted + ".") for n in names):
-                        out.append(module)
-                elif isinstance(child, ast.Import):
-                    if any(a.name == dotted or a.name.startswith(dotted + ".") for a in child.names):
-                        out.append(module)
-            visit(child, module, guarded)
-
-        for n in names:
-            if n.startswith(top + "/") and n.endswith(".py") and not n.startswith(folder + "/"):
-                module = n[:-3].replace("/", ".")
-                if module.endswith(".__init__"):
-                    module = module[: -len(".__init__")] + ".__init__"
-                visit(ast.parse(src.read(n)), module, False)
-        return out
-
-    type_only = []
-    for folder in type_only_candidates:
-        if not any(n.startswith(folder + "/") for n in names):
-            continue
-        importers = runtime_importers(folder, src)
-        if importers:
-            print(f"   kept {folder}: imported at run time by {importers[:3]}")
-        else:
-            type_only.append(folder)
-
-    def dropped(name: str) -> str | None:
+    def first_reason(name: str) -> str | None:
+        """Why a file goes, by the rules that need no import analysis."""
         top = name.split("/", 1)[0]
         module = top[:-3] if top.endswith(".py") else top
-        if module in runtime or (top.endswith(".dist-info") and top.lower().startswith(runtime_dist)):
+        if module in runtime or (top.endswith((".dist-info", ".data"))
+                                 and top.lower().startswith(runtime_dist)):
             return "provided by the Lambda runtime"
         if name.startswith("babel/locale-data/") and name.endswith(".dat") \
                 and name[len("babel/locale-data/"):-4] not in keep_locales:
             return "Babel locales not in BABEL_LOCALES"
         if NEVER_LOADED.search(name):
-            return "never loaded (sources, caches, unused assets)"
-        if any(name.startswith(folder + "/") for folder in type_only):
-            return "type-checking only (" + ", ".join(type_only) + ")"
+            return "never loaded (sources, caches, type stubs, install records, unused assets)"
         if top in accelerated and name.endswith(".so"):
             if f"{name.split('.cpython-')[0].split('.abi3')[0]}.py" in names:
                 return "compiled accelerators with a pure-Python twin"
         return None
 
+    reason = {n: first_reason(n) for n in names}
+    modules = {dotted(n): n for n in names if n.endswith(".py") and not reason[n]}
+    # Top-level names an import can find: the zip's, the runtime's SDK, the standard library.
+    present = {n.split("/", 1)[0].split(".", 1)[0] for n in names if not reason[n]}
+    present |= set(runtime) | set(sys.stdlib_module_names)
+
+    parsed: dict[str, tuple[list[str], list[str], list[str]]] = {}
+
+    def imports(name: str) -> tuple[list[str], list[str], list[str]]:
+        """(modules imported at run time, also inside functions, i.e. anywhere but under
+        ``if TYPE_CHECKING:``; string constants that look like module names; top-level
+        packages imported unconditionally by the module body) of one .py in the zip."""
+        if name in parsed:
+            return parsed[name]
+        module = name[:-3].replace("/", ".")  # a.b.__init__ / a.b.c: relative imports' base
+        tree = ast.parse(src.read(name))
+        found, strings = [], []
+
+        def visit(node, guarded):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                    for c in child.body:
+                        visit_one(c, True)
+                    for c in child.orelse:
+                        visit_one(c, guarded)
+                else:
+                    visit_one(child, guarded)
+
+        def visit_one(child, guarded):
+            if not guarded and isinstance(child, ast.ImportFrom):
+                target = child.module or ""
+                if child.level:  # relative: resolve against the importing module
+                    base = module.split(".")[: -child.level]
+                    target = ".".join(base + ([target] if target else []))
+                found.append(target)
+                found.extend(f"{target}.{a.name}" for a in child.names)
+            elif not guarded and isinstance(child, ast.Import):
+                found.extend(a.name for a in child.names)
+            elif isinstance(child, ast.Constant) and isinstance(child.value, str) \
+                    and re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+(:\w+)?", child.value):
+                strings.append(child.value.split(":")[0])  # importlib / entry-point style
+            visit(child, guarded)
+
+        visit(tree, False)
+        body = []
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                body.extend(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                body.append(node.module.split(".")[0])
+        parsed[name] = (found, strings, body)
+        return parsed[name]
+
+    def doomed(target: str) -> bool:
+        """Importing target always fails here: it, or a package on its way, unconditionally
+        imports a top-level package that is neither in the zip nor in the runtime."""
+        parts = target.split(".")
+        for i in range(1, len(parts) + 1):
+            name = modules.get(".".join(parts[:i]))
+            if name and any(top not in present for top in imports(name)[2]):
+                return True
+        return False
+
+    def unimported(entries: dict[str, str], use_strings: set[str]) -> dict[str, list[str]]:
+        """The entries (entry -> variable) whose files no kept module imports at run time, as
+        {entry: files}, by unit: a listed folder or file, or one file a glob matches.
+        A unit a kept module imports is kept, and the build says so; repeated until nothing
+        kept imports anything dropped. An import that fails anyway (doomed) does not count.
+        For the variables in use_strings, a string naming a module counts as an import of it
+        (importlib, lazy-import tables)."""
+        origin = {}
+        for entry in entries:
+            files = [n for n in names if not reason[n] and matches(entry, n)]
+            if any(c in entry for c in "*?["):
+                origin.update({n: entry for n in files})
+            elif files:
+                origin[entry] = entry
+        live = {unit: [n for n in names if not reason[n] and matches(unit, n)] for unit in origin}
+        kept = defaultdict(list)
+        while True:
+            owner = {dotted(n): unit for unit, files in live.items() for n in files
+                     if n.endswith((".py", ".so"))}
+            dropping = {n for files in live.values() for n in files}
+            blocked: defaultdict[str, set[str]] = defaultdict(set)
+            for name in modules.values():
+                if name in dropping or reason[name]:
+                    continue
+                found, strings, _ = imports(name)
+                for target, statement in [(t, True) for t in found] + [(t, False) for t in strings]:
+                    parts = target.split(".")
+                    for i in range(1, len(parts) + 1):
+                        unit = owner.get(".".join(parts[:i]))
+                        if unit and (statement or entries[origin[unit]] in use_strings) \
+                                and not doomed(target):
+                            blocked[unit].add(name)
+                            break
+            if not blocked:
+                for entry, notes in kept.items():
+                    print(f"   kept {entries[entry]} {entry}: {'; '.join(notes)}")
+                out = defaultdict(list)
+                for unit, files in live.items():
+                    out[origin[unit]].extend(files)
+                return dict(out)
+            for unit, importers in sorted(blocked.items()):
+                kept[origin[unit]].append(f"{unit} (by {sorted(importers)[0]})"
+                                          if unit != origin[unit] else
+                                          f"imported at run time by {sorted(importers)[:3]}")
+                del live[unit]
+
+    # TYPE_ONLY: imported only under TYPE_CHECKING (strings do not count: stripe names its
+    # params in a lazy-attribute table that only explicit `stripe.params` access uses).
+    type_only = unimported({f: "TYPE_ONLY" for f in type_only_candidates
+                            if any(n.startswith(f + "/") for n in names)}, use_strings=set())
+    for files in type_only.values():
+        for n in files:
+            reason[n] = "type-checking only (" + ", ".join(type_only) + ")"
+    listed = {e: "NOT_IMPORTED" for e in not_imported_entries}
+    for entry, files in unimported(listed, use_strings={"NOT_IMPORTED"}).items():
+        for n in files:
+            reason[n] = "never imported (NOT_IMPORTED)"
+
+    # UNREACHED: as long as the app code stays off Stripe's v2 API.
+    if unreached_entries:
+        app_code = (n for n in modules.values() if n.startswith("chalicelib/") or n == "app.py")
+        for name in sorted(app_code):
+            if re.search(rb"\.v2\b|stripe\.events|api_mode", src.read(name)):
+                sys.exit(f"package.sh: {name} names Stripe's v2 API or its event classes: "
+                         "clear UNREACHED")
+        for n in names:
+            if not reason[n] and any(matches(e, n) for e in unreached_entries):
+                reason[n] = "never reached by the product's calls (UNREACHED)"
+
+    # OPTIONAL_IMPORTS: every import of the package by a kept module sits in a `try:` with
+    # an `except ImportError` (or ModuleNotFoundError, Exception) handler.
+    def required_by(package: str) -> list[str]:
+        out = []
+
+        def visit(node, optional):
+            for child in ast.iter_child_nodes(node):
+                inner = optional
+                if isinstance(child, ast.Try) and any(
+                        h.type is None or re.search(r"\b(ImportError|ModuleNotFoundError|Exception)\b",
+                                                    ast.unparse(h.type)) for h in child.handlers):
+                    for c in child.body:
+                        check(c, True)
+                        visit(c, True)
+                    for c in child.handlers + child.orelse + child.finalbody:
+                        check(c, optional)
+                        visit(c, optional)
+                    continue
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                    inner = True
+                check(child, inner)
+                visit(child, inner)
+
+        def check(node, optional):
+            if optional:
+                return
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                       [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                       else [])
+            if any(t == package or t.startswith(package + ".") for t in targets):
+                out.append(current[0])
+
+        current = [""]
+        for name in sorted(modules.values()):
+            if reason[name] or name.startswith(package + "/") or doomed(dotted(name)):
+                continue  # (doomed: it cannot be imported anyway, e.g. fontTools' FreeType pen)
+            current[0] = name
+            visit(ast.parse(src.read(name)), False)
+        return sorted(set(out))
+
+    for package in optional_imports:
+        if not any(n.startswith(package + "/") for n in names):
+            continue
+        app_code = (n for n in modules.values() if n.startswith("chalicelib/") or n == "app.py")
+        for name in sorted(app_code):
+            if re.search(rb"\.image\(|^\s*(from|import) " + package.encode() + rb"\b",
+                         src.read(name), re.M):
+                sys.exit(f"package.sh: {name} draws images or imports {package}: "
+                         f"take {package} out of OPTIONAL_IMPORTS")
+        needing = required_by(package)
+        if needing:
+            print(f"   kept OPTIONAL_IMPORTS {package}: imported outside a try by {needing[:3]}")
+            continue
+        dist = {n.split("/", 1)[0] for n in names
+                if n.endswith(".dist-info/top_level.txt")
+                and package in src.read(n).decode().split()}
+        dist |= {n.split("/", 1)[0] for n in names if re.match(r"[^/]+\.dist-info/RECORD$", n)
+                 and f"{package}/__init__.py" in src.read(n).decode()}
+        libs = {d.split("-", 1)[0].lower() + ".libs" for d in dist}
+        for n in names:
+            top = n.split("/", 1)[0]
+            if top == package or top in dist or top.lower() in libs:
+                reason[n] = "optional imports the product does not need (OPTIONAL_IMPORTS)"
+    unused_entries = sorted(e for e in listed if not any(matches(e, n) for n in names))
+    if unused_entries:
+        print(f"   note: listed but not in the zip: {unused_entries}")
+
+    # Shared libraries vendored into <dist>.libs/: keep what the kept extension modules link
+    # (DT_NEEDED, transitively); list what they link that the zip does not hold.
+    elf = {}
+    for name in names:
+        if not reason[name] and re.search(r"\.so(\.|$)", name):
+            elf[name] = elf_info(src.read(name))
+    vendored = {n.rsplit("/", 1)[-1]: n for n in elf if re.match(r"[^/]+\.libs/", n)}
+    if vendored and all(elf[n] is not None for n in elf):
+        needed_libs, todo = set(), [n for n in elf if n not in vendored.values()]
+        while todo:
+            for soname in elf[todo.pop()][0]:
+                if soname in vendored and soname not in needed_libs:
+                    needed_libs.add(soname)
+                    todo.append(vendored[soname])
+        for soname, name in vendored.items():
+            if soname not in needed_libs:
+                reason[name] = "vendored libraries no kept extension module links"
+    for name, info in sorted(elf.items()):
+        if info and not reason[name]:
+            foreign = [lib for lib in info[0] if lib not in vendored and lib not in SYSTEM_LIBS]
+            if foreign:
+                print(f"   note: {name} links {', '.join(foreign)}, which the zip does not hold "
+                      "(built from source on this machine?); the Lambda runtime may lack them")
+
     reasons = Counter()
     saved = Counter()
+    stripped = [0, 0, 0]  # files, zipped bytes before, zipped bytes after
+    strip_tool = shutil.which("strip") if strip_debug else None
+    if strip_debug and not strip_tool:
+        print("   note: no `strip` on PATH: debug info left in shared libraries")
     tmp = path + ".trimmed"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as dst:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
         for info in infos:
-            why = dropped(info.filename)
+            why = reason[info.filename]
             if why:
                 reasons[why] += 1
                 saved[why] += info.compress_size
                 continue
-            dst.writestr(info, src.read(info.filename), zipfile.ZIP_DEFLATED, 6)
+            data = src.read(info.filename)
+            sections = (elf.get(info.filename) or ((), ()))[1]
+            debug = strip_tool is not None and any(s.startswith(".debug_") for s in sections)
+            if debug:  # debug sections are not loaded (no PT_LOAD segment covers them)
+                with tempfile.TemporaryDirectory() as scratch:
+                    lib = os.path.join(scratch, "lib.so")
+                    with open(lib, "wb") as f:
+                        f.write(data)
+                    subprocess.run([strip_tool, "--strip-debug", lib], check=True)
+                    with open(lib, "rb") as f:
+                        data = f.read()
+                stripped[1] += info.compress_size
+            dst.writestr(info, data, zipfile.ZIP_DEFLATED, 9)
+            if debug:
+                stripped[0] += 1
+                stripped[2] += dst.infolist()[-1].compress_size
 before = os.path.getsize(path)
 shutil.move(tmp, path)
 after = os.path.getsize(path)
 for why, count in reasons.most_common():
     print(f"   dropped {count:5d} files, {saved[why] / 1048576:5.1f} MiB zipped: {why}")
-print(f"   kept Babel locales: {len(keep_locales)} ({', '.join(sorted(languages))} and root)")
+if stripped[0]:
+    print(f"   stripped {stripped[0]} shared libraries of debug info: "
+          f"{(stripped[1] - stripped[2]) / 1048576:.1f} MiB zipped")
+print(f"   kept Babel locales: {len(keep_locales)} ({', '.join(sorted(languages))}, their parents)")
 print(f"== trimmed: before {before} bytes, after {after} bytes "
       f"({before / 1048576:.1f} MiB -> {after / 1048576:.1f} MiB)")
 EOF
@@ -292,7 +610,7 @@ for module in list(sys.modules.values()):
             source, doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
         compiled.append(os.path.relpath(target, task))
 before = os.path.getsize(zip_path)
-with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+with zipfile.ZipFile(zip_path, "a", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
     present = set(z.namelist())
     for name in sorted(compiled):
         if name not in present:
@@ -305,12 +623,17 @@ EOF
         echo "== precompile skipped: this Python is $this_version, the function runs $runtime_version"
     fi
     (cd "$check_dir/task" && AWS_DEFAULT_REGION="$AWS_DEFAULT_REGION" BABEL_LOCALES="$BABEL_LOCALES" \
+    TRIMMED="$NOT_IMPORTED" \
     PYTHONPATH="$check_dir/task:$check_dir/runtime" PYTHONDONTWRITEBYTECODE=1 \
         "$chalice_python" -S - "$check_dir/task" <<'EOF'
 import ast
+import contextlib
 import importlib
+import io
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 task = Path(sys.argv[1])
@@ -344,19 +667,68 @@ for language in os.environ["BABEL_LOCALES"].split():
     format_currency(Decimal("1234.5"), "EUR", locale=language)
     format_date(date(2026, 3, 12), format="medium", locale=language)
 
+# Every module kept of the packages NOT_IMPORTED trims imports, unless it
+# needs something that is not installed anyway (an optional dependency): an import that
+# misses a module of a package the zip holds means the trim took too much.
+tops = sorted({entry.split("/", 1)[0] for entry in os.environ["TRIMMED"].split()})
+casualties, loaded = [], 0
+for top in tops:
+    for py in sorted((task / top).rglob("*.py")):
+        if py.name == "__main__.py" or "__pycache__" in py.parts:
+            continue
+        name = ".".join(py.relative_to(task).with_suffix("").parts).removesuffix(".__init__")
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                importlib.import_module(name)
+            loaded += 1
+        except Exception as exc:  # noqa: BLE001  optional dependencies fail here, untrimmed too
+            missing = getattr(exc, "name", None) or ""
+            m = re.search(r"cannot import name '(\w+)' from '([\w.]+)'", str(exc))
+            if m:
+                missing = f"{m[2]}.{m[1]}"
+            path = task.joinpath(*missing.split("."))
+            if missing.split(".")[0] in tops and not path.with_suffix(".py").exists() \
+                    and not path.is_dir() and not list(path.parent.glob(path.name + ".*.so")):
+                casualties.append(f"{name}: {exc}")
+assert not casualties, "trimmed too much:\n" + "\n".join(casualties)
+
 fonts = sorted((task / "chalicelib").rglob("*.ttf"))
-if fonts:
+for font in fonts:
     from fpdf import FPDF
 
     pdf = FPDF()
-    pdf.add_font("Check", "", str(fonts[0]))
+    pdf.add_font("Check", "", str(font))
     pdf.add_page()
     pdf.set_font("Check", size=12)
-    pdf.cell(text="Zoë Łukasiewicz — 1 234,50 € — ¥1,500 — Kraków")
-    assert bytes(pdf.output()).startswith(b"%PDF")
+    pdf.cell(text="Zoë Łukasiewicz — 1 234,50 € — ¥1,500 — Kraków — Ελληνικά — Ковалёва")
+    assert bytes(pdf.output()).startswith(b"%PDF"), font
+receipt = ""
+if (task / "chalicelib" / "receipts" / "pdf.py").exists():
+    # The product's own receipt: both fonts, the line-item table, money and dates.
+    from chalicelib.receipts import service
+    from chalicelib.receipts.pdf import build_pdf
+
+    payment = {"id": "pay_1", "status": "succeeded", "amount": 12300, "currency": "eur",
+               "tax": 2300, "description": None, "number": "INV-0042",
+               "paid_at": "2026-03-12T10:00:00Z", "card": {"brand": "visa", "last4": "4242"},
+               "lines": [{"description": "Crème brûlée course", "amount": 10000, "quantity": 2}],
+               "refunded": 2300, "refunds": [{"id": "rfd_1", "amount": 2300, "status": "succeeded",
+                                              "created_at": "2026-03-20T10:00:00Z"}]}
+    record = {"name": "Зоя Ковалёва", "email": "zoe@example.com",
+              "address": {"line1": "Οδός Ερμού 1", "city": "Αθήνα", "country": "GR"},
+              "orders": [{"id": "ord_1", "description": "Course", "payment_ids": ["pay_1"]}],
+              "payments": [payment]}
+    brand = {"name": "Łódź Café", "support_email": "support@shop.test", "color": "#3b5bdb",
+             "company_address": "ul. Długa 1\n31-147 Kraków"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. fpdf2's "Pillow could not be imported"
+        built = build_pdf(service.document(brand, record, payment))
+    assert built.startswith(b"%PDF") and built.count(b"/FontFile2") == 2, built[:200]
+    receipt = f"; a receipt PDF builds ({len(built) // 1024} KiB)"
 print(f"   ok: app and {len(wanted)} imported modules load from the zip and the runtime's SDK; "
       f"{len(os.environ['BABEL_LOCALES'].split())} locales format; "
-      f"{'a PDF renders' if fonts else 'no fonts to render'}")
+      f"{len(fonts)} fonts render{receipt}; {loaded} modules of {', '.join(tops)} import")
 EOF
     )
 fi

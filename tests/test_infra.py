@@ -8,8 +8,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import shutil
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -94,30 +98,39 @@ def source_template() -> dict:
     return load_template(TEMPLATE)
 
 
-@pytest.fixture(scope="session")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run infra/package.sh on the real repo root into a temporary directory."""
-    if not (REPO / "app.py").exists():
-        pytest.skip("app.py is missing at the repo root, so there is no Chalice app to package yet")
-    # Package once per run, even under pytest-xdist (whose workers share the parent of
-    # their base temp dirs): Chalice's build cache in .chalice/deployments is not safe to
-    # fill from two processes at once.
+def _package_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Shared by pytest-xdist workers (their base temp dirs have one parent), so that one
+    # lock serialises every packaging run: Chalice's build cache in .chalice/deployments is
+    # not safe to fill from two processes at once.
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    outdir = root / "infra-package"
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def _run_package(root: Path, outdir: Path, **overrides: str) -> subprocess.CompletedProcess:
     with open(root / "infra-package.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **overrides}
+        env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        return subprocess.run(["bash", str(PACKAGE_SH), str(outdir)],
+                              cwd=REPO, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run infra/package.sh on the real repo root into a temporary directory (once per run,
+    even under pytest-xdist)."""
+    if not (REPO / "app.py").exists():
+        pytest.skip("app.py is missing at the repo root, so there is no Chalice app to package yet")
+    root = _package_root(tmp_path_factory)
+    outdir = root / "infra-package"
+    with open(root / "infra-package.done-lock", "w") as done:
+        fcntl.flock(done, fcntl.LOCK_EX)
         if not (outdir / "ok").exists():
-            env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-            env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-            proc = subprocess.run(
-                ["bash", str(PACKAGE_SH), str(outdir)],
-                cwd=REPO, env=env, capture_output=True, text=True, check=False,
-            )
+            proc = _run_package(root, outdir)
             if proc.returncode != 0:
                 pytest.fail(f"infra/package.sh failed ({proc.returncode}):\n"
                             f"{proc.stdout}\n{proc.stderr}")
+            (outdir / "package.log").write_text(proc.stdout)
             (outdir / "ok").touch()
     return outdir
 
@@ -369,3 +382,83 @@ def test_merge_keeps_what_chalice_generated(merged_template: dict):
     role = merged_template["Resources"]["ApiHandlerRole"]["Properties"]
     trust = role["AssumeRolePolicyDocument"]
     assert [s["Principal"] for s in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}]
+
+
+# --- (c) the deployment zip -------------------------------------------------------------
+
+def _elf(data: bytes) -> tuple[list[str], list[str]] | None:
+    """(DT_NEEDED libraries, section names) of a 64-bit little-endian ELF file."""
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+
+    def text(offset: int) -> str:
+        return data[offset:data.index(b"\0", offset)].decode()
+
+    names = [text(sections[shstrndx][4] + s[0]) for s in sections]
+    needed = []
+    for s in sections:
+        if s[1] == 6:  # SHT_DYNAMIC
+            for offset in range(s[4], s[4] + s[5], 16):
+                tag, value = struct.unpack_from("<qQ", data, offset)
+                if tag == 0:
+                    break
+                if tag == 1:  # DT_NEEDED
+                    needed.append(text(sections[s[6]][4] + value))
+    return needed, names
+
+
+def _zip_names(package_dir: Path) -> set[str]:
+    with zipfile.ZipFile(package_dir / "deployment.zip") as z:
+        return set(z.namelist())
+
+
+def test_zip_keeps_what_the_product_loads_and_drops_what_nothing_imports(package_dir: Path):
+    names = _zip_names(package_dir)
+    for gone in ("boto3/", "botocore/", "urllib3/", "stripe/params/",
+                 "aws_lambda_powertools/event_handler/", "aws_lambda_powertools/utilities/parser/",
+                 "babel/messages/", "fontTools/ufoLib/", "fontTools/feaLib/parser.py",
+                 "PIL/", "pillow-", "pillow.libs/"):
+        assert not any(n.startswith(gone) for n in names), gone
+    for kept in ("app.py", "chalicelib/receipts/fonts/DejaVuSans.ttf",
+                 "chalicelib/receipts/fonts/DejaVuSans-Bold.ttf",
+                 "aws_lambda_powertools/logging/logger.py",
+                 "aws_lambda_powertools/utilities/jmespath_utils/__init__.py",
+                 "fontTools/subset/__init__.py", "fontTools/feaLib/ast.py",
+                 "charset_normalizer/md.py", "ulid/__init__.py",
+                 "babel/locale-data/en.dat", "babel/locale-data/de.dat"):
+        assert kept in names, kept
+    assert not [n for n in names if n.endswith((".pyi", "py.typed", ".dist-info/RECORD"))]
+    assert not [n for n in names if n.startswith("charset_normalizer/") and n.endswith(".so")]
+    log = (package_dir / "package.log").read_text()
+    assert "a receipt PDF builds" in log, log
+
+
+def test_zip_libraries_carry_no_debug_info_nor_unlinked_vendored_libraries(package_dir: Path):
+    if not shutil.which("strip"):
+        pytest.skip("no `strip` here: infra/package.sh leaves debug info in")
+    with zipfile.ZipFile(package_dir / "deployment.zip") as z:
+        libs = {n: _elf(z.read(n)) for n in z.namelist() if re.search(r"\.so(\.|$)", n)}
+    assert libs and all(libs.values())
+    assert not [n for n, (_, sections) in libs.items()
+                if any(s.startswith(".debug_") for s in sections)]
+    vendored = {n.rsplit("/", 1)[-1] for n in libs if re.match(r"[^/]+\.libs/", n)}
+    assert vendored <= {lib for needed, _ in libs.values() for lib in needed}
+
+
+def test_trim_keeps_a_listed_module_that_kept_code_imports(
+        tmp_path_factory: pytest.TempPathFactory, package_dir: Path):
+    # fontTools.ttLib is what fpdf2 reads fonts with: listing it must not drop it.
+    root = _package_root(tmp_path_factory)
+    outdir = root / "infra-package-listed-ttlib"
+    proc = _run_package(root, outdir, NOT_IMPORTED="fontTools/ttLib fontTools/voltLib",
+                        OPTIONAL_IMPORTS="", PRECOMPILE="0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kept NOT_IMPORTED fontTools/ttLib: imported at run time by" in proc.stdout
+    names = _zip_names(outdir)
+    assert "fontTools/ttLib/ttFont.py" in names
+    assert not any(n.startswith("fontTools/voltLib/") for n in names)
+    assert "PIL/Image.py" in names  # OPTIONAL_IMPORTS cleared
+    assert "a receipt PDF builds" in proc.stdout

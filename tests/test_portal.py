@@ -804,7 +804,8 @@ def test_receipt_pdf_prints_other_scripts_and_currencies(shop, app_client, sent_
     from chalicelib.records.service import get_record
 
     for name, currency, amount in (("Зоя Ковалёва", "gbp", "£49.00"),
-                                   ("Ελένη Παπαδοπούλου", "jpy", "¥4,900")):
+                                   ("Ελένη Παπαδοπούλου", "jpy", "¥4,900"),
+                                   ("Անի Ղազարյան", "eur", "€49.00")):
         known = seed_customer(shop, name=name, currency=currency)
         c = client(app_client)
         sign_in(c, shop, known.email, sent_emails)

@@ -55,7 +55,7 @@ from chalicelib.errors import (
     RetryLater,
     TooManyRequests,
 )
-from chalicelib.formatting import DEFAULT_LOCALE
+from chalicelib.formatting import supported_locale
 from chalicelib.mail import sign_in as sign_in_mail
 from chalicelib.mail.sender import MailFailed
 from chalicelib.observability import logger
@@ -147,9 +147,9 @@ def portal_for_slug(slug: str) -> Portal:
     if account is None:
         raise NotFound("There is no such portal.")
     portal_settings = (account.get("settings") or {}).get("portal") or {}
-    locale = portal_settings.get("locale") if isinstance(portal_settings.get("locale"), str) else None
+    locale = supported_locale(portal_settings.get("locale"))
     portal = Portal(account_id=account["account_id"], slug=slug, brand=_brand(account),
-                    locale=locale or DEFAULT_LOCALE, account=account)
+                    locale=locale, account=account)
     if len(_portal_cache) >= _ACCOUNT_CACHE_MAX:
         _portal_cache.clear()
     _portal_cache[slug] = (time.monotonic(), portal)

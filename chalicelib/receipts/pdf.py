@@ -1,15 +1,18 @@
 """Build a receipt PDF from a receipt document (receipts.service.document) with fpdf2.
 
 fpdf2 is imported here, inside build_pdf, and this module only from the code path that
-builds PDFs: it pulls in fontTools and Pillow, which no other request needs. Text is set
-in DejaVu Sans (embedded, subset): fpdf2's built-in fonts are Latin-1 only. DejaVu
-covers Latin, Greek, Cyrillic and currency signs; glyphs it lacks (CJK, Arabic) would
-print as blanks, so fpdf2 is told to fall back to nothing rather than fail.
+builds PDFs: it pulls in fontTools, which no other request needs (and Pillow where it is
+installed; the deployment package leaves it out: receipts draw no images). Text is set in
+DejaVu Sans (embedded, subset): fpdf2's built-in fonts are Latin-1 only. The fonts shipped
+cover Latin, Greek, Cyrillic, Armenian, Georgian and currency signs (fonts/README.md);
+glyphs they lack (CJK, Arabic, Hebrew, Indic) would print as blanks, so fpdf2 is told to
+fall back to nothing rather than fail.
 
 No remote asset is ever fetched: the merchant's logo is set as its name, in its colour.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -33,8 +36,12 @@ def _text_on(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def build_pdf(doc: dict) -> bytes:
-    from fpdf import FPDF
-    from fpdf.enums import XPos, YPos
+    with warnings.catch_warnings():
+        # Without Pillow fpdf2 warns that it cannot add images; a receipt draws none, and
+        # the deployment package leaves Pillow out (infra/package.sh, OPTIONAL_IMPORTS).
+        warnings.filterwarnings("ignore", message="Pillow could not be imported")
+        from fpdf import FPDF
+        from fpdf.enums import XPos, YPos
 
     merchant, customer, receipt = doc["merchant"], doc["customer"], doc["receipt"]
     brand = _rgb(merchant["color"])
