@@ -22,7 +22,7 @@ bootstrap imports the handler from deeper down.
 """
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import re
 import shutil
@@ -159,14 +159,31 @@ def _source_setup(root: Path) -> Path:
     return src
 
 
-def _zip_setup(root: Path, zip_path: Path) -> tuple[Path, str]:
+def _lambda_python(runtime: str) -> str:
+    """The interpreter of the function's runtime (``python3.13``): the virtualenv
+    infra/package.sh packages with (build/venv-3.13), else this one if it is that version."""
+    version = runtime.removeprefix("python")
+    candidate = REPO / "build" / f"venv-{version}" / "bin" / "python"
+    if candidate.exists():
+        return str(candidate)
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    raise RuntimeError(f"no {runtime} interpreter for the zip variant (run infra/package.sh)")
+
+
+def _zip_setup(root: Path, zip_path: Path, python: str) -> tuple[Path, str]:
+    """The zip unpacked, and beside it the SDK the runtime provides, from ``python``'s
+    site-packages (the same versions the package was checked against)."""
     task, runtime = root / "task", root / "runtime"
     with zipfile.ZipFile(zip_path) as z:
         z.extractall(task)
     runtime.mkdir()
-    for module in RUNTIME_PROVIDED:
-        spec = importlib.util.find_spec(module)
-        origin = spec.origin
+    finder = ("import importlib.util, sys\n"
+              "for m in sys.argv[1:]:\n"
+              "    print(importlib.util.find_spec(m).origin)\n")
+    origins = subprocess.run([python, "-c", finder, *RUNTIME_PROVIDED], capture_output=True,
+                             text=True, check=True, timeout=60).stdout.split()
+    for origin in origins:
         target = os.path.dirname(origin) if origin.endswith("__init__.py") else origin
         os.symlink(target, runtime / os.path.basename(target))
     return task, f"{task}{os.pathsep}{runtime}"
@@ -194,8 +211,12 @@ def package() -> dict:
     dropped = re.findall(r"dropped\s+(\d+) files,\s+([\d.]+) MiB zipped: (.+)", out.stdout)
     stripped = re.search(r"stripped (\d+) shared libraries of debug info: ([\d.]+) MiB", out.stdout)
     compiled = re.search(r"(\d+) modules compiled: \+([\d.]+) MiB", out.stdout)
+    template = json.loads((outdir / "sam.json").read_text())
+    runtime = next(r["Properties"]["Runtime"] for r in template["Resources"].values()
+                   if r.get("Properties", {}).get("Runtime"))
     return {
         "zip": str(zip_path),
+        "runtime": runtime,
         "seconds": time.perf_counter() - t0,
         "before_bytes": int(m[1]) if m else None,
         "trimmed_bytes": int(m[2]) if m else None,
@@ -226,12 +247,15 @@ def run() -> dict:
         out["source"]["importtime"] = _importtime([sys.executable], src, env)
         out["source"]["by_depth"] = _by_depth([sys.executable], src, env)
 
-        log(f"cold start: unpacked zip + runtime SDK, {ROUNDS} rounds")
-        task, path = _zip_setup(root, Path(out["package"]["zip"]))
+        lambda_python = _lambda_python(out["package"]["runtime"])
+        log(f"cold start: unpacked zip + runtime SDK ({out['package']['runtime']}), {ROUNDS} rounds")
+        task, path = _zip_setup(root, Path(out["package"]["zip"]), lambda_python)
         env = _env({"PYTHONPATH": path})
-        out["zip"] = _compare([sys.executable, "-S"], task, env)
-        out["zip"]["importtime"] = _importtime([sys.executable, "-S"], task, env)
-        out["zip"]["by_depth"] = _by_depth([sys.executable, "-S"], task, env)
+        out["zip"] = _compare([lambda_python, "-S"], task, env)
+        out["zip"]["python"] = out["package"]["runtime"]
+        out["zip"]["importtime"] = _importtime([lambda_python, "-S"], task, env)
+        out["zip"]["by_depth"] = _by_depth([lambda_python, "-S"], task, env)
+        out["source"]["python"] = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(Path(out.get("package", {}).get("zip", "/nonexistent")).parent,

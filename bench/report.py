@@ -490,10 +490,11 @@ def _coldstart(c: dict) -> str:
 
 `import app` in a fresh interpreter (`PYTHONDONTWRITEBYTECODE=1`, nothing cached from a
 previous run), {src['rounds']} alternating rounds, medians; against `import boto3` alone and a bare
-interpreter. *Source*: app.py and chalicelib copied without `__pycache__`, the libraries from
-the virtualenv (with their .pyc). *Zip*: the deployment.zip `make package` builds, unpacked beside
-the SDK the runtime provides, in `python -S` (no site-packages), exactly as Lambda loads
-it: what `import app` loads is shipped compiled ({pkg['precompiled_modules']} modules, `PRECOMPILE=1`
+interpreter. *Source* ({src.get('python', 'the development Python')}): app.py and chalicelib copied without
+`__pycache__`, the libraries from the virtualenv (with their .pyc). *Zip*
+({z.get('python', 'the runtime')}, the function's runtime): the deployment.zip `make package`
+builds, unpacked beside the SDK the runtime provides, in `python -S` (no site-packages),
+as Lambda loads it: what `import app` loads is shipped compiled ({pkg['precompiled_modules']} modules, `PRECOMPILE=1`
 in `infra/package.sh`; Lambda's file system is read-only, so anything not compiled in the
 zip is compiled again at every cold start), everything else has no .pyc.
 

@@ -128,7 +128,49 @@ PRECOMPILE="${PRECOMPILE:-1}"
 # Chalice needs a region to render ARNs and endpoints, even though it calls no AWS API here.
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
-# Tools: whatever is on PATH, else the repo's virtualenv.
+# The Lambda runtime is the version of the Python chalice runs with. LAMBDA_PYTHON picks it
+# (python3.13 by default: python3.11, the development Python here, passed AWS's deprecation
+# on 2026-06-30 and functions on it can no longer be updated since 2026-08-31; see
+# docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html). chalice, PyYAML, boto3 (the
+# runtime's SDK, for the check below) and the app's requirements are installed for it into
+# build/venv-<version>, rebuilt when the requirements change. LAMBDA_PYTHON="" packages with whatever chalice is on PATH (or .venv's).
+LAMBDA_PYTHON="${LAMBDA_PYTHON-python3.13}"
+if [ -n "$LAMBDA_PYTHON" ]; then
+    if ! "$LAMBDA_PYTHON" -c pass >/dev/null 2>&1; then
+        # A pyenv shim answers only for the selected version: take the installed one.
+        wanted="${LAMBDA_PYTHON#python}"
+        found="$(ls -d "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/"$wanted".*/bin/"$LAMBDA_PYTHON" 2>/dev/null | sort -V | tail -n1)"
+        if [ -n "$found" ] && "$found" -c pass >/dev/null 2>&1; then
+            LAMBDA_PYTHON="$found"
+        else
+            echo "package.sh: $LAMBDA_PYTHON not found (the Lambda runtime the package targets;" \
+                 "set LAMBDA_PYTHON to another python3.12+)" >&2
+            exit 1
+        fi
+    fi
+    lambda_version="$("$LAMBDA_PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    lambda_venv="$repo_root/build/venv-$lambda_version"
+    chalice_pin="$(grep -E '^(chalice|pyyaml|boto3)==' requirements-dev.txt | tr '\n' ' ')"
+    stamp="$(cat requirements.txt; echo "$chalice_pin")"
+    if [ ! -x "$lambda_venv/bin/chalice" ] || [ "$(cat "$lambda_venv/.requirements" 2>/dev/null)" != "$stamp" ]; then
+        echo "== $lambda_venv: chalice and the requirements for python$lambda_version"
+        rm -rf "$lambda_venv"
+        "$LAMBDA_PYTHON" -m venv "$lambda_venv"
+        "$lambda_venv/bin/python" -m pip install --quiet --upgrade 'pip<26.3' \
+            2> >(grep -v '^WARNING: Location' >&2)
+        # shellcheck disable=SC2086  # the pins are words
+        "$lambda_venv/bin/python" -m pip install --quiet -r requirements.txt $chalice_pin \
+            2> >(grep -v '^WARNING: Location' >&2)
+        printf '%s' "$stamp" > "$lambda_venv/.requirements"
+    fi
+    PATH="$lambda_venv/bin:$PATH"
+fi
+# Other tools (cfn-lint): the repo's virtualenv first, else whatever is on PATH.
+if [ -x "$repo_root/.venv/bin/cfn-lint" ]; then
+    mkdir -p "$repo_root/build/tools"
+    ln -sf "$repo_root/.venv/bin/cfn-lint" "$repo_root/build/tools/cfn-lint"
+    PATH="$repo_root/build/tools:$PATH"
+fi
 if ! command -v chalice >/dev/null 2>&1 && [ -x "$repo_root/.venv/bin/chalice" ]; then
     PATH="$repo_root/.venv/bin:$PATH"
 fi

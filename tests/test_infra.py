@@ -372,6 +372,9 @@ def test_function_environment_points_at_the_stack_resources(template: dict):
 def test_merge_keeps_what_chalice_generated(merged_template: dict):
     props = merged_template["Resources"]["APIHandler"]["Properties"]
     assert props["Handler"] == "app.app"
+    # A runtime AWS still lets functions be created and updated with (python3.11 was
+    # deprecated on 2026-06-30; infra/package.sh LAMBDA_PYTHON).
+    assert props["Runtime"] == "python3.13"
     assert props["CodeUri"] == "./deployment.zip"
     assert props["Role"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "ApiLogGroup"}
