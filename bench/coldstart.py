@@ -209,7 +209,6 @@ def package() -> dict:
                           if info.filename.startswith(prefixes)), "other")
             groups[group] += info.compress_size
     dropped = re.findall(r"dropped\s+(\d+) files,\s+([\d.]+) MiB zipped: (.+)", out.stdout)
-    stripped = re.search(r"stripped (\d+) shared libraries of debug info: ([\d.]+) MiB", out.stdout)
     compiled = re.search(r"(\d+) modules compiled: \+([\d.]+) MiB", out.stdout)
     template = json.loads((outdir / "sam.json").read_text())
     runtime = next(r["Properties"]["Runtime"] for r in template["Resources"].values()
@@ -224,7 +223,6 @@ def package() -> dict:
         "unzipped_bytes": unzipped,
         "by_group_bytes": dict(groups.most_common()),
         "dropped": [{"files": int(f), "mib": float(mb), "why": why} for f, mb, why in dropped],
-        "stripped": {"files": int(stripped[1]), "mib": float(stripped[2])} if stripped else None,
         "notes": [line.strip() for line in out.stdout.splitlines()
                   if re.match(r"\s*(kept (TYPE_ONLY|NOT_IMPORTED|OPTIONAL_IMPORTS) |note: )", line)],
         "precompiled_modules": int(compiled[1]) if compiled else 0,

@@ -561,14 +561,10 @@ checks the result: **{_mb(pkg['before_bytes'])} → {_mb(pkg['after_bytes'])}**
 - *Never reached* (`UNREACHED`): `stripe/events`, the classes of Stripe's v2 "thin" events,
   which stripe imports only to convert a v2 API response; the product calls the v1 API and
   the build fails if app code names the v2 API.
-- *Optional imports* (`OPTIONAL_IMPORTS`): Pillow, which fpdf2 imports inside
-  `try/except ImportError` for images; receipts draw none. (Chalice builds Pillow from
-  source for python3.11, linking this machine's libjpeg and libxcb, which Lambda lacks: it
-  would not have loaded there anyway.)
+- *Optional imports* (`OPTIONAL_IMPORTS`): Pillow and the libraries its wheel vendors,
+  which fpdf2 imports inside `try/except ImportError` for images; receipts draw none.
 - *Compiled accelerators with a pure-Python twin* (`ACCELERATED_PURE`): fontTools' Cython
   `.so` files and charset_normalizer's mypyc builds.
-- *Stripped*: debug sections of the shared libraries kept ({(pkg.get('stripped') or {}).get('files', 0)}
-  files, {(pkg.get('stripped') or {}).get('mib', 0):.1f} MiB).
 - *Added*: {pkg['precompiled_modules']} modules compiled (+{pkg['precompiled_mib']:.1f} MiB zipped,
   `PRECOMPILE=1`): the cold-start path, as unchecked-hash `.pyc` in `__pycache__`, built only
   when the packaging Python is the function's runtime version.

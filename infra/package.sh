@@ -49,13 +49,11 @@
 #                     `try: … except ImportError:`, coping without them, and that the product
 #                     does not need: Pillow, which fpdf2 imports only to add images (without
 #                     it fpdf2 warns once and can add none; a receipt draws none, its logo is
-#                     text). Pillow has no wheel for the python3.11 runtime's glibc, so Chalice
-#                     builds it from source here, linking this machine's libjpeg and libxcb,
-#                     which Lambda does not have: shipped, it would not load anyway. Dropped
-#                     with its dist-info and vendored libraries; checked on every build from
-#                     the imports of every kept module (an import outside such a `try` keeps
-#                     the package, and the build says so), and the build fails if app code
-#                     draws images or imports Pillow.
+#                     text). Dropped with its dist-info and the libraries its wheel vendors
+#                     (pillow.libs); checked on every build from the imports of every kept
+#                     module (an import outside such a `try` keeps the package, and the
+#                     build says so), and the build fails if app code draws images or
+#                     imports Pillow.
 #   UNREACHED         code a kept module names but the product's calls never reach: stripe/
 #                     events, the typed classes of Stripe's v2 "thin" events, which stripe
 #                     imports only to convert a response of its v2 API (`api_mode == "V2"`,
@@ -63,15 +61,6 @@
 #                     under TYPE_CHECKING otherwise). The product calls the v1 API and parses
 #                     webhooks itself; the build fails if app code names Stripe's v2 API or
 #                     its event classes.
-#   STRIP_DEBUG       1 (default): debug sections are stripped (`strip --strip-debug`) from
-#                     shared libraries that have them: the Pillow Chalice builds from source
-#                     when no wheel suits the runtime (Pillow 13 wheels need glibc 2.27+; the
-#                     python3.11 runtime has 2.26), and some wheels' own. Debug sections are
-#                     never mapped at run time. Skipped, with a note, without `strip`.
-#   vendored libs     shared libraries auditwheel put in <dist>.libs/ that no kept extension
-#                     module links (ELF DT_NEEDED, transitively). The build also names libraries
-#                     an extension module links that are neither in the zip nor part of every
-#                     manylinux system (PEP 599): a sign of a module built from source here.
 #   PRECOMPILE        1 (default): the modules `import app` loads from the zip (the app and
 #                     the libraries on the cold-start path) are shipped compiled, as
 #                     __pycache__/*.cpython-3XX.pyc in unchecked-hash mode (valid whatever the
@@ -122,7 +111,6 @@ NOT_IMPORTED="${NOT_IMPORTED-
     fontTools/*__main__.py}"
 OPTIONAL_IMPORTS="${OPTIONAL_IMPORTS-PIL}"
 UNREACHED="${UNREACHED-stripe/events}"
-STRIP_DEBUG="${STRIP_DEBUG:-1}"
 PRECOMPILE="${PRECOMPILE:-1}"
 
 # Chalice needs a region to render ARNs and endpoints, even though it calls no AWS API here.
@@ -223,17 +211,14 @@ if [ "$trim" != "0" ]; then
     echo "== trim $outdir/deployment.zip"
     RUNTIME_PROVIDED="$RUNTIME_PROVIDED" BABEL_LOCALES="$BABEL_LOCALES" \
     ACCELERATED_PURE="$ACCELERATED_PURE" TYPE_ONLY="$TYPE_ONLY" NOT_IMPORTED="$NOT_IMPORTED" \
-    OPTIONAL_IMPORTS="$OPTIONAL_IMPORTS" UNREACHED="$UNREACHED" STRIP_DEBUG="$STRIP_DEBUG" \
+    OPTIONAL_IMPORTS="$OPTIONAL_IMPORTS" UNREACHED="$UNREACHED" \
         "$chalice_python" - "$outdir/deployment.zip" <<'EOF'
 import ast
 import fnmatch
 import os
 import re
 import shutil
-import struct
-import subprocess
 import sys
-import tempfile
 import zipfile
 from collections import Counter, defaultdict
 
@@ -245,7 +230,6 @@ type_only_candidates = os.environ["TYPE_ONLY"].split()
 not_imported_entries = os.environ["NOT_IMPORTED"].split()
 optional_imports = os.environ["OPTIONAL_IMPORTS"].split()
 unreached_entries = os.environ["UNREACHED"].split()
-strip_debug = os.environ["STRIP_DEBUG"] == "1"
 
 # Distribution names of the runtime-provided modules, for their *.dist-info folders.
 dist_names = {"dateutil": "python_dateutil"}
@@ -254,40 +238,6 @@ NEVER_LOADED = re.compile(
     r"(^|/)__pycache__/|\.pyc$|\.(c|pyx|pxd|h)$|\.pyi$|(^|/)py\.typed$|\.dist-info/RECORD$"
     r"|^[^/]+\.data/"
     r"|^aws_lambda_powertools/event_handler/openapi/swagger_ui/.*\.(js|css)$")
-# Libraries a manylinux wheel may take from the system (PEP 599; auditwheel also allows
-# zlib): anything else an extension module links must be in the zip.
-SYSTEM_LIBS = {"libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libpthread.so.0",
-               "libutil.so.1", "libnsl.so.1", "libresolv.so.2", "libcrypt.so.1", "libgcc_s.so.1",
-               "libstdc++.so.6", "libz.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
-
-
-def elf_info(data: bytes):
-    """(DT_NEEDED sonames, section names) of a 64-bit little-endian ELF file, else None."""
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        return None
-    shoff = struct.unpack_from("<Q", data, 0x28)[0]
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    if not shoff or not shnum:
-        return None
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
-
-    def text(offset: int) -> str:
-        return data[offset:data.index(b"\0", offset)].decode()
-
-    names = [text(sections[shstrndx][4] + s[0]) for s in sections]
-    needed = []
-    for s in sections:
-        if s[1] == 6:  # SHT_DYNAMIC: (tag, value) pairs; DT_NEEDED = 1 names a library
-            strtab = sections[s[6]][4]
-            for offset in range(s[4], s[4] + s[5], 16):
-                tag, value = struct.unpack_from("<qQ", data, offset)
-                if tag == 0:
-                    break
-                if tag == 1:
-                    needed.append(text(strtab + value))
-    return needed, names
-
-
 def matches(entry: str, name: str) -> bool:
     """A list entry names a folder, a file, or a glob of files."""
     return name == entry or name.startswith(entry + "/") or fnmatch.fnmatchcase(name, entry)
@@ -537,36 +487,8 @@ with zipfile.ZipFile(path) as src:
     if unused_entries:
         print(f"   note: listed but not in the zip: {unused_entries}")
 
-    # Shared libraries vendored into <dist>.libs/: keep what the kept extension modules link
-    # (DT_NEEDED, transitively); list what they link that the zip does not hold.
-    elf = {}
-    for name in names:
-        if not reason[name] and re.search(r"\.so(\.|$)", name):
-            elf[name] = elf_info(src.read(name))
-    vendored = {n.rsplit("/", 1)[-1]: n for n in elf if re.match(r"[^/]+\.libs/", n)}
-    if vendored and all(elf[n] is not None for n in elf):
-        needed_libs, todo = set(), [n for n in elf if n not in vendored.values()]
-        while todo:
-            for soname in elf[todo.pop()][0]:
-                if soname in vendored and soname not in needed_libs:
-                    needed_libs.add(soname)
-                    todo.append(vendored[soname])
-        for soname, name in vendored.items():
-            if soname not in needed_libs:
-                reason[name] = "vendored libraries no kept extension module links"
-    for name, info in sorted(elf.items()):
-        if info and not reason[name]:
-            foreign = [lib for lib in info[0] if lib not in vendored and lib not in SYSTEM_LIBS]
-            if foreign:
-                print(f"   note: {name} links {', '.join(foreign)}, which the zip does not hold "
-                      "(built from source on this machine?); the Lambda runtime may lack them")
-
     reasons = Counter()
     saved = Counter()
-    stripped = [0, 0, 0]  # files, zipped bytes before, zipped bytes after
-    strip_tool = shutil.which("strip") if strip_debug else None
-    if strip_debug and not strip_tool:
-        print("   note: no `strip` on PATH: debug info left in shared libraries")
     tmp = path + ".trimmed"
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
         for info in infos:
@@ -575,30 +497,12 @@ with zipfile.ZipFile(path) as src:
                 reasons[why] += 1
                 saved[why] += info.compress_size
                 continue
-            data = src.read(info.filename)
-            sections = (elf.get(info.filename) or ((), ()))[1]
-            debug = strip_tool is not None and any(s.startswith(".debug_") for s in sections)
-            if debug:  # debug sections are not loaded (no PT_LOAD segment covers them)
-                with tempfile.TemporaryDirectory() as scratch:
-                    lib = os.path.join(scratch, "lib.so")
-                    with open(lib, "wb") as f:
-                        f.write(data)
-                    subprocess.run([strip_tool, "--strip-debug", lib], check=True)
-                    with open(lib, "rb") as f:
-                        data = f.read()
-                stripped[1] += info.compress_size
-            dst.writestr(info, data, zipfile.ZIP_DEFLATED, 9)
-            if debug:
-                stripped[0] += 1
-                stripped[2] += dst.infolist()[-1].compress_size
+            dst.writestr(info, src.read(info.filename), zipfile.ZIP_DEFLATED, 9)
 before = os.path.getsize(path)
 shutil.move(tmp, path)
 after = os.path.getsize(path)
 for why, count in reasons.most_common():
     print(f"   dropped {count:5d} files, {saved[why] / 1048576:5.1f} MiB zipped: {why}")
-if stripped[0]:
-    print(f"   stripped {stripped[0]} shared libraries of debug info: "
-          f"{(stripped[1] - stripped[2]) / 1048576:.1f} MiB zipped")
 print(f"   kept Babel locales: {len(keep_locales)} ({', '.join(sorted(languages))}, their parents)")
 print(f"== trimmed: before {before} bytes, after {after} bytes "
       f"({before / 1048576:.1f} MiB -> {after / 1048576:.1f} MiB)")
@@ -692,6 +596,8 @@ for py in (task / "chalicelib").rglob("*.py"):
             wanted.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             wanted.add(node.module)
+# fpdf2 warns on import that, without Pillow (OPTIONAL_IMPORTS), it can add no images.
+warnings.filterwarnings("ignore", message="Pillow could not be imported")
 for name in sorted(wanted):
     importlib.import_module(name)
     origin = getattr(sys.modules[name], "__file__", None) or ""
