@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import io
 import re
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import requests
 from app_fixtures import Merchant, make_merchant
 from stripe_events import DAY, Stream
 
@@ -371,3 +373,39 @@ def portal_settings(monkeypatch):
         state["settings"] = dataclasses.replace(state["settings"], **changes)
 
     return configure
+
+
+def ask_link(c: PortalClient, shop: Shop, email: str):
+    """Open the sign-in page (for its CSRF cookie) and ask for a link."""
+    c.get(f"{shop.root}/")
+    return c.post(f"{shop.root}/sign-in", {"email": email})
+
+
+def customer_id_of(shop: Shop, email: str) -> str:
+    from chalicelib.records.service import normalize_email
+    from chalicelib.store.customers import find_by_email
+
+    return find_by_email(shop.merchant.account_id, normalize_email(email))
+
+
+def sessions_of(customer_id: str) -> int:
+    from chalicelib.store.table import SessionItem
+
+    return sum(1 for _ in SessionItem.scan(SessionItem.customer_id == customer_id,
+                                           consistent_read=True))
+
+
+def pdf_text(content: bytes) -> str:
+    """The text of a whole PDF (it must start and end as one)."""
+    from pypdf import PdfReader
+
+    assert content.startswith(b"%PDF-") and content.rstrip().endswith(b"%%EOF")
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+
+
+def download_pdf(url: str) -> str:
+    """Download a receipt PDF from its presigned URL (moto, on loopback); its text."""
+    response = requests.get(url, timeout=10, proxies={"http": None, "https": None})
+    assert response.status_code == 200, response.text[:300]
+    assert "attachment" in response.headers.get("Content-Disposition", "")
+    return pdf_text(response.content)

@@ -3,7 +3,6 @@ moto's SES and S3 over HTTP): sign-in, tokens, codes, rate limits, CSRF, session
 what a customer sees, isolation, request counts, receipts."""
 from __future__ import annotations
 
-import io
 import os
 import re
 import secrets
@@ -18,6 +17,9 @@ from app_fixtures import DynamoCalls, app_client  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     Shop,
+    ask_link,
+    customer_id_of,
+    download_pdf,
     link_and_code,
     mails_to,
     make_shop,
@@ -25,6 +27,7 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     portal_settings,
     refund,
     seed_customer,
+    sessions_of,
     text,
 )
 from stripe_events import Stream
@@ -43,9 +46,6 @@ def client(app_client) -> PortalClient:  # noqa: F811
     return PortalClient(app_client.http)
 
 
-def ask_link(c: PortalClient, shop: Shop, email: str):
-    c.get(f"{shop.root}/")
-    return c.post(f"{shop.root}/sign-in", {"email": email})
 
 
 def latest_mail(sent_emails, email: str) -> tuple[str, str]:
@@ -68,17 +68,8 @@ def sign_in(c: PortalClient, shop: Shop, email: str, sent_emails) -> None:
     assert "bp_session" in c.cookies
 
 
-def sessions_of(customer_id: str) -> int:
-    from chalicelib.store.table import SessionItem
-
-    return sum(1 for _ in SessionItem.scan(SessionItem.customer_id == customer_id))
 
 
-def customer_id_of(shop: Shop, email: str) -> str:
-    from chalicelib.records.service import normalize_email
-    from chalicelib.store.customers import find_by_email
-
-    return find_by_email(shop.merchant.account_id, normalize_email(email))
 
 
 # --- sign-in page, headers -----------------------------------------------------------------
@@ -746,14 +737,6 @@ class S3Calls:
         self.events.unregister("before-call.s3", self._hook)
 
 
-def _pdf_text(url: str) -> str:
-    from pypdf import PdfReader
-
-    response = requests.get(url, timeout=10, proxies={"http": None, "https": None})
-    assert response.status_code == 200
-    assert response.content.startswith(b"%PDF")
-    assert "attachment" in response.headers.get("Content-Disposition", "")
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
 
 
 def test_receipt_pdf_is_built_once_reused_and_rebuilt_after_a_refund(shop, app_client, sent_emails):  # noqa: F811
@@ -774,7 +757,7 @@ def test_receipt_pdf_is_built_once_reused_and_rebuilt_after_a_refund(shop, app_c
     assert s3.calls == ["HeadObject", "PutObject"]
     url = first.headers["Location"]
     assert url.startswith(f"{stack_url()}/") and "X-Amz-Expires=300" in url
-    pdf = _pdf_text(url)
+    pdf = download_pdf(url)
     assert shop.name in pdf and "€49.00" in pdf and "Zoë Łukasiewicz" in pdf
     assert "Refunded" not in pdf
 
@@ -790,7 +773,7 @@ def test_receipt_pdf_is_built_once_reused_and_rebuilt_after_a_refund(shop, app_c
     with S3Calls() as calls:
         again = c.get(path)
     assert calls.calls == ["HeadObject", "PutObject"]
-    pdf = _pdf_text(again.headers["Location"])
+    pdf = download_pdf(again.headers["Location"])
     assert "Refunded" in pdf and "−€15.00" in pdf and "€34.00" in pdf
     new_head = s3.head_object(Bucket=get_settings().receipts_bucket, Key=key)
     assert new_head["Metadata"]["fingerprint"] != head["Metadata"]["fingerprint"]
@@ -812,7 +795,7 @@ def test_receipt_pdf_prints_other_scripts_and_currencies(shop, app_client, sent_
         record = get_record(shop.merchant.account_id, customer_id_of(shop, known.email))
         payment = next(p for p in record["payments"] if p["one_time"])
         response = c.get(f"{shop.root}/receipts/{payment['id']}/pdf")
-        pdf = _pdf_text(response.headers["Location"])
+        pdf = download_pdf(response.headers["Location"])
         assert name in pdf and amount in pdf and "Kraków" in pdf
 
 

@@ -15,25 +15,28 @@ app instead of being retried away by botocore; draws are seeded, so every run is
 from __future__ import annotations
 
 import hashlib
-import io
 import secrets
 import time
 from collections import Counter
 
 import boto3
 import pytest
-import requests
 from app_fixtures import app_client  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     Shop,
+    ask_link,
+    customer_id_of,
+    download_pdf,
     link_and_code,
     mails_to,
     make_shop,
     path_of,
+    pdf_text,
     portal_settings,
     refund,
     seed_customer,
+    sessions_of,
     sign_in,
     text,
 )
@@ -145,23 +148,10 @@ def code_item_token(account_id: str, email: str) -> str | None:
         return None
 
 
-def sessions_of(customer_id: str) -> int:
-    from chalicelib.store.table import SessionItem
-
-    return sum(1 for _ in SessionItem.scan(SessionItem.customer_id == customer_id,
-                                           consistent_read=True))
 
 
-def customer_id_of(shop: Shop, email: str) -> str:
-    from chalicelib.records.service import normalize_email
-    from chalicelib.store.customers import find_by_email
-
-    return find_by_email(shop.merchant.account_id, normalize_email(email))
 
 
-def ask_link(c: PortalClient, shop: Shop, email: str):
-    c.get(f"{shop.root}/")
-    return c.post(f"{shop.root}/sign-in", {"email": email})
 
 
 def assert_dead(app_client, shop: Shop, send: dict) -> int:  # noqa: F811
@@ -364,18 +354,8 @@ def test_a_failed_request_leaves_the_previous_mails_code_working(shop, app_clien
 
 # --- S3: receipt PDFs ----------------------------------------------------------------------
 
-def pdf_text(content: bytes) -> str:
-    from pypdf import PdfReader
-
-    assert content.startswith(b"%PDF-") and content.rstrip().endswith(b"%%EOF")
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 
 
-def download(url: str) -> str:
-    response = requests.get(url, timeout=10, proxies={"http": None, "https": None})
-    assert response.status_code == 200, response.text[:300]
-    assert "attachment" in response.headers.get("Content-Disposition", "")
-    return pdf_text(response.content)
 
 
 def receipts_of(shop: Shop, seeded) -> list[dict]:
@@ -452,7 +432,7 @@ def test_receipt_pdfs_while_s3_fails(shop, app_client, sent_emails):  # noqa: F8
                         if plan.total_injected == injected_before:
                             assert response.status_code == 303, text(response)[:500]
                             assert not cleared_session(response)
-                            pdf = download(response.headers["Location"])
+                            pdf = download_pdf(response.headers["Location"])
                             downloads += 1
                             assert shop.name in pdf and "Receipt" in pdf
                             assert ("Refunded" in pdf) == (payment["id"] in refunded), pdf
@@ -470,7 +450,7 @@ def test_receipt_pdfs_while_s3_fails(shop, app_client, sent_emails):  # noqa: F8
         for payment in receipts_of(shop, seeded):
             response = c.get(f"{shop.root}/receipts/{payment['id']}/pdf")
             assert response.status_code == 303
-            pdf = download(response.headers["Location"])
+            pdf = download_pdf(response.headers["Location"])
             assert ("Refunded" in pdf) == (payment["id"] in refunded)
             receipts += 1
         assert sessions_of(customer_id_of(shop, seeded.email)) == 1
@@ -514,7 +494,7 @@ def test_a_failed_receipt_store_answers_503_and_the_retry_serves_the_pdf(
         assert_still_signed_in(c, shop)
         again = c.get(path)
     assert again.status_code == 303
-    assert "€49.00" in download(again.headers["Location"])
+    assert "€49.00" in download_pdf(again.headers["Location"])
     bucket = check_bucket(shop.merchant.account_id)
     assert bucket["objects"] == 1
 
