@@ -19,9 +19,12 @@ import os
 import pstats
 import statistics
 import time
+from pathlib import Path
 
 from bench import ddbhooks
 from bench.util import log, quiet, summary, timed
+
+REPO = Path(__file__).resolve().parents[1]
 
 STEADY_CUSTOMERS = int(os.environ.get("BENCH_STEADY_CUSTOMERS", "100"))
 STEADY_ROUNDS = int(os.environ.get("BENCH_STEADY_ROUNDS", "4"))
@@ -228,7 +231,7 @@ def _profile(merchant, events) -> dict:
     top = []
     for (filename, line, name), (_, nc, tt, _cum, _) in sorted(
             stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:12]:
-        short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+        short = filename.split("site-packages/")[-1].removeprefix(f"{REPO}/")
         top.append({"function": f"{short}:{line}({name})", "calls": nc,
                     "tottime_ms_per_event": tt * 1000 / len(events)})
     return {"events": len(events), "ms_per_event": whole * 1000 / len(events),

@@ -1,8 +1,9 @@
 """Realistic Stripe event streams built from Stripe's own example objects.
 
-``../shared/stripe/fixtures.json`` holds today's shapes; ``legacy=True`` produces the
-older shapes (invoice.subscription at the top level, plan on the subscription, charges
-embedded in the payment intent) that accounts on earlier API versions and localstripe send.
+``fixtures/stripe/fixtures.json`` beside this file (Stripe's OpenAPI fixtures, MIT: see the
+LICENSE there) holds today's shapes; ``legacy=True`` produces the older shapes
+(invoice.subscription at the top level, plan on the subscription, charges embedded in the
+payment intent) that accounts on earlier API versions and localstripe send.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 FIXTURES = json.loads(
-    (Path(__file__).resolve().parents[2] / "shared" / "stripe" / "fixtures.json").read_text())
+    (Path(__file__).resolve().parent / "fixtures" / "stripe" / "fixtures.json").read_text())
 
 DAY = 86400
 MONTH = 30 * DAY

@@ -1,6 +1,6 @@
 """Stripe events → the project's domain events.
 
-Reads both today's payload shapes (``../shared/stripe/fixtures.json``) and the older ones
+Reads both today's payload shapes (``tests/fixtures/stripe/fixtures.json``) and the older ones
 that accounts pinned to earlier API versions (and localstripe) send: an invoice's
 subscription at the top level or under ``parent.subscription_details``, a subscription's
 period at the top level or on its items, a plan or a price.
