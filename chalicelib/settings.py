@@ -48,6 +48,9 @@ class Settings:
     # Stripe.js, loaded by the portal's card pages only (its origin is added to their
     # Content-Security-Policy). make dev and the tests use localstripe's stand-in.
     stripe_js_url: str = "https://js.stripe.com/v3/"
+    # The customer-managed KMS key (id, ARN, alias name or alias ARN) that encrypts the
+    # processor secrets and the portal's signing key in the table (chalicelib/crypto.py).
+    secrets_key_id: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -72,4 +75,5 @@ def get_settings() -> Settings:
         login_min_response_ms=int(env.get("LOGIN_MIN_RESPONSE_MS", "400")),
         receipt_url_seconds=int(env.get("RECEIPT_URL_SECONDS", "300")),
         stripe_js_url=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
+        secrets_key_id=env.get("SECRETS_KEY_ID", ""),
     )
