@@ -1,11 +1,16 @@
-"""Money and dates for people: Babel, minor units → major by the currency's digits, UTC.
+"""Money and dates for people: Babel for symbols, separators and dates; UTC.
 
+A stored amount becomes major units by the project's exponent table (chalicelib.money), not
+by Babel's CLDR display digits, which differ from the stored minor unit for ALL, RSD, ISK…
 Babel is imported on first use (Chalice zips ship no .pyc; cold start matters).
 """
 from __future__ import annotations
 
+from copy import copy
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
+
+from chalicelib.money import exponent, to_major
 
 DEFAULT_LOCALE = "en"
 # The locales pages, mail and receipts can be shown in (a merchant's portal setting
@@ -31,26 +36,34 @@ def supported_locale(value: object) -> str:
     return language if language in SUPPORTED_LOCALES else DEFAULT_LOCALE
 
 
-def currency_digits(currency: str) -> int:
+def _shown_decimals(major: Decimal, code: str) -> int:
+    """CLDR's usual decimals for the currency (``ALL 1,000``, ``€10.00``), unless the amount
+    has a fraction beyond them: then every decimal of the stored minor unit
+    (``ALL 1,000.50``). A non-zero fraction is never hidden or rounded away."""
     from babel.numbers import get_currency_precision
 
-    return get_currency_precision(currency.upper())
-
-
-def to_major(amount: int, currency: str) -> Decimal:
-    return Decimal(int(amount)).scaleb(-currency_digits(currency))
+    usual = get_currency_precision(code)
+    if major == major.quantize(Decimal(1).scaleb(-usual), rounding=ROUND_DOWN):
+        return usual
+    return max(usual, exponent(code))
 
 
 def money(amount: int | None, currency: str | None, locale: str = DEFAULT_LOCALE) -> str:
-    """``1500, "eur"`` → ``€15.00``; ``1500, "jpy"`` → ``¥1,500``. Empty when unknown."""
+    """A stored amount for people: ``1500, "eur"`` → ``€15.00``; ``1500, "jpy"`` →
+    ``¥1,500``; ``1000, "isk"`` → ``ISK1,000``. Empty when unknown."""
     if amount is None or not currency:
         return ""
-    from babel.numbers import format_currency
+    from babel import Locale
 
     code = currency.upper()
-    digits = currency_digits(code)
-    return format_currency(Decimal(int(amount)).scaleb(-digits), code, locale=locale,
-                           currency_digits=True)
+    major = to_major(amount, code)
+    babel_locale = Locale.parse(locale)
+    # The locale's own currency pattern (symbol, grouping, placement) with the decimals
+    # decided above: Babel would otherwise round to CLDR's digits.
+    pattern = copy(babel_locale.currency_formats["standard"])
+    decimals = _shown_decimals(major, code)
+    pattern.frac_prec = (decimals, decimals)
+    return pattern.apply(major, babel_locale, currency=code, currency_digits=False)
 
 
 def _parse(value: str | int | datetime | None) -> datetime | None:

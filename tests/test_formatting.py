@@ -20,3 +20,13 @@ def test_every_supported_locale_formats_money_and_dates():
         assert "49" in money(4900, "eur", locale) and "2026" in date("2026-03-12T10:00:00Z", locale)
     assert money(4900, "eur", "de_DE") == "49,00\xa0€"
     assert money(150000, "jpy", "en_GB") == "JP¥150,000"  # outside Japan, which yen
+
+
+def test_money_converts_by_the_stored_exponent_not_cldr_digits():
+    # Stored amounts are ISO 4217 minor units: the lek has hundredths, CLDR shows none.
+    assert money(100000, "all") == "ALL1,000"
+    assert money(100050, "all") == "ALL1,000.50"  # a fraction is shown, never rounded away
+    assert money(1000, "isk") == "ISK1,000"  # ISO: no decimals (Stripe's 100000)
+    assert money(1000, "kwd", "de_DE") == "1,000\xa0KWD"
+    assert money(4900, "EUR") == "€49.00" and money(None, "eur") == "" and money(4900, None) == ""
+    assert money(-150, "usd") == "-$1.50"

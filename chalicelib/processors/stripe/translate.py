@@ -24,6 +24,8 @@ from chalicelib.domain.events import (
     SubscriptionChanged,
     Translation,
 )
+from chalicelib.observability import logger
+from chalicelib.processors.stripe import currencies
 
 PROCESSOR = "stripe"
 
@@ -119,6 +121,21 @@ def _currency(value) -> str | None:
     return None
 
 
+def _amount(value, currency: str | None) -> int | None:
+    """A Stripe amount in the project's stored exponent (chalicelib.money): ISK 100000 from
+    Stripe is 1000. None when unknown, without a currency (its unit is unknown), or when
+    the stored exponent cannot hold it exactly (fractional krónur from before 2023)."""
+    amount = _int(value)
+    if amount is None or currency is None:
+        return None
+    try:
+        return currencies.to_stored(amount, currency)
+    except ValueError:
+        logger.warning("amount not representable in the stored exponent",
+                       extra={"currency": currency, "amount": amount})
+        return None
+
+
 def _address(value) -> Address | None:
     value = _dict(value)
     fields = {k: _str(value.get(k), 200) for k in
@@ -191,7 +208,7 @@ def _subscription_pricing(obj) -> dict:
         currency = currency or _currency(plan.get("currency"))
         product = _str(plan.get("nickname"), 200)
     return {
-        "amount": amount if (items or obj.get("plan")) else None,
+        "amount": _amount(amount, currency) if (items or obj.get("plan")) else None,
         "currency": currency,
         "interval": interval,
         "interval_count": interval_count,
@@ -304,10 +321,11 @@ def _invoice_subscription(obj) -> Ref | None:
 
 
 def _invoice_lines(obj) -> tuple[LineItem, ...] | None:
+    currency = _currency(obj.get("currency"))
     lines = []
     for line in _list(obj.get("lines"))[:50]:
         line = _dict(line)
-        amount = _int(line.get("amount"))
+        amount = _amount(line.get("amount"), _currency(line.get("currency")) or currency)
         if amount is None:
             continue
         lines.append(LineItem(description=_str(line.get("description"), 300) or "Item",
@@ -316,22 +334,24 @@ def _invoice_lines(obj) -> tuple[LineItem, ...] | None:
 
 
 def _invoice_tax(obj) -> int | None:
+    currency = _currency(obj.get("currency"))
     taxes = obj.get("total_taxes")
     if isinstance(taxes, list):
-        return sum(_int(_dict(t).get("amount")) or 0 for t in taxes)
-    return _int(obj.get("tax"))
+        return _amount(sum(_int(_dict(t).get("amount")) or 0 for t in taxes), currency)
+    return _amount(obj.get("tax"), currency)
 
 
 def _invoice_payment(event, obj, status, amount_field):
     transitions = _dict(obj.get("status_transitions"))
+    currency = _currency(obj.get("currency"))
     return [PaymentChanged(
         occurred_at=event["created"],
         customer=_ref(obj.get("customer")),
         email=_str(obj.get("customer_email"), 320),
         payment=_ref(obj.get("id")),
         status=status,
-        amount=_int(obj.get(amount_field)),
-        currency=_currency(obj.get("currency")),
+        amount=_amount(obj.get(amount_field), currency),
+        currency=currency,
         tax=_invoice_tax(obj),
         description=_str(obj.get("description"), 300),
         lines=_invoice_lines(obj),
@@ -378,7 +398,8 @@ def _payment_intent(event, obj):
     charge = _ref(latest) or (_ref(charges[0]) if charges else None)
     card = _charge_card(latest) if isinstance(latest, dict) else (
         _charge_card(charges[0]) if charges else None)
-    amount = _int(obj.get("amount_received")) or _int(obj.get("amount"))
+    currency = _currency(obj.get("currency"))
+    amount = _amount(_int(obj.get("amount_received")) or _int(obj.get("amount")), currency)
     return [PaymentChanged(
         occurred_at=event["created"],
         customer=_ref(obj.get("customer")),
@@ -386,7 +407,7 @@ def _payment_intent(event, obj):
         payment=_ref(obj.get("id")),
         status="succeeded",
         amount=amount,
-        currency=_currency(obj.get("currency")),
+        currency=currency,
         description=_str(obj.get("description"), 300),
         invoice=invoice,
         intent=_ref(obj.get("id")),
@@ -415,13 +436,14 @@ def _checkout_session(event, obj):
     if mode == "payment":
         intent = _ref(obj.get("payment_intent"))
         total = _dict(obj.get("total_details"))
+        currency = _currency(obj.get("currency"))
         out.append(PaymentChanged(
             occurred_at=event["created"], customer=customer, email=email,
             payment=intent or _ref(obj.get("id")),
             status="succeeded" if obj.get("payment_status") == "paid" else "pending",
-            amount=_int(obj.get("amount_total")),
-            currency=_currency(obj.get("currency")),
-            tax=_int(total.get("amount_tax")),
+            amount=_amount(obj.get("amount_total"), currency),
+            currency=currency,
+            tax=_amount(total.get("amount_tax"), currency),
             intent=intent,
             invoice=_ref(obj.get("invoice")) if mode != "payment" else None,
             one_time=True,
@@ -442,13 +464,14 @@ def _checkout_session(event, obj):
 
 
 def _refund_event(event, obj, customer=None):
+    currency = _currency(obj.get("currency"))
     return RefundChanged(
         occurred_at=event["created"],
         customer=_ref(obj.get("customer")) or customer,
         email=None,
         refund=_ref(obj.get("id")),
-        amount=_int(obj.get("amount")),
-        currency=_currency(obj.get("currency")),
+        amount=_amount(obj.get("amount"), currency),
+        currency=currency,
         status=_str(obj.get("status"), 30),
         reason=_str(obj.get("reason"), 100),
         intent=_ref(obj.get("payment_intent")),
@@ -474,7 +497,7 @@ def _charge_refunded(event, obj):
         intent=intent, charge=charge,
         invoice=_ref(obj.get("invoice")),
         card=_charge_card(obj),
-        amount_refunded=_int(obj.get("amount_refunded")),
+        amount_refunded=_amount(obj.get("amount_refunded"), _currency(obj.get("currency"))),
     )]
     # Since 2022-11-15 the charge no longer embeds its refunds; refund.* events carry them.
     for refund in _list(obj.get("refunds")):
@@ -487,11 +510,12 @@ def _charge_refunded(event, obj):
 def _dispute(event, obj):
     intent = _ref(obj.get("payment_intent"))
     charge = _ref(obj.get("charge"))
+    currency = _currency(obj.get("currency"))
     return [DisputeChanged(
         occurred_at=event["created"], customer=None, email=None,
         dispute=_ref(obj.get("id")),
-        amount=_int(obj.get("amount")),
-        currency=_currency(obj.get("currency")),
+        amount=_amount(obj.get("amount"), currency),
+        currency=currency,
         status=_str(obj.get("status"), 40),
         reason=_str(obj.get("reason"), 100),
         intent=intent, charge=charge,
