@@ -9,6 +9,8 @@ The S3 client is created on first use and cached; it follows ``AWS_ENDPOINT_URL_
 """
 from __future__ import annotations
 
+from chalicelib.observability import logger
+
 _client = None
 
 FINGERPRINT_KEY = "fingerprint"
@@ -42,16 +44,34 @@ def receipt_key(account_id: str, customer_id: str, payment_id: str) -> str:
     return f"receipts/{account_id}/{customer_id}/{payment_id}.pdf"
 
 
+# HeadObject's answers for a key that holds no object: 404 with s3:ListBucket on the bucket,
+# 403 without it ("If you don't have the s3:ListBucket permission, Amazon S3 returns an
+# HTTP status code 403 Forbidden error", S3 API reference, HeadObject). A HEAD answer has
+# no body, so botocore names the error after the status ("404", "403").
+_ABSENT_CODES = {"404", "NoSuchKey", "NotFound"}
+_DENIED_CODES = {"403", "AccessDenied", "Forbidden"}
+
+
 def stored_fingerprint(bucket: str, key: str) -> str | None:
-    """The fingerprint of the stored PDF, or None if there is none."""
+    """The fingerprint of the stored PDF, or None if there is none.
+
+    A 403 counts as "none": the deployed role has s3:ListBucket (so a missing key is a
+    404), but should the grant be missing, a 403 for a receipt never built would otherwise
+    answer 503 on every request. Taken as absent, the PDF is built and put; if the role
+    really lacks access, that PutObject (or the download) fails and says so.
+    """
     from botocore.exceptions import ClientError
 
     try:
         head = client().head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404 or exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey",
-                                                                          "NotFound"):
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if status == 404 or code in _ABSENT_CODES:
+            return None
+        if status == 403 or code in _DENIED_CODES:
+            logger.warning("receipt HeadObject denied: taken as not stored yet "
+                           "(is s3:ListBucket granted on the bucket?)", extra={"key": key})
             return None
         raise BlobUnavailable(str(exc)) from exc
     except Exception as exc:
