@@ -1,5 +1,5 @@
 """Start and stop the local stand-ins: DynamoDB Local, moto (S3, SES, EventBridge,
-Scheduler), localstripe with devstack's proxy in front of it (stripe_shim), and the
+Scheduler; a second moto for KMS), localstripe with devstack's proxy in front of it (stripe_shim), and the
 Chalice app itself.
 
 Each server is a subprocess in a process group of its own, on a loopback port,
@@ -56,6 +56,12 @@ DEFAULT_DDB_LOCAL_DIR = "~/.cache/billing-portal/dynamodb-local"
 # Sender identities verified in moto's SES at provision time: moto refuses to send from
 # an address whose address or domain was not created as an identity first.
 DEFAULT_SENDER_IDENTITIES = ("demo-shop.test", "example.com")
+
+# The KMS key that encrypts secrets in the table (SECRETS_KEY_ID), by an alias so the
+# variable is known before the key exists. It lives in a moto of its own, which
+# moto_reset leaves alone: moto cannot recreate a key with the same key material, and
+# a new key would leave every secret already in the table unreadable.
+SECRETS_KEY_ALIAS = "alias/billing-portal-secrets"
 
 
 class ServerError(RuntimeError):
@@ -303,10 +309,10 @@ def _venv_script(name: str) -> str:
 
 
 def start_moto(port: int | None = None, *, log_dir: Path = LOG_ROOT,
-               wait: bool = True) -> Server:
+               wait: bool = True, name: str = "moto") -> Server:
     port = port or free_port()
     cmd = [_venv_script("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    server = launch("moto", cmd, port, ready_path="/moto-api/", log_dir=log_dir)
+    server = launch(name, cmd, port, ready_path="/moto-api/", log_dir=log_dir)
     if wait:
         server.wait_until_ready()
     return server
@@ -368,8 +374,11 @@ def chalice_stage_env(stage: str = "dev", project_dir: Path = REPO_ROOT) -> dict
 def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
                 app_url: str | None = None, table_name: str | None = None,
                 receipts_bucket: str | None = None,
-                stripe_api_base: str | None = None) -> dict[str, str]:
+                stripe_api_base: str | None = None,
+                kms_url: str | None = None) -> dict[str, str]:
     """The variables that point boto3, PynamoDB and the Stripe client at the stand-ins.
+
+    ``kms_url`` is the moto that keeps the secrets key (moto's own when not given).
 
     ``stripe_api_base`` is where the app's Stripe calls and the browser's Stripe.js
     stand-in go: devstack's proxy in front of localstripe (``stripe_url``) when given.
@@ -385,6 +394,8 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
         "AWS_ENDPOINT_URL_SESV2": moto_url,
         "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
         "AWS_ENDPOINT_URL_SCHEDULER": moto_url,
+        "AWS_ENDPOINT_URL_KMS": kms_url or moto_url,
+        "SECRETS_KEY_ID": SECRETS_KEY_ALIAS,
         # Fake credentials: the stand-ins accept anything, and real ones must never be
         # picked up from a profile by accident.
         "AWS_ACCESS_KEY_ID": "testing",
@@ -417,7 +428,8 @@ def apply_env(env: dict[str, str]) -> None:
 
 def provision(sender_identities: str | Iterable[str] = DEFAULT_SENDER_IDENTITIES, *,
               create_table: bool = True) -> None:
-    """Create the table, the private receipts bucket and SES sender identities.
+    """Create the table, the private receipts bucket, SES sender identities and the KMS
+    key that encrypts secrets (SECRETS_KEY_ID; kept if it exists).
 
     Call with the environment already applied: it imports chalicelib, whose settings
     are read once per process. Safe to call again (after a moto reset, say).
@@ -443,6 +455,23 @@ def provision(sender_identities: str | Iterable[str] = DEFAULT_SENDER_IDENTITIES
         "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
 
     verify_senders(sender_identities)
+    ensure_secrets_key()
+
+
+def ensure_secrets_key() -> str:
+    """The id of the symmetric key behind SECRETS_KEY_ID (an alias), created if missing."""
+    import boto3
+
+    kms = boto3.client("kms")
+    alias = os.environ.get("SECRETS_KEY_ID") or SECRETS_KEY_ALIAS
+    try:
+        return kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+    except kms.exceptions.NotFoundException:
+        pass
+    key_id = kms.create_key(Description="billing-portal secrets (devstack)",
+                            KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return key_id
 
 
 def verify_senders(identities: str | Iterable[str]) -> None:
@@ -463,6 +492,7 @@ class Stack:
 
     ``stripe_url`` is localstripe itself (tests and the seed create objects there, and it
     sends the webhooks); the app talks to Stripe through ``shim`` (``stripe_api_url``).
+    ``kms`` is the moto keeping the secrets key, out of reach of ``moto_reset``.
     """
 
     ddb: Server
@@ -471,6 +501,7 @@ class Stack:
     env: dict[str, str]
     sender_identities: list[str] = field(default_factory=lambda: list(DEFAULT_SENDER_IDENTITIES))
     shim: Server | None = None
+    kms: Server | None = None
 
     @property
     def ddb_url(self) -> str:
@@ -491,7 +522,7 @@ class Stack:
 
     @property
     def servers(self) -> list[Server]:
-        return [self.ddb, self.moto, self.stripe] + ([self.shim] if self.shim else [])
+        return [self.ddb, self.moto, self.stripe] + [s for s in (self.shim, self.kms) if s]
 
     def provision(self) -> None:
         provision(self.sender_identities)
@@ -518,7 +549,8 @@ class Stack:
                                 events=["devstack.never"])
 
     def moto_reset(self) -> None:
-        """Forget everything moto holds (S3, SES, …), then recreate bucket and senders."""
+        """Forget everything moto holds (S3, SES, …), then recreate bucket and senders.
+        The KMS key lives in its own moto and stays, so stored secrets still decrypt."""
         request = urllib.request.Request(self.moto_url + "/moto-api/reset", method="POST")
         _direct.open(request, timeout=10).close()
         provision(self.sender_identities, create_table=False)
@@ -565,7 +597,7 @@ def sent_emails(moto_url: str) -> list[dict]:
 def start_stack(*, ddb_port: int | None = None, moto_port: int | None = None,
                 stripe_port: int | None = None, app_url: str | None = None,
                 log_dir: Path = LOG_ROOT, ddb_path: Path | None = None,
-                shim_port: int | None = None) -> Stack:
+                shim_port: int | None = None, kms_port: int | None = None) -> Stack:
     """Start the stand-ins side by side (Java's ~3 s start dominates), then wait."""
     servers: list[Server] = []
     try:
@@ -576,13 +608,14 @@ def start_stack(*, ddb_port: int | None = None, moto_port: int | None = None,
         servers.append(stripe)
         servers.append(start_stripe_shim(f"http://127.0.0.1:{stripe.port}", shim_port,
                                          log_dir=log_dir, wait=False))
+        servers.append(start_moto(kms_port, log_dir=log_dir, wait=False, name="moto-kms"))
         for server in servers:
             server.wait_until_ready()
     except BaseException:
         for server in reversed(servers):
             server.stop()
         raise
-    ddb, moto, stripe, shim = servers
+    ddb, moto, stripe, shim, kms = servers
     env = service_env(ddb_url=ddb.url, moto_url=moto.url, stripe_url=stripe.url,
-                      app_url=app_url, stripe_api_base=shim.url)
-    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env, shim=shim)
+                      app_url=app_url, stripe_api_base=shim.url, kms_url=kms.url)
+    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env, shim=shim, kms=kms)

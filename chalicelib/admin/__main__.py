@@ -1,23 +1,73 @@
 """Operator commands: ``python -m chalicelib.admin <command> …``.
 
-Run with AWS credentials and ``TABLE_NAME`` for the deployment (or the local stand-ins'
-endpoint variables in development).
+Run with AWS credentials, ``TABLE_NAME`` and ``SECRETS_KEY_ID`` for the deployment (or
+the local stand-ins' endpoint variables in development). Secrets are encrypted with KMS
+before they are written: the operator needs ``kms:Encrypt`` on the key, never Decrypt.
+
+Secrets are read from a file or from standard input (``-``; a terminal is asked without
+echo), never from the command line, where they would stay in the shell's history and be
+visible to every user of the machine in the process list.
 """
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
 from chalicelib.accounts import service as accounts
-from chalicelib.errors import AppError
+from chalicelib.errors import AppError, BadRequest
 from chalicelib.settings import get_settings
+
+STDIN = "-"
+
+
+class _RefuseSecretOnArgv(argparse.Action):
+    """A flag that once took a secret: refuse it, without repeating the value."""
+
+    def __init__(self, option_strings, dest, instead: str, **kwargs):
+        self.instead = instead
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} no longer takes a secret on the command line (it would "
+                     f"stay in the shell history and show in the process list): use "
+                     f"{self.instead} PATH, or {self.instead} - to read it from stdin")
+
+
+def _read_secrets(path: str, what: str) -> list[str]:
+    """The non-empty lines of ``path`` (``-``: stdin), stripped."""
+    if path == STDIN:
+        if sys.stdin.isatty():
+            return [line for line in [getpass.getpass(f"{what}: ").strip()] if line]
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"cannot read {what} from {path}: "
+                             f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _read_secret(path: str, what: str) -> str:
+    found = _read_secrets(path, what)
+    if len(found) != 1:
+        raise BadRequest(f"expected one {what} in {'stdin' if path == STDIN else path}, "
+                         f"found {len(found)}")
+    return found[0]
 
 
 def _create_account(args) -> None:
+    if args.stripe_secret_key_file == STDIN and args.stripe_webhook_secret_file == STDIN:
+        raise BadRequest("only one of the secret files can be stdin (-)")
+    secret_key = (_read_secret(args.stripe_secret_key_file, "Stripe secret key")
+                  if args.stripe_secret_key_file else None)
+    webhook_secrets = (_read_secrets(args.stripe_webhook_secret_file, "Stripe webhook secret")
+                       if args.stripe_webhook_secret_file else [])
     created = accounts.create_account(
         name=args.name, support_email=args.support_email, slug=args.slug,
-        stripe_secret_key=args.stripe_secret_key,
-        stripe_webhook_secrets=args.stripe_webhook_secret or [],
+        stripe_secret_key=secret_key, stripe_webhook_secrets=webhook_secrets,
         stripe_publishable_key=args.stripe_publishable_key,
     )
     account = created.account
@@ -29,14 +79,41 @@ def _create_account(args) -> None:
     print("The API key is shown once and stored only as a hash: keep it now.")
 
 
+def _print_webhook_secrets(account_id: str, fingerprints: list[str]) -> None:
+    print(f"{len(fingerprints)} webhook secret(s) active for {account_id} (fingerprints, "
+          f"newest first): {', '.join(fingerprints) or '-'}")
+
+
 def _add_webhook_secret(args) -> None:
-    secrets = accounts.add_webhook_secret(args.account, args.secret)
-    print(f"{len(secrets)} webhook secret(s) active for {args.account}")
+    secret = _read_secret(args.stripe_webhook_secret_file, "Stripe webhook secret")
+    _print_webhook_secrets(args.account, accounts.add_webhook_secret(args.account, secret))
 
 
 def _remove_webhook_secret(args) -> None:
-    secrets = accounts.remove_webhook_secret(args.account, args.secret)
-    print(f"{len(secrets)} webhook secret(s) active for {args.account}")
+    if args.stripe_webhook_secret_file:
+        left = accounts.remove_webhook_secret(
+            args.account, secret=_read_secret(args.stripe_webhook_secret_file,
+                                              "Stripe webhook secret"))
+    else:
+        left = accounts.remove_webhook_secret(args.account, fingerprint=args.fingerprint)
+    _print_webhook_secrets(args.account, left)
+
+
+def _list_webhook_secrets(args) -> None:
+    _print_webhook_secrets(args.account, accounts.webhook_secret_fingerprints(args.account))
+
+
+def _set_secret_key(args) -> None:
+    accounts.set_stripe_secret_key(
+        args.account, _read_secret(args.stripe_secret_key_file, "Stripe secret key"))
+    print(f"Stripe secret key replaced for {args.account} (warm functions use it within a "
+          "minute); roll the old key in Stripe's dashboard once it is no longer used")
+
+
+def _encrypt_secrets(args) -> None:
+    for account_id in args.account:
+        done = accounts.encrypt_plaintext_secrets(account_id)
+        print(f"{account_id}: {'secrets encrypted' if done else 'nothing stored in clear'}")
 
 
 def _set_publishable_key(args) -> None:
@@ -48,40 +125,96 @@ def _issue_api_key(args) -> None:
     print(accounts.issue_api_key_for(args.account))
 
 
+def _list_api_keys(args) -> None:
+    for key in accounts.api_keys(args.account):
+        print(f"{key['prefix']}…  created {key['created_at']}")
+
+
+def _revoke_api_key(args) -> None:
+    if args.key_file:
+        prefix = accounts.revoke_api_key(args.account,
+                                         api_key=_read_secret(args.key_file, "API key"))
+    else:
+        prefix = accounts.revoke_api_key(args.account, prefix=args.prefix.rstrip("…"))
+    print(f"API key {prefix}… revoked for {args.account}: it is refused from now on")
+
+
+def _secret_file(parser: argparse.ArgumentParser, flag: str, what: str, **kwargs) -> None:
+    parser.add_argument(flag, metavar="PATH", help=f"a file holding the {what}, or - for stdin",
+                        **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.admin")
+    parser = argparse.ArgumentParser(prog="python -m chalicelib.admin", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    create = commands.add_parser("create-account", help="create a merchant account")
+    def command(name: str, help: str, run) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, allow_abbrev=False)
+        sub.set_defaults(run=run)
+        return sub
+
+    create = command("create-account", "create a merchant account", _create_account)
     create.add_argument("--name", required=True)
     create.add_argument("--support-email", required=True)
     create.add_argument("--slug", help="portal URL name (default: from the name)")
-    create.add_argument("--stripe-secret-key")
-    create.add_argument("--stripe-webhook-secret", action="append",
-                        help="whsec_…; repeat while rolling a secret")
+    _secret_file(create, "--stripe-secret-key-file", "Stripe secret key (sk_… or rk_…)")
+    _secret_file(create, "--stripe-webhook-secret-file",
+                 "webhook signing secret(s), whsec_…, one a line")
+    create.add_argument("--stripe-secret-key", action=_RefuseSecretOnArgv,
+                        instead="--stripe-secret-key-file")
+    create.add_argument("--stripe-webhook-secret", action=_RefuseSecretOnArgv,
+                        instead="--stripe-webhook-secret-file")
     create.add_argument("--stripe-publishable-key",
                         help="pk_live_… (pk_test_…): Stripe.js's key for the portal's card form")
-    create.set_defaults(run=_create_account)
 
-    pk = commands.add_parser("set-stripe-publishable-key",
-                             help="set the key the portal's card form gives Stripe.js")
-    pk.add_argument("--account", required=True)
-    pk.add_argument("--key", required=True, help="pk_live_… or pk_test_…")
-    pk.set_defaults(run=_set_publishable_key)
-
-    add = commands.add_parser("add-webhook-secret", help="accept one more signing secret")
-    add.add_argument("--account", required=True)
-    add.add_argument("--secret", required=True)
-    add.set_defaults(run=_add_webhook_secret)
-
-    remove = commands.add_parser("remove-webhook-secret", help="stop accepting a secret")
-    remove.add_argument("--account", required=True)
-    remove.add_argument("--secret", required=True)
-    remove.set_defaults(run=_remove_webhook_secret)
-
-    key = commands.add_parser("issue-api-key", help="issue another API key (shown once)")
+    key = command("set-stripe-secret-key", "rotate the account's Stripe secret key",
+                  _set_secret_key)
     key.add_argument("--account", required=True)
-    key.set_defaults(run=_issue_api_key)
+    _secret_file(key, "--stripe-secret-key-file", "new Stripe secret key", required=True)
+    key.add_argument("--key", action=_RefuseSecretOnArgv, instead="--stripe-secret-key-file")
+
+    pk = command("set-stripe-publishable-key",
+                 "set the key the portal's card form gives Stripe.js", _set_publishable_key)
+    pk.add_argument("--account", required=True)
+    pk.add_argument("--key", required=True, help="pk_live_… or pk_test_… (not a secret)")
+
+    add = command("add-webhook-secret", "accept one more signing secret", _add_webhook_secret)
+    add.add_argument("--account", required=True)
+    _secret_file(add, "--stripe-webhook-secret-file", "new webhook signing secret",
+                 required=True)
+    add.add_argument("--secret", action=_RefuseSecretOnArgv,
+                     instead="--stripe-webhook-secret-file")
+
+    remove = command("remove-webhook-secret", "stop accepting a signing secret",
+                     _remove_webhook_secret)
+    remove.add_argument("--account", required=True)
+    which = remove.add_mutually_exclusive_group(required=True)
+    _secret_file(which, "--stripe-webhook-secret-file", "secret to remove")
+    which.add_argument("--fingerprint", help="the secret's fingerprint (list-webhook-secrets)")
+    remove.add_argument("--secret", action=_RefuseSecretOnArgv,
+                        instead="--stripe-webhook-secret-file")
+
+    hooks = command("list-webhook-secrets", "the fingerprints of the accepted secrets",
+                    _list_webhook_secrets)
+    hooks.add_argument("--account", required=True)
+
+    migrate = command("encrypt-secrets", "encrypt the secrets an earlier version stored in "
+                      "clear (once, after upgrading)", _encrypt_secrets)
+    migrate.add_argument("--account", required=True, action="append",
+                         help="repeat for several accounts")
+
+    issue = command("issue-api-key", "issue another API key (shown once)", _issue_api_key)
+    issue.add_argument("--account", required=True)
+
+    keys = command("list-api-keys", "the account's API keys (prefix, created)", _list_api_keys)
+    keys.add_argument("--account", required=True)
+
+    revoke = command("revoke-api-key", "revoke one of the account's API keys", _revoke_api_key)
+    revoke.add_argument("--account", required=True)
+    named = revoke.add_mutually_exclusive_group(required=True)
+    named.add_argument("--prefix", help="the key's prefix as list-api-keys shows it")
+    _secret_file(named, "--key-file", "API key itself")
+    revoke.add_argument("--key", action=_RefuseSecretOnArgv, instead="--key-file")
 
     args = parser.parse_args(argv)
     try:

@@ -158,14 +158,25 @@ def portal_for_slug(slug: str) -> Portal:
 
 # --- CSRF before sign-in (signed double submit) ----------------------------------------------
 
-_secret: bytes | None = None
+_signing_key_ciphertext: str | None = None  # as stored; it never changes
 
 
 def _signing_key() -> bytes:
-    global _secret
-    if _secret is None:
-        _secret = store.get_or_create_secret(SECRET_NAME, secrets.token_urlsafe(48)).encode()
-    return _secret
+    """The deployment's key for pre-sign-in CSRF tokens, created on first use. The table
+    holds it KMS-encrypted (context ``{"app_secret": SECRET_NAME}``); the container keeps
+    the ciphertext and decrypts it at most once a minute (chalicelib/crypto.py)."""
+    from chalicelib import crypto
+
+    global _signing_key_ciphertext
+    context = crypto.app_secret_context(SECRET_NAME)
+    if _signing_key_ciphertext is None:
+        _signing_key_ciphertext = store.get_or_create_secret(
+            SECRET_NAME, crypto.encrypt(secrets.token_urlsafe(48), context))
+    try:
+        return crypto.decrypt(_signing_key_ciphertext, context).encode()
+    except crypto.SecretUnavailable:
+        _signing_key_ciphertext = None  # read the item again next time (it may be mended)
+        raise
 
 
 def _mac(portal: Portal, nonce: str) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from chalice import Response
 
 from chalicelib import templating
+from chalicelib.accounts import service as accounts
 from chalicelib.errors import AppError, BadRequest, NotFound, TooManyRequests
 from chalicelib.observability import logger
 from chalicelib.portal import service
@@ -166,8 +167,11 @@ class Visit:
         brand = portal.brand if portal else None
         logo_origin = None
         if brand and brand.get("logo_url"):
-            parts = urlsplit(brand["logo_url"])
-            logo_origin = f"{parts.scheme}://{parts.netloc}"
+            # Only an origin rebuilt from a valid host goes into the policy: a stored value
+            # with ";" or spaces would otherwise add directives. An invalid logo is dropped.
+            logo_origin = accounts.logo_origin(brand["logo_url"])
+            if logo_origin is None:
+                brand = {**brand, "logo_url": None}
         body = "" if head else templating.render(
             f"portal/{template}", brand=brand, root=self.root, nonce=self.nonce,
             assets=f"{urlsplit(self.base).path.rstrip('/')}/portal-assets",

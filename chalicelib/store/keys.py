@@ -14,6 +14,15 @@ def api_key(key_hash: str) -> tuple[str, str]:
     return f"APIKEY#{key_hash}", "APIKEY"
 
 
+def api_keys_index_pk(account_id: str) -> str:
+    """GSI1: an account's API keys, oldest first (to list and revoke them)."""
+    return f"ACCT#{account_id}#APIKEYS"
+
+
+def api_keys_index_sk(created_iso: str, key_hash: str) -> str:
+    return f"{created_iso}#{key_hash}"
+
+
 def customer_pk(customer_id: str) -> str:
     return f"CUST#{customer_id}"
 

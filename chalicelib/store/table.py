@@ -10,6 +10,7 @@ from pynamodb.attributes import (
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
+    MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -56,15 +57,27 @@ class TableItem(Model):
     search_index = SearchIndex()
 
 
+class EncryptedSecret(MapAttribute):
+    ciphertext = UnicodeAttribute()  # base64 KMS ciphertext
+    fingerprint = UnicodeAttribute()  # the first hex digits of the secret's SHA-256
+
+
 class AccountItem(TableItem, discriminator="Account"):
     account_id = UnicodeAttribute()
     name = UnicodeAttribute()
     slug = UnicodeAttribute()
     support_email = UnicodeAttribute()
-    # Needed in clear to call Stripe and check signatures; the table is encrypted at rest
-    # (KMS). Production deployments may keep them in Secrets Manager instead (README).
-    stripe_secret_key = UnicodeAttribute(null=True)
-    stripe_webhook_secrets = ListAttribute(of=UnicodeAttribute, default=list)
+    # The processor secrets, KMS-encrypted under SECRETS_KEY_ID with the encryption
+    # context {"account_id": <account>} (chalicelib/crypto.py): base64 ciphertext.
+    stripe_secret_key_encrypted = UnicodeAttribute(null=True)
+    # Several while one rolls, newest first; each with its fingerprint, so the operator
+    # can add or remove one without decrypting the others.
+    stripe_webhook_secrets_encrypted = ListAttribute(of=EncryptedSecret, default=list)
+    # Written in clear by versions before encryption: never used, only refused and
+    # migrated (``python -m chalicelib.admin encrypt-secrets``).
+    plaintext_stripe_secret_key = UnicodeAttribute(null=True, attr_name="stripe_secret_key")
+    plaintext_webhook_secrets = ListAttribute(of=UnicodeAttribute, null=True,
+                                              attr_name="stripe_webhook_secrets")
     settings = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
 
@@ -182,6 +195,7 @@ class RateCounterItem(TableItem, discriminator="RateCounter"):
 
 
 class SecretItem(TableItem, discriminator="Secret"):
+    # Base64 KMS ciphertext under {"app_secret": <name>} (chalicelib/crypto.py).
     value = UnicodeAttribute()
 
 
