@@ -104,7 +104,8 @@ def decrypt(ciphertext: str, context: dict[str, str]) -> str:
     try:
         blob = base64.b64decode(ciphertext, validate=True)
     except (binascii.Error, ValueError):
-        logger.error("a stored secret is not base64 KMS ciphertext", extra={"context": context})
+        logger.error("a stored secret is not base64 KMS ciphertext (written in clear by a "
+                     "version before encryption?)", extra={"context": context})
         raise SecretUnavailable("A stored secret could not be read.") from None
     from chalicelib.settings import get_settings
 
