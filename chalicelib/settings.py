@@ -40,6 +40,9 @@ class Settings:
     rate_login_requests_per_ip: str = "30/60"
     rate_login_attempts_per_email: str = "10/15"
     rate_login_attempts_per_ip: str = "60/15"
+    # Codes that did not sign in, per account and e-mail, "<count>/<minutes>" (a day):
+    # the cap on guessing however many mails are asked for; past it only the link works.
+    rate_login_code_failures_per_email: str = "10/1440"
     # The sign-in request answers in at least this many milliseconds, whether or not an
     # e-mail was sent, so its timing does not tell whether an address has a record.
     login_min_response_ms: int = 400
@@ -72,6 +75,8 @@ def get_settings() -> Settings:
         rate_login_requests_per_ip=env.get("RATE_LOGIN_REQUESTS_PER_IP", "30/60"),
         rate_login_attempts_per_email=env.get("RATE_LOGIN_ATTEMPTS_PER_EMAIL", "10/15"),
         rate_login_attempts_per_ip=env.get("RATE_LOGIN_ATTEMPTS_PER_IP", "60/15"),
+        rate_login_code_failures_per_email=env.get("RATE_LOGIN_CODE_FAILURES_PER_EMAIL",
+                                                   "10/1440"),
         login_min_response_ms=int(env.get("LOGIN_MIN_RESPONSE_MS", "400")),
         receipt_url_seconds=int(env.get("RECEIPT_URL_SECONDS", "300")),
         stripe_js_url=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",

@@ -99,10 +99,7 @@ def use_code(visit: Visit):
     try:
         session = service.redeem_code(visit.portal, form.get("email"), form.get("code"),
                                       visit.client_ip)
-    except Gone as exc:
-        return _sign_in_page(visit, status=exc.status, error=exc.message,
-                             email=(form.get("email") or "")[:320])
-    except BadRequest as exc:
+    except BadRequest as exc:  # every refused code alike (service.CODE_REFUSED)
         return visit.page("code.html", status=exc.status, csrf=visit.anonymous_csrf(),
                           email=(form.get("email") or "")[:320], error=exc.message)
     return _signed_in(visit, session)

@@ -1,18 +1,24 @@
 """The customer portal's logic: sign-in by magic link or code, sessions, CSRF, rate limits,
 and what a signed-in customer may read. Plain Python: no Chalice, no PynamoDB.
 
-Sign-in
+Sign-in (this section down to "sessions" is the whole mechanism, in one place)
   A request for a link always answers the same way, in at least
   ``login_min_response_ms``, whether or not the address has a record; only a known,
   unblocked customer gets mail. The link carries a 256-bit token; the table keeps only
-  its SHA-256 (``TOKEN#…``) with the customer and an expiry. Opening the link (GET or
-  HEAD) reads nothing but the token item; the POST of the "Continue" form spends it in
-  one transaction that deletes the token (conditional: still there, not expired) and
-  creates the session (conditional: new), so N racing POSTs make exactly one session.
+  its SHA-256 (``TOKEN#…``) with the customer, the e-mail it was sent to and an expiry.
+  Opening the link (GET or HEAD) reads nothing but the token item; the POST of the
+  "Continue" form spends it in one transaction that deletes the token (conditional:
+  still there, not expired), checks that the record still has that e-mail and was not
+  folded away, and creates the session (conditional: new), so N racing POSTs make
+  exactly one session and no link outlives an e-mail change.
   The mail also carries a 6-digit code for another device: stored hashed (with the
   token hash as salt) in a per-e-mail item, each attempt counted by a conditional
   update before the comparison, dead after ``login_code_attempts``; a right code spends
-  the same token in the same kind of transaction.
+  the same token in the same kind of transaction. Every code that does not sign in
+  gets one answer (same status, page and text, same requests, padded like the link
+  request), so the code form does not tell a customer's address from a stranger's.
+  A customer's sessions and tokens are listed in their record's collection, so that
+  ``store.end_access`` can end them all when the record's e-mail moves.
 
 Sessions and CSRF
   The session cookie is 256 random bits; the table keys the session by its SHA-256
@@ -24,7 +30,9 @@ Sessions and CSRF
 Rate limits
   Fixed windows counted in the table (UpdateItem ADD, TTL): link requests per e-mail
   and per client address, sign-in attempts (link or code) per client address and
-  (code) per e-mail.
+  (code) per e-mail, and failed codes per e-mail per day (past it, only the link signs
+  in). A client address is counted by its IPv6 /64 (``client_network``). Over a limit
+  the answer is 429 at once, never padded.
 
 Isolation
   Every read of customer data starts from the session's account and customer: one
@@ -34,8 +42,10 @@ Isolation
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import random
 import re
 import secrets
@@ -216,16 +226,66 @@ def _parse_limit(spec: str) -> tuple[int, int]:
     return int(count), int(minutes or 60) * 60
 
 
-def _limit(scope: str, subject: str, spec: str) -> None:
+@dataclass(frozen=True)
+class _Hit:
+    """One hit counted in a rate-limit window (``_take_back`` undoes it)."""
+
+    scope: str
+    subject_hash: str
+    window_start: int
+    window: int
+
+
+def _limit(scope: str, subject: str, spec: str, message: str | None = None) -> _Hit:
+    """Count one hit on ``subject`` in the current fixed window; over the limit, refuse
+    it at once (429). The count is the counter's own atomic result, so N concurrent hits
+    see N different counts and none gets past the limit."""
     limit, window = _parse_limit(spec)
     t = int(now())
     start = t - t % window
-    count = store.hit_counter(scope, _sha256(f"{scope}\x1f{subject}"), start, window)
+    subject_hash = _sha256(f"{scope}\x1f{subject}")
+    count = store.hit_counter(scope, subject_hash, start, window)
     if count > limit:
-        minutes = max(1, -(-(start + window - t) // 60))
+        wait = start + window - t
+        minutes = max(1, -(-wait // 60))
         raise TooManyRequests(
-            f"Too many attempts. Please wait {minutes} minute{'s' if minutes != 1 else ''} "
-            "and try again.", retry_after=start + window - t)
+            message or f"Too many attempts. Please wait {minutes} minute"
+                       f"{'s' if minutes != 1 else ''} and try again.", retry_after=wait)
+    return _Hit(scope, subject_hash, start, window)
+
+
+def _take_back(hit: _Hit) -> None:
+    store.hit_counter(hit.scope, hit.subject_hash, hit.window_start, hit.window, by=-1)
+
+
+def client_network(address: str) -> str:
+    """What per-address limits count: an IPv4 address as it is, an IPv6 address's /64
+    (one subscriber's usual allocation; counted address by address, one client could
+    rotate through 2^64 of them), an IPv4-mapped IPv6 address as its IPv4 address.
+    Anything that does not parse is counted as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
+@contextlib.contextmanager
+def _no_sooner_than(milliseconds: int):
+    """Pad what happens inside (an answer or an error) to a floor, so whether a mail was
+    sent or a code existed does not show in the response time. Rate limits are checked
+    before it: a 429 answers at once (its counts are the same whatever the address)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        rest = milliseconds / 1000 - (time.monotonic() - started)
+        if rest > 0:
+            time.sleep(rest)
 
 
 # --- asking for a link --------------------------------------------------------------------
@@ -245,22 +305,16 @@ def request_sign_in(portal: Portal, email_input: str | None, client_ip: str, bas
     """Send a sign-in mail if the address has a usable record; always answer the same.
 
     Returns the normalized address (to prefill the code form). Raises BadRequest for an
-    invalid address, TooManyRequests over a limit, RetryLater when mail cannot be sent.
+    invalid address, TooManyRequests over a limit (at once), RetryLater when mail cannot
+    be sent.
     """
     email = normalize_email(email_input)
     settings = get_settings()
-    started = time.monotonic()
-    try:
-        _limit("login-request-email", f"{portal.account_id}\x1f{email}",
-               settings.rate_login_requests_per_email)
-        _limit("login-request-ip", client_ip, settings.rate_login_requests_per_ip)
+    _limit("login-request-email", f"{portal.account_id}\x1f{email}",
+           settings.rate_login_requests_per_email)
+    _limit("login-request-ip", client_network(client_ip), settings.rate_login_requests_per_ip)
+    with _no_sooner_than(settings.login_min_response_ms):
         _send_link_if_known(portal, email, base_url)
-    finally:
-        # The same answer in about the same time: pad to a floor, so a send (or its
-        # absence) does not show in the response time.
-        rest = settings.login_min_response_ms / 1000 - (time.monotonic() - started)
-        if rest > 0:
-            time.sleep(rest)
     return email
 
 
@@ -268,8 +322,10 @@ def _send_link_if_known(portal: Portal, email: str, base_url: str) -> None:
     settings = get_settings()
     customer_id = customer_store.find_by_email(portal.account_id, email)
     customer = store.customer_for_sign_in(customer_id) if customer_id else None
+    # (A profile with another e-mail than its claim's: the record's e-mail is moving; a
+    # link for the old one could not sign in anyway.)
     if customer is None or customer.account_id != portal.account_id or customer.blocked \
-            or customer.merged_into:
+            or customer.merged_into or customer.email != email:
         return
     token = secrets.token_urlsafe(32)
     token_hash = _sha256(token)
@@ -277,14 +333,15 @@ def _send_link_if_known(portal: Portal, email: str, base_url: str) -> None:
     email_hash = _sha256(email)
     expires_at = int(now()) + settings.login_token_minutes * 60
     previous_code = store.put_login(token_hash, portal.account_id, customer.customer_id, expires_at,
-                                    email_hash, _code_hash(token_hash, code))
+                                    email_hash, _code_hash(token_hash, code), email=email)
     link = f"{base_url}/portal/{portal.slug}/link?token={token}"
     try:
         sign_in_mail.send_sign_in(brand=portal.brand, to=email, link=link, code=code,
                                   minutes=settings.login_token_minutes)
     except MailFailed:
         try:
-            store.undo_login(token_hash, portal.account_id, email_hash, previous_code)
+            store.undo_login(token_hash, portal.account_id, customer.customer_id, email_hash,
+                             previous_code)
         except Exception:  # noqa: BLE001 - the token was never sent; its TTL removes it anyway
             logger.exception("could not delete an unsent sign-in token")
         raise RetryLater("We could not send the e-mail right now. Please try again in a few "
@@ -302,6 +359,15 @@ class NewSession:
 
 
 LINK_GONE = "This sign-in link has expired or has already been used. Ask for a new one below."
+# Every code that does not sign in gets this one answer (status, page, text), whatever
+# the reason: wrong, expired, spent, replaced by a newer mail's, tried too often, or an
+# address with no code or no record. Nothing in it depends on the address.
+CODE_REFUSED = ("That code did not work. A code works once, only from your newest sign-in "
+                "e-mail, and only for a short time. Check it, or get a new sign-in link below.")
+CODE_FAILURES_CAPPED = ("Too many codes that did not work were entered for this address "
+                        "today. Please sign in with the link in your e-mail instead (you can "
+                        "ask for a new one).")
+_NO_CODE = "-" * 64  # compared with when there is no live code: no code hashes to it
 
 
 def link_usable(portal: Portal, token: str | None) -> bool:
@@ -309,54 +375,81 @@ def link_usable(portal: Portal, token: str | None) -> bool:
     if not token or not TOKEN_RE.match(token):
         return False
     grant = store.get_token(_sha256(token))
-    return grant is not None and grant.account_id == portal.account_id and grant.expires_at > now()
+    return grant is not None and grant.account_id == portal.account_id and \
+        grant.expires_at > now() and grant.email is not None
 
 
 def redeem_link(portal: Portal, token: str | None, client_ip: str) -> NewSession:
-    _limit("login-attempt-ip", client_ip, get_settings().rate_login_attempts_per_ip)
+    _limit("login-attempt-ip", client_network(client_ip), get_settings().rate_login_attempts_per_ip)
     if not token or not TOKEN_RE.match(token):
         raise Gone(LINK_GONE)
     token_hash = _sha256(token)
     grant = store.get_token(token_hash)
-    if grant is None or grant.account_id != portal.account_id or grant.expires_at <= now():
+    if grant is None or grant.account_id != portal.account_id or grant.expires_at <= now() \
+            or grant.email is None:
         raise Gone(LINK_GONE)
-    return _start_session(portal, grant.customer_id, token_hash)
+    return _start_session(portal, grant.customer_id, token_hash, grant.email)
 
 
-class WrongCode(BadRequest):
-    code = "wrong_code"
+class CodeRefused(BadRequest):
+    code = "code_refused"
 
 
 def redeem_code(portal: Portal, email_input: str | None, code_input: str | None,
                 client_ip: str) -> NewSession:
+    """Sign in with the code of a sign-in mail.
+
+    Every code that does not sign in raises the same CodeRefused after the same DynamoDB
+    requests, padded to ``login_min_response_ms``: a stranger's address and a customer's
+    wrong code answer alike. Over a limit, TooManyRequests at once. Each attempt counts
+    against the address's failures of the day before the code is compared (an atomic
+    count, so racing attempts cannot pass the cap) and is taken back when the code is
+    right: past ``rate_login_code_failures_per_email`` only the link signs in, however
+    many mails were asked for.
+    """
     settings = get_settings()
     email = normalize_email(email_input)
-    _limit("login-attempt-email", f"{portal.account_id}\x1f{email}",
-           settings.rate_login_attempts_per_email)
-    _limit("login-attempt-ip", client_ip, settings.rate_login_attempts_per_ip)
+    subject = f"{portal.account_id}\x1f{email}"
+    _limit("login-attempt-email", subject, settings.rate_login_attempts_per_email)
+    _limit("login-attempt-ip", client_network(client_ip), settings.rate_login_attempts_per_ip)
+    failure = _limit("login-code-failures-email", subject,
+                     settings.rate_login_code_failures_per_email, CODE_FAILURES_CAPPED)
+    with _no_sooner_than(settings.login_min_response_ms):
+        session = _sign_in_with_code(portal, email, code_input)
+    try:
+        _take_back(failure)
+    except Exception:  # noqa: BLE001 - signed in; at worst one failure too many counted today
+        logger.exception("could not take back a right code's failure count")
+    return session
+
+
+def _sign_in_with_code(portal: Portal, email: str, code_input: str | None) -> NewSession:
+    settings = get_settings()
     code = re.sub(r"[\s-]", "", code_input or "")
     email_hash = _sha256(email)
     try:
         attempt = store.count_code_attempt(portal.account_id, email_hash, int(now()),
                                            settings.login_code_attempts)
     except store.NotUsable:
-        raise Gone("This code has expired, was used, or was entered wrongly too many times. "
-                   "Ask for a new one below.", code="code_gone") from None
-    expected = attempt.code_hash
-    given = _code_hash(attempt.token_hash, code if re.fullmatch(r"\d{6}", code) else "-")
-    if not hmac.compare_digest(expected.encode(), given.encode()):
-        left = settings.login_code_attempts - attempt.attempts
-        if left <= 0:
-            raise Gone("That code is not right, and it cannot be tried again. Ask for a new "
-                       "one below.", code="code_gone")
-        raise WrongCode(f"That code is not right. You can try {left} more "
-                        f"time{'s' if left != 1 else ''}.")
-    return _start_session(portal, attempt.customer_id, attempt.token_hash,
-                          code_of=(portal.account_id, email_hash))
+        attempt = None
+    # The same hashing and comparison whether or not there is a live code.
+    expected = attempt.code_hash if attempt else _NO_CODE
+    given = _code_hash(attempt.token_hash if attempt else email_hash,
+                       code if re.fullmatch(rf"\d{{{CODE_DIGITS}}}", code) else "-")
+    right = hmac.compare_digest(expected.encode(), given.encode())
+    if attempt is None or not right:
+        raise CodeRefused(CODE_REFUSED)
+    try:
+        return _start_session(portal, attempt.customer_id, attempt.token_hash, email,
+                              code_of=(portal.account_id, email_hash))
+    except Gone:
+        raise CodeRefused(CODE_REFUSED) from None
 
 
-def _start_session(portal: Portal, customer_id: str, token_hash: str,
+def _start_session(portal: Portal, customer_id: str, token_hash: str, email: str,
                    code_of: tuple[str, str] | None = None) -> NewSession:
+    """Spend the token for a new session (store.spend_token: once, and only while the
+    record still has the e-mail the token was sent to). Gone when it cannot be spent."""
     settings = get_settings()
     value = secrets.token_urlsafe(32)
     issued = int(now())
@@ -366,7 +459,7 @@ def _start_session(portal: Portal, customer_id: str, token_hash: str,
                            created_at=timeutil.now_iso(), expires_at=issued + max_age)
     for attempt in range(4):
         try:
-            store.spend_token(token_hash, issued, new, code_of)
+            store.spend_token(token_hash, issued, new, email, code_of)
             break
         except store.NotUsable:
             raise Gone(LINK_GONE) from None
@@ -393,7 +486,12 @@ class SignedIn:
 
 
 def signed_in(portal: Portal, cookie_value: str | None) -> SignedIn | None:
-    """The live session behind the cookie, for this portal's account; one GetItem."""
+    """The live session behind the cookie, for this portal's account; one GetItem.
+
+    The session alone is trusted for who the customer is; every page then reads that
+    customer's record and answers 404 if it is gone or was folded into another record
+    (``_record``, ``overview``, ``orders``). A change of the record's e-mail ends its
+    sessions (``store.end_access``)."""
     if not cookie_value or not TOKEN_RE.match(cookie_value):
         return None
     session_hash = _sha256(cookie_value)
@@ -410,16 +508,32 @@ def check_session_csrf(who: SignedIn, form_token: str | None) -> None:
 
 
 def sign_out(who: SignedIn) -> None:
-    store.delete_session(who.session_hash)
+    store.delete_session(who.session_hash, who.customer_id)
 
 
 # --- what a signed-in customer reads -----------------------------------------------------
 
-def _record(who: SignedIn) -> dict:
-    record = records.get_record(who.portal.account_id, who.customer_id, consistent=True)
-    if record is None:
-        raise NotFound("Your customer record is not available.")
+RECORD_GONE = "Your customer record is not available."
+
+
+def _own(who: SignedIn, record: dict | None) -> dict:
+    """The session's own record, or 404: none (another account's, or folded into another
+    record: ``records`` answers None then), or a record under another id (a reader that
+    followed a fold or a move must not show another record to this session)."""
+    if record is None or record.get("id") != who.customer_id:
+        raise NotFound(RECORD_GONE)
     return record
+
+
+def _record(who: SignedIn) -> dict:
+    return _own(who, records.get_record(who.portal.account_id, who.customer_id, consistent=True))
+
+
+def _check_record_live(who: SignedIn) -> None:
+    """For the pages that read no profile (the orders pages): one GetItem of it."""
+    found = store.customer_for_sign_in(who.customer_id)
+    if found is None or found.account_id != who.portal.account_id or found.merged_into:
+        raise NotFound(RECORD_GONE)
 
 
 OVERVIEW_ORDERS = 10  # the newest orders on the overview; the rest on the orders pages
@@ -432,8 +546,7 @@ def overview(who: SignedIn) -> dict:
     failed, the customer's cards too (one call to the processor), to pay it from the alert."""
     record, more_orders = records.get_overview(who.portal.account_id, who.customer_id,
                                                OVERVIEW_ORDERS)
-    if record is None:
-        raise NotFound("Your customer record is not available.")
+    record = _own(who, record)
     failing = [s for s in record["subscriptions"] + record["payment_plans"]
                if s.get("missed_payments")]
     page = {"record": record, "failing": failing, "more_orders": more_orders,
@@ -461,6 +574,7 @@ def orders(who: SignedIn, cursor: str | None) -> dict:
             after = None
         if after is None:
             raise BadRequest("This page of orders does not exist.", code="bad_cursor")
+    _check_record_live(who)
     try:
         entries, next_after = records.list_orders(who.customer_id, ORDERS_PAGE, after)
     except customer_store.BadCursor as exc:

@@ -34,7 +34,11 @@ def customer_pk(customer_id: str) -> str:
 #   SUMMARY, SUB#…, SEARCH#…, PROFILE, PM#…      bounded: a few per customer
 #   ORDER#<created>#<order id>                   one per order, newest first when descending
 #   H#DISPUTE#…, H#PAY#…, H#REFUND#…             grows with every payment
-# (chalicelib/store/customers.py load_overview, docs/data-model.md).
+#   ACCESS#SESSION#…, ACCESS#TOKEN#…             the customer's live portal sessions and
+#                                                sign-in tokens (index items, portal store)
+# (chalicelib/store/customers.py load_overview, docs/data-model.md). ``ACCESS#`` sorts
+# below ``H#`` and ``ORDER#``: the overview's ``SK >= "ORDER#"`` never reads it, and the
+# record's own reads skip its item type.
 PROFILE_SK = "PROFILE"
 SUMMARY_SK = "SUMMARY"
 ORDER_PREFIX = "ORDER#"
@@ -110,6 +114,19 @@ def login_code(account_id: str, email_hash: str) -> tuple[str, str]:
 def session(session_hash: str) -> tuple[str, str]:
     """A portal session, by the SHA-256 of its cookie value."""
     return f"SESSION#{session_hash}", "SESSION"
+
+
+ACCESS_PREFIX = "ACCESS#"
+
+
+def customer_session(customer_id: str, session_hash: str) -> tuple[str, str]:
+    """A session's entry in its customer's collection, to end every session of a customer."""
+    return customer_pk(customer_id), f"{ACCESS_PREFIX}SESSION#{session_hash}"
+
+
+def customer_login_token(customer_id: str, token_hash: str) -> tuple[str, str]:
+    """A pending sign-in token's entry in its customer's collection (see customer_session)."""
+    return customer_pk(customer_id), f"{ACCESS_PREFIX}TOKEN#{token_hash}"
 
 
 def rate_counter(scope: str, subject_hash: str, window_start: int) -> tuple[str, str]:

@@ -7,20 +7,29 @@ is refused at the moment of use whatever the TTL sweeper has done.
 
 Access patterns (one request each unless said):
   token          GetItem ``TOKEN#<sha256(token)>``; spent by a transaction that deletes
-                 it (condition: exists, same account and customer, not expired) and puts
-                 the session (condition: new), so it is spent once and a session exists
-                 only if it was.
+                 it (condition: exists, same account, customer and e-mail, not expired),
+                 checks the customer's profile (condition: still the e-mail the link was
+                 sent to, not folded into another record) and puts the session
+                 (condition: new), so it is spent once, a session exists only if it was,
+                 and never after the record's e-mail changed.
   code           UpdateItem ``ACCT#<acct>#LOGINCODE#<sha256(email)>`` ADD attempts 1
                  (condition: exists, attempts < max, not expired), returning the item:
                  every attempt is counted before the code is compared. A right code then
                  spends its token in a transaction like the link's (plus the code item).
-  session        GetItem ``SESSION#<sha256(cookie)>`` (consistent); DeleteItem to sign out.
+  session        GetItem ``SESSION#<sha256(cookie)>`` (consistent); a transaction deletes
+                 it and its access entry to sign out.
+  access entries ``CUST#<customer>`` / ``ACCESS#SESSION#…``, ``ACCESS#TOKEN#…``: every live
+                 session and pending token of a customer, written and deleted in the
+                 transaction that writes or deletes the item; ``end_access`` reads them
+                 (one Query) to end them all.
   rate counter   UpdateItem ``RATE#<scope>#<sha256(subject)>`` / ``W#<window start>``
-                 ADD count 1, returning the new count.
+                 ADD count 1 (or -1 to take an attempt back), returning the new count.
   secret         GetItem ``CONFIG#SECRET`` / name; created once with a conditional put.
 """
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -29,6 +38,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.store import keys
 from chalicelib.store.table import (
+    AccessEntryItem,
     LoginCodeItem,
     LoginTokenItem,
     ProfileItem,
@@ -54,6 +64,9 @@ class Grant:
     account_id: str
     customer_id: str
     expires_at: int
+    # The normalized e-mail the link was sent to (None on a token written before tokens
+    # kept it: such a token cannot start a session).
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,22 @@ def _condition_failed(exc: Exception) -> bool:
     return cause == "ConditionalCheckFailedException"
 
 
+def _cancelled_for(exc: TransactWriteError) -> set[str]:
+    return {r.code for r in exc.cancellation_reasons or [] if r is not None and r.code}
+
+
+def _conflicted(exc: TransactWriteError) -> bool:
+    return "TransactionConflict" in _cancelled_for(exc) or \
+        exc.cause_response_code == "TransactionConflictException"
+
+
+def _token_entry(customer_id: str, account_id: str, token_hash: str,
+                 expires_at: int) -> AccessEntryItem:
+    pk, sk = keys.customer_login_token(customer_id, token_hash)
+    return AccessEntryItem(pk, sk, account_id=account_id, kind="token", item_hash=token_hash,
+                           expires_at=expires_at, ttl=_ttl(expires_at))
+
+
 # --- tokens and codes ----------------------------------------------------------------------
 
 # The e-mail's code item as it was before a new request replaced it: handed back to
@@ -106,8 +135,10 @@ PreviousCode = LoginCodeItem
 
 
 def put_login(token_hash: str, account_id: str, customer_id: str, expires_at: int,
-              email_hash: str, code_hash: str) -> PreviousCode | None:
-    """Write a new link token and the e-mail's code (replacing an older code) together.
+              email_hash: str, code_hash: str, *, email: str) -> PreviousCode | None:
+    """Write a new link token (with its entry in the customer's collection) and the
+    e-mail's code (replacing an older code) together. ``email``: the normalized address
+    the link goes to; the token signs in only while the record still has it.
     Returns the code item it replaced, so that a mail that cannot be sent does not take
     the code of the e-mail's previous, sent mail with it (``undo_login``)."""
     tpk, tsk = keys.login_token(token_hash)
@@ -118,33 +149,40 @@ def put_login(token_hash: str, account_id: str, customer_id: str, expires_at: in
         previous = None
     with TransactWrite(connection=_connection()) as tx:
         tx.save(LoginTokenItem(tpk, tsk, account_id=account_id, customer_id=customer_id,
-                               expires_at=expires_at, ttl=_ttl(expires_at)),
+                               email=email, expires_at=expires_at, ttl=_ttl(expires_at)),
                 condition=TableItem.PK.does_not_exist())
+        tx.save(_token_entry(customer_id, account_id, token_hash, expires_at))
         tx.save(LoginCodeItem(cpk, csk, account_id=account_id, customer_id=customer_id,
                               token_hash=token_hash, code_hash=code_hash, attempts=0,
                               expires_at=expires_at, ttl=_ttl(expires_at)))
     return previous
 
 
-def undo_login(token_hash: str, account_id: str, email_hash: str,
+def undo_login(token_hash: str, account_id: str, customer_id: str, email_hash: str,
                previous: PreviousCode | None) -> None:
-    """Undo put_login (the e-mail could not be sent): delete the token, and put the code
-    item it replaced back (attempts and expiry as they were), or delete the new one, but
-    only while the code is still this request's: a newer request's code stays."""
+    """Undo put_login (the e-mail could not be sent): delete the token and its entry, and
+    put the code item it replaced back (attempts and expiry as they were), or delete the
+    new one, but only while the code is still this request's: a newer request's code
+    stays."""
     tpk, tsk = keys.login_token(token_hash)
+    epk, esk = keys.customer_login_token(customer_id, token_hash)
     cpk, csk = keys.login_code(account_id, email_hash)
     still_mine = LoginCodeItem.token_hash == token_hash
     try:
         with TransactWrite(connection=_connection()) as tx:
             tx.delete(LoginTokenItem(tpk, tsk))
+            tx.delete(AccessEntryItem(epk, esk))
             if previous is not None:
                 tx.save(previous, condition=still_mine)
             else:
                 tx.delete(LoginCodeItem(cpk, csk), condition=still_mine)
     except TransactWriteError as exc:
-        if "ConditionalCheckFailed" not in {r.code for r in exc.cancellation_reasons or [] if r}:
+        if "ConditionalCheckFailed" not in _cancelled_for(exc):
             raise
-        LoginTokenItem(tpk, tsk).delete()  # a newer request owns the code: the token alone
+        # A newer request owns the code: the token (and its entry) alone.
+        with TransactWrite(connection=_connection()) as tx:
+            tx.delete(LoginTokenItem(tpk, tsk))
+            tx.delete(AccessEntryItem(epk, esk))
 
 
 def get_token(token_hash: str) -> Grant | None:
@@ -153,7 +191,7 @@ def get_token(token_hash: str) -> Grant | None:
         item = LoginTokenItem.get(pk, sk, consistent_read=True)
     except DoesNotExist:
         return None
-    return Grant(item.account_id, item.customer_id, int(item.expires_at))
+    return Grant(item.account_id, item.customer_id, int(item.expires_at), item.email)
 
 
 def count_code_attempt(account_id: str, email_hash: str, now: int, max_attempts: int) -> CodeAttempt:
@@ -182,30 +220,50 @@ def _session_item(s: NewSession) -> SessionItem:
                        expires_at=s.expires_at, ttl=_ttl(s.expires_at, 0))
 
 
-def spend_token(token_hash: str, now: int, session: NewSession,
+def _session_entry(s: NewSession) -> AccessEntryItem:
+    pk, sk = keys.customer_session(s.customer_id, s.session_hash)
+    return AccessEntryItem(pk, sk, account_id=s.account_id, kind="session",
+                           item_hash=s.session_hash, expires_at=s.expires_at,
+                           ttl=_ttl(s.expires_at, 0))
+
+
+def spend_token(token_hash: str, now: int, session: NewSession, email: str,
                 code_of: tuple[str, str] | None = None) -> None:
     """Delete the token and create the session, atomically; at most one caller succeeds.
 
+    ``email``: the normalized address the token was sent to. The same transaction checks
+    that the customer's profile still has it and was not folded into another record, so
+    a link or code mailed before the record's e-mail changed never starts a session.
     ``code_of`` (account id, e-mail hash): the sign-in is by code, whose item goes too.
-    Raises NotUsable if the token is gone, expired or not the session's customer's.
+    Raises NotUsable if the token is gone, expired, not the session's customer's or
+    e-mail's, or the profile no longer has that e-mail; Contended on a transaction
+    conflict (look again).
     """
     tpk, tsk = keys.login_token(token_hash)
+    epk, esk = keys.customer_login_token(session.customer_id, token_hash)
     try:
         with TransactWrite(connection=_connection()) as tx:
             tx.delete(LoginTokenItem(tpk, tsk), condition=(
                 TableItem.PK.exists() & (LoginTokenItem.expires_at > now)
                 & (LoginTokenItem.account_id == session.account_id)
-                & (LoginTokenItem.customer_id == session.customer_id)))
+                & (LoginTokenItem.customer_id == session.customer_id)
+                & (LoginTokenItem.email == email)))
+            tx.delete(AccessEntryItem(epk, esk))
             if code_of is not None:
                 cpk, csk = keys.login_code(*code_of)
                 tx.delete(LoginCodeItem(cpk, csk),
                           condition=LoginCodeItem.token_hash == token_hash)
+            tx.condition_check(
+                ProfileItem, keys.customer_pk(session.customer_id), keys.PROFILE_SK,
+                condition=((ProfileItem.account_id == session.account_id)
+                           & (ProfileItem.email == email)
+                           & ProfileItem.merged_into.does_not_exist()))
             tx.save(_session_item(session), condition=TableItem.PK.does_not_exist())
+            tx.save(_session_entry(session))
     except TransactWriteError as exc:
-        codes = {r.code for r in exc.cancellation_reasons or [] if r is not None}
-        if "ConditionalCheckFailed" in codes:
-            raise NotUsable("token spent or expired") from None
-        if "TransactionConflict" in codes or exc.cause_response_code == "TransactionConflictException":
+        if "ConditionalCheckFailed" in _cancelled_for(exc):
+            raise NotUsable("token spent or expired, or the record's e-mail changed") from None
+        if _conflicted(exc):
             raise Contended(str(exc)) from None
         raise
 
@@ -218,6 +276,7 @@ class Signable:
     customer_id: str
     blocked: bool
     merged_into: str | None
+    email: str | None = None  # normalized
 
 
 def customer_for_sign_in(customer_id: str) -> Signable | None:
@@ -234,7 +293,8 @@ def customer_for_sign_in(customer_id: str) -> Signable | None:
     blocked = getattr(item, "blocked", None)
     if blocked is None:
         blocked = data.get("blocked", (data.get("values") or {}).get("blocked"))
-    return Signable(item.account_id, item.customer_id, bool(blocked), item.merged_into)
+    return Signable(item.account_id, item.customer_id, bool(blocked), item.merged_into,
+                    item.email)
 
 
 # --- sessions ----------------------------------------------------------------------------------
@@ -248,19 +308,68 @@ def get_session(session_hash: str) -> Session | None:
     return Session(item.account_id, item.customer_id, item.csrf_token, int(item.expires_at))
 
 
-def delete_session(session_hash: str) -> None:
+def delete_session(session_hash: str, customer_id: str) -> None:
+    """Sign out: the session and its entry in the customer's collection, together."""
     pk, sk = keys.session(session_hash)
-    SessionItem(pk, sk).delete()
+    epk, esk = keys.customer_session(customer_id, session_hash)
+    with TransactWrite(connection=_connection()) as tx:
+        tx.delete(SessionItem(pk, sk))
+        tx.delete(AccessEntryItem(epk, esk))
+
+
+# A transaction holds at most 100 items: 50 entries with the items they name.
+_END_ACCESS_CHUNK = 50
+
+
+def end_access(account_id: str, customer_id: str) -> int:
+    """End every session and pending sign-in token of a customer of ``account_id`` at
+    once (and so the code that spends a token: a code signs in only by spending it).
+    Returns how many live ones it ended (expired ones are cleared too, uncounted).
+
+    Call it after the change that must end them has committed (say the record's new
+    e-mail): a sign-in racing with that change either committed first, and then its
+    session's entry is found here (the Query is strongly consistent), or fails the
+    profile check in ``spend_token``. Idempotent; safe to run again after a crash.
+    """
+    pk = keys.customer_pk(customer_id)
+    entries = [e for e in AccessEntryItem.query(
+        pk, TableItem.SK.startswith(keys.ACCESS_PREFIX), consistent_read=True)
+        if e.account_id == account_id]
+    now = int(time.time())
+    for start in range(0, len(entries), _END_ACCESS_CHUNK):
+        _delete_entries(entries[start:start + _END_ACCESS_CHUNK])
+    return sum(1 for e in entries if int(e.expires_at) > now)
+
+
+def _delete_entries(entries: list[AccessEntryItem]) -> None:
+    for attempt in range(5):
+        try:
+            with TransactWrite(connection=_connection()) as tx:
+                for entry in entries:
+                    if entry.kind == "session":
+                        tx.delete(SessionItem(*keys.session(entry.item_hash)))
+                    else:
+                        tx.delete(LoginTokenItem(*keys.login_token(entry.item_hash)))
+                    tx.delete(AccessEntryItem(entry.PK, entry.SK))
+            return
+        except TransactWriteError as exc:
+            # A sign-out or a sign-in on one of these items right now: the deletes are
+            # unconditional, so the next try succeeds once it is done.
+            if not _conflicted(exc) or attempt == 4:
+                raise
+            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
 
 
 # --- rate limits -------------------------------------------------------------------------------
 
-def hit_counter(scope: str, subject_hash: str, window_start: int, window_seconds: int) -> int:
-    """Add one to a fixed-window counter and return its new value."""
+def hit_counter(scope: str, subject_hash: str, window_start: int, window_seconds: int,
+                by: int = 1) -> int:
+    """Add ``by`` (one, or -1 to take one back) to a fixed-window counter and return its
+    new value: one atomic UpdateItem, so N concurrent hits see N different counts."""
     pk, sk = keys.rate_counter(scope, subject_hash, window_start)
     item = RateCounterItem(pk, sk)
     item.update(actions=[
-        RateCounterItem.count.add(1),
+        RateCounterItem.count.add(by),
         RateCounterItem.T.set(RateCounterItem),
         RateCounterItem.ttl.set(_ttl(window_start + window_seconds, 60)),
     ])

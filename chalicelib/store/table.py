@@ -170,6 +170,9 @@ class DeliveryItem(TableItem, discriminator="Delivery"):
 class LoginTokenItem(TableItem, discriminator="LoginToken"):
     account_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
+    # The normalized e-mail the link was sent to: the token starts a session only while
+    # the record's profile still has it (a ConditionCheck in the spending transaction).
+    email = UnicodeAttribute(null=True)
     expires_at = NumberAttribute()
 
 
@@ -187,6 +190,17 @@ class SessionItem(TableItem, discriminator="Session"):
     customer_id = UnicodeAttribute()
     csrf_token = UnicodeAttribute()
     created_at = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
+class AccessEntryItem(TableItem, discriminator="AccessEntry"):
+    """A live session or pending sign-in token, listed in its customer's collection
+    (``CUST#<customer>`` / ``ACCESS#…``) so that all of them can be ended at once. Written
+    and deleted in the same transaction as the item it names; the same expiry and TTL."""
+
+    account_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # "session" or "token"
+    item_hash = UnicodeAttribute()  # the SHA-256 the session or token item is keyed by
     expires_at = NumberAttribute()
 
 
