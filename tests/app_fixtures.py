@@ -109,6 +109,18 @@ def normalize_record(record: dict) -> dict:
     return walk(record)
 
 
+def raw_item(pk: str, sk: str) -> dict:
+    """An item as DynamoDB holds it (attribute-value form), read with boto3, not the models:
+    what anyone with table read, a backup or an export sees."""
+    import os
+
+    import boto3
+
+    return boto3.client("dynamodb").get_item(
+        TableName=os.environ["TABLE_NAME"], Key={"PK": {"S": pk}, "SK": {"S": sk}},
+        ConsistentRead=True)["Item"]
+
+
 class DynamoCalls:
     """Counts the requests PynamoDB's botocore client sends (event hook ``before-send``)."""
 

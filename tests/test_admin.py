@@ -11,7 +11,7 @@ import secrets
 
 import boto3
 import pytest
-from app_fixtures import Merchant, app_client, make_merchant  # noqa: F401
+from app_fixtures import Merchant, app_client, make_merchant, raw_item  # noqa: F401
 from stripe_events import Stream
 
 from chalicelib import crypto
@@ -115,14 +115,12 @@ def test_an_abbreviated_flag_is_not_taken_for_the_file_flag(capsys):
 
 def test_rotate_the_stripe_secret_key(app_client, capsys, tmp_path, monkeypatch):  # noqa: F811
     merchant = make_merchant(app_client)
-    item_key = {"PK": {"S": f"ACCT#{merchant.account_id}"}, "SK": {"S": "ACCOUNT"}}
-    ddb = boto3.client("dynamodb")
-    before = ddb.get_item(TableName=os.environ["TABLE_NAME"], Key=item_key)["Item"]
+    before = raw_item(f"ACCT#{merchant.account_id}", "ACCOUNT")
     stdin(monkeypatch, "rk_live_rotated123\n")
     assert main(["set-stripe-secret-key", "--account", merchant.account_id,
                  "--stripe-secret-key-file", "-"]) == 0
     assert "replaced" in capsys.readouterr().out
-    after = ddb.get_item(TableName=os.environ["TABLE_NAME"], Key=item_key)["Item"]
+    after = raw_item(f"ACCT#{merchant.account_id}", "ACCOUNT")
     assert after["stripe_secret_key_encrypted"] != before["stripe_secret_key_encrypted"]
     assert "rk_live_rotated123" not in json.dumps(after)
     assert get_account(merchant.account_id)["stripe_secret_key"] == "rk_live_rotated123"
@@ -190,9 +188,7 @@ def test_secrets_stored_in_clear_are_refused_until_encrypted(app_client, capsys)
 
     assert main(["encrypt-secrets", "--account", merchant.account_id]) == 0
     assert "secrets encrypted" in capsys.readouterr().out
-    item = boto3.client("dynamodb").get_item(
-        TableName=os.environ["TABLE_NAME"],
-        Key={"PK": {"S": f"ACCT#{merchant.account_id}"}, "SK": {"S": "ACCOUNT"}})["Item"]
+    item = raw_item(f"ACCT#{merchant.account_id}", "ACCOUNT")
     assert "stripe_secret_key" not in item and "stripe_webhook_secrets" not in item
     assert "sk_test_legacy" not in json.dumps(item) and hook not in json.dumps(item)
     webhook_service._account_cache.clear()

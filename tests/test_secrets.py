@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 
 import boto3
 import pytest
-from app_fixtures import app_client, make_merchant  # noqa: F401
+from app_fixtures import app_client, make_merchant, raw_item  # noqa: F401
 from botocore.exceptions import ClientError
 from portal_helpers import PortalClient, make_shop, text
 from stripe_events import Stream
@@ -20,14 +19,6 @@ from chalicelib import crypto
 from chalicelib.accounts import service as accounts
 from chalicelib.errors import BadRequest
 from chalicelib.store import accounts as account_store
-
-
-def raw_item(pk: str, sk: str) -> dict:
-    """The item as DynamoDB holds it, read without the app's models."""
-    item = boto3.client("dynamodb").get_item(
-        TableName=os.environ["TABLE_NAME"], Key={"PK": {"S": pk}, "SK": {"S": sk}},
-        ConsistentRead=True)["Item"]
-    return item
 
 
 def kms_decrypt(blob_b64: str, context: dict) -> str:
