@@ -56,7 +56,8 @@ LEAKS = ("Traceback", "File \"", "botocore", "boto3", "ClientError", "Exception"
          "SlowDown", "EndpointConnection", "Could not connect", "injected", "MailFailed",
          "BlobUnavailable", "amazonaws", "x-amz", "127.0.0.1:")
 NO_LIMITS = {"rate_login_requests_per_email": "10000/60", "rate_login_requests_per_ip": "10000/60",
-             "rate_login_attempts_per_email": "10000/15", "rate_login_attempts_per_ip": "10000/15"}
+             "rate_login_attempts_per_email": "10000/15", "rate_login_attempts_per_ip": "10000/15",
+             "rate_login_code_failures_per_email": "10000/1440"}
 SES_KINDS = {"throttle": 2, "500": 1, "503": 1, "connection": 1, "lost": 1}
 S3_KINDS = {"throttle": 2, "500": 1, "503": 1, "connection": 1, "lost": 1}
 
