@@ -115,7 +115,8 @@ def account_id_for_key(api_key_hash: str) -> str | None:
 
 
 def api_keys(account_id: str) -> list[dict]:
-    """The account's API keys, oldest first: hash (the item's key), prefix, created_at."""
+    """The account's API keys, oldest first: hash (the item's key), prefix, created_at.
+    GSI1 holds them in a partition of their own, beside the account's customers."""
     return [{"hash": item.PK.removeprefix("APIKEY#"), "prefix": item.prefix,
              "created_at": item.created_at}
             for item in ApiKeyItem.customers_index.query(keys.api_keys_index_pk(account_id))]
