@@ -100,12 +100,13 @@ def test_the_copy_is_bounded_in_records_and_items(app_client, monkeypatch):  # n
     merchant.deliver_until_applied(s.events)
     assert len(store._collection_cache) == 3
     assert store._collection_items == sum(n for n, _ in store._collection_cache.values())
-    # Each record is a profile and a subscription (2 items): 5 items keep two records.
-    monkeypatch.setattr(store, "COLLECTION_CACHE_ITEMS", 5)
+    # Each record is a profile, its Stripe customer's own profile fact and a subscription
+    # (3 items; the new one 2): 7 items keep two records.
+    monkeypatch.setattr(store, "COLLECTION_CACHE_ITEMS", 7)
     s.events.clear()
     s.customer("bound9@example.com", "Bound 9")
     merchant.deliver_until_applied(s.events)
-    assert len(store._collection_cache) == 2 and store._collection_items <= 5
+    assert len(store._collection_cache) == 2 and store._collection_items <= 7
     # A record over the per-record bound is not kept at all.
     monkeypatch.setattr(store, "COLLECTION_CACHE_ITEMS_PER_RECORD", 1)
     s.events.clear()

@@ -25,6 +25,14 @@ class Ref:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who a processor object belongs to, as the processor says when asked."""
+
+    customer: Ref | None
+    email: str | None
+
+
+@dataclass(frozen=True)
 class Address:
     line1: str | None = None
     line2: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from chalicelib.domain.events import Card, Ref
+from chalicelib.domain.events import Card, Owner, Ref
 from chalicelib.errors import AppError
 
 
@@ -73,3 +73,5 @@ class Gateway(Protocol):
     def undo_cancel(self, subscription: Ref) -> None: ...
 
     def refund(self, payment: Ref, amount: int | None, idempotency_key: str) -> Ref: ...
+
+    def owner_of(self, obj: Ref) -> Owner | None: ...

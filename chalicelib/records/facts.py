@@ -18,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field, is_dataclass
 
 from chalicelib.domain.events import (
+    CustomerChanged,
     DisputeChanged,
     DomainEvent,
     PaymentChanged,
@@ -27,8 +28,12 @@ from chalicelib.domain.events import (
     SubscriptionChanged,
 )
 
-# kind → (domain event type, the event's field naming the object, public id prefix)
+# kind → (domain event type, the event's field naming the object, public id prefix).
+# CUS: one processor customer's own profile (name, address, e-mail, …). The record's
+# profile is their merge; kept apart so that when one processor customer leaves a record
+# (records.moves) the rest of the profile is what the others said.
 FACT_KINDS = {
+    "CUS": (CustomerChanged, "customer", "pcu"),
     "SUB": (SubscriptionChanged, "subscription", "sub"),
     "PAY": (PaymentChanged, "payment", "pay"),
     "REFUND": (RefundChanged, "refund", "rfd"),
@@ -111,6 +116,10 @@ class Fact:
                 self.values[name] = other.values.get(name)
                 self.versions[name] = version
 
+    def without(self, *names: str) -> Fact:
+        return Fact(values={k: v for k, v in self.values.items() if k not in names},
+                    versions={k: v for k, v in self.versions.items() if k not in names})
+
     def refs(self) -> list[tuple[str, str]]:
         """The processor objects this fact names, as ``(processor, id)``."""
         out = []
@@ -121,3 +130,11 @@ class Fact:
                 out.append((processor, ext))
         return out
 
+
+
+def profile_of(customer_facts) -> Fact:
+    """A record's profile as the merge of its processor customers' own (CUS facts)."""
+    profile = Fact()
+    for fact in customer_facts:
+        profile.absorb(fact.without("customer", "email"))
+    return profile

@@ -11,14 +11,17 @@ from __future__ import annotations
 import random
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chalicelib import ids, timeutil
-from chalicelib.domain.events import CustomerChanged, DomainEvent, Ref, Translation
+from chalicelib.domain.events import CustomerChanged, DomainEvent, Owner, Ref, Translation
 from chalicelib.errors import NotFound, RetryLater
+from chalicelib.records import moves
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
+from chalicelib.store import portal as portal_store
 
 MAX_ATTEMPTS = 12
 EVENT_MARKER_TTL_SECONDS = 90 * 86400
@@ -68,6 +71,7 @@ class _State:
         profile = (collection.profile if collection and collection.profile else None) or {
             "customer_id": customer_id, "email": None, "created_at": timeutil.now_iso(),
             "data": {}, "stats": {}, "processor_ids": [], "rev": 0, "merged_into": None,
+            "move": None,
         }
         self.rev = None if self.is_new else profile["rev"]
         self.profile = {**profile, "processor_ids": list(profile["processor_ids"])}
@@ -101,7 +105,8 @@ class _State:
         self.add_processor_id(event.customer)
         if isinstance(event, CustomerChanged):
             self.profile_fact.merge(event.values(), event.occurred_at)
-            return
+            if event.customer is None:
+                return
         kind = kind_of(event)
         ref = object_ref(event)
         if kind is None or ref is None:
@@ -114,6 +119,9 @@ class _State:
             # Which processor customer holds it: a self-service change (a card for this
             # subscription) must be made with that customer's cards.
             values["customer"] = event.customer
+        if kind == "CUS" and normalize_email(event.email):
+            # Versioned like any field: an older event's e-mail never moves the record.
+            values["email"] = normalize_email(event.email)
         if fact.merge(values, event.occurred_at, STICKY_STATUSES.get(kind, set())):
             self.changed_facts.add((kind, fid))
         # Pointers let a later event that names only a related object (a dispute names its
@@ -188,18 +196,27 @@ def _route(translation: Translation) -> tuple[Ref | None, str | None]:
     return customer, email
 
 
-def _resolve(account_id: str, customer: Ref | None, email: str | None, hints) -> str | None:
+def _resolve(account_id: str, customer: Ref | None, email: str | None, hints
+             ) -> tuple[str | None, Ref | None]:
+    """The record an event belongs to, and the processor object that found it (None when
+    found by e-mail or not at all)."""
     if customer is not None:
         cid = store.find_pointer(account_id, customer.processor, customer.id)
         if cid:
-            return cid
+            return cid, customer
     for hint in hints:
         cid = store.find_pointer(account_id, hint.processor, hint.id)
         if cid:
-            return cid
+            return cid, hint
     if email:
-        return store.find_by_email(account_id, email)
-    return None
+        return store.find_by_email(account_id, email), None
+    return None, None
+
+
+def _holds(state: _State, ref: Ref, via_customer: bool) -> bool:
+    if via_customer:
+        return str(ref) in state.profile["processor_ids"]
+    return (ref.processor, ref.id) in state.known_refs
 
 
 def _load_live(account_id: str, customer_id: str) -> _State:
@@ -214,25 +231,69 @@ def _load_live(account_id: str, customer_id: str) -> _State:
     raise RetryLater("record redirect loop")
 
 
-def apply(account_id: str, processor: str, translation: Translation, delivery: dict) -> Outcome:
-    """Apply one processor event's domain events, exactly once, atomically."""
+def _email_change(state: _State, translation: Translation, email: str) -> Ref | None:
+    """The processor customer of this record whose own e-mail this event changes to
+    ``email``, if any. Not when the record already knows a newer e-mail of that customer
+    (an old ``customer.created`` delivered after the ``customer.updated`` that changed
+    it): the e-mail is a versioned field like the others."""
+    for e in translation.events:
+        if not (isinstance(e, CustomerChanged) and e.customer is not None
+                and normalize_email(e.email) == email
+                and str(e.customer) in state.profile["processor_ids"]):
+            continue
+        known = state.facts.get("CUS", {}).get(fact_id(state.account_id, "CUS", e.customer))
+        if known is not None and not Fact.load(known.dump()).merge({"email": email}, e.occurred_at):
+            return None
+        return e.customer
+    return None
+
+
+def apply(account_id: str, processor: str, translation: Translation, delivery: dict,
+          find_owner: Callable[[Ref], Owner | None] | None = None) -> Outcome:
+    """Apply one processor event's domain events, exactly once, atomically.
+
+    ``find_owner`` asks the processor who owns an object the event names, for an event
+    naming only objects this account has not seen (a refund of a charge that reached us
+    before, or never): without it such an event is deferred (503) until one is known."""
     customer, email = _route(translation)
+    owner_customer = None
     mark = store.EventMark(account_id, processor, translation.event_id, translation.event_type,
                            timeutil.now_iso(), EVENT_MARKER_TTL_SECONDS)
+    rechecked: set[Ref] = set()
+    asked = False
     for attempt in range(MAX_ATTEMPTS):
-        cid = _resolve(account_id, customer, email, translation.owner_hints)
-        if cid is None:
-            if customer is None and email is None:
-                raise OwnerUnknown("no known customer for this event yet")
-            state = _State(account_id, None, ids.new_id("cst"))
-        else:
-            state = _load_live(account_id, cid)
+        cid, found_by = _resolve(account_id, customer or owner_customer, email,
+                                 translation.owner_hints)
+        if cid is None and customer is None and email is None and not asked:
+            owner = _ask_owner(find_owner, translation.owner_hints)
+            owner_customer, email = owner.customer, normalize_email(owner.email)
+            asked = True
+            # A guest payment (no customer, no e-mail) starts a record of its own, found
+            # again through the pointers of the objects it names.
+            continue
+        state = _State(account_id, None, ids.new_id("cst")) if cid is None \
+            else _load_live(account_id, cid)
+        if state.profile.get("move"):
+            moves.finish(account_id, state.profile["move"])
+            continue
+        if found_by is not None and not state.is_new and found_by not in rechecked and \
+                not _holds(state, found_by, found_by in (customer, owner_customer)):
+            # This container's pointer is older than a move of that object to another
+            # record (an e-mail change, done by another container): read it again.
+            rechecked.add(found_by)
+            store.forget_pointer(account_id, found_by.processor, found_by.id)
+            continue
         writes = []
+        end_access = False
+        changed_by = _email_change(state, translation, email) if email else None
         if email and not state.profile.get("email"):
             owner = None if state.is_new else store.find_by_email(account_id, email)
             if owner and owner != state.customer_id:
                 # This record began without an e-mail; the e-mail already has a record.
                 target = _load_live(account_id, owner)
+                if target.profile.get("move"):
+                    moves.finish(account_id, target.profile["move"])
+                    continue
                 target.absorb(state)
                 if not state.is_new:
                     writes.append(_tombstone(state, target.customer_id))
@@ -240,14 +301,35 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             else:
                 state.profile["email"] = email
                 state.claim_email = email
-        elif email and state.profile.get("email") != email and any(
-                isinstance(e, CustomerChanged) and normalize_email(e.email) == email
-                and e.customer is not None for e in translation.events) and (
-                store.find_by_email(account_id, email) is None):
-            # The customer changed their e-mail at the processor: follow it if it is free.
-            state.release_email = state.profile["email"]
-            state.profile["email"] = email
-            state.claim_email = email
+        elif changed_by is not None and state.profile["email"] != email and \
+                not store.event_applied(mark):
+            # A processor customer of this record changed its e-mail: only its part of
+            # the record follows the new e-mail (records.moves).
+            owner = store.find_by_email(account_id, email)
+            alone = set(state.profile["processor_ids"]) <= {str(changed_by)}
+            if owner is None and alone:
+                # The whole record follows to a free e-mail: whoever held the old one
+                # loses access.
+                state.release_email = state.profile["email"]
+                state.profile["email"] = email
+                state.claim_email = email
+                end_access = True
+            else:
+                target = None if owner is None else _load_live(account_id, owner)
+                if target is not None and target.profile.get("move"):
+                    moves.finish(account_id, target.profile["move"])
+                    continue
+                try:
+                    move = moves.start(state, changed_by, email, target)
+                except store.Conflict:
+                    store.forget_pointers_to(state.customer_id)
+                    continue
+                if move["whole"]:
+                    portal_store.end_access(account_id, state.customer_id)
+                moves.finish(account_id, move)
+                continue  # now apply the event: it reaches the target
+        if owner_customer is not None:
+            state.add_processor_id(owner_customer)
         for event in translation.events:
             state.apply(event)
         writes.insert(0, state.to_write())
@@ -275,8 +357,28 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
         _written(writes, state)
         for processor_, ext in writes[0].pointers + [(p, e) for p, e, _ in writes[0].repoint]:
             store.remember_pointer(account_id, processor_, ext, state.customer_id)
+        if end_access:
+            # After the commit: the record's new e-mail is stored, so a link or code sent
+            # to the old one can no longer start a session (its spending transaction
+            # checks the profile's e-mail), and these are the ones already out.
+            portal_store.end_access(account_id, state.customer_id)
         return Outcome("applied", state.customer_id)
     raise RetryLater("too many concurrent writes to this record")
+
+
+def _ask_owner(find_owner, hints) -> Owner:
+    """Ask the processor who owns the objects the event names, first known first."""
+    if find_owner is None or not hints:
+        raise OwnerUnknown("no known customer for this event yet")
+    for hint in hints:
+        owner = find_owner(hint)
+        if owner is not None:
+            return owner
+    # The processor signed the event, so the object exists in its account: not finding
+    # it means this account's key cannot see it (a key of another account or mode).
+    # Deferred, with the reason in the audit, rather than dropped.
+    raise OwnerUnknown(f"{hints[0].processor} does not know {hints[0].id} with this account's "
+                       "key: check the account's processor key")
 
 
 def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent],
@@ -292,6 +394,9 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         state = _load_live(account_id, customer_id)
         if state.is_new or state.profile.get("account_id") != account_id:
             raise NotFound("no such customer")
+        if state.profile.get("move"):
+            moves.finish(account_id, state.profile["move"])
+            continue
         for event in events:
             state.apply(_dated_after_known(state, event))
         writes = [state.to_write()]
@@ -350,7 +455,8 @@ def get_record(account_id: str, customer_id: str, consistent: bool = False) -> d
     profile = collection.profile
     if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
         return None
-    return build_record(account_id, profile, collection.facts)
+    return build_record(account_id, profile,
+                        moves.view_facts(customer_id, profile, collection.facts))
 
 
 def get_overview(account_id: str, customer_id: str, orders: int) -> tuple[dict | None, bool]:
@@ -361,6 +467,15 @@ def get_overview(account_id: str, customer_id: str, orders: int) -> tuple[dict |
     profile = found.profile
     if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
         return None, False
+    if profile.get("move"):
+        # Mid-move, the stored summary and entries are being rewritten: derive them.
+        record = get_record(account_id, customer_id, consistent=True)
+        if record is None:
+            return None, False
+        newest = sorted(order_entries(record).values(),
+                        key=lambda o: (o.get("created_at") or "", o["id"]), reverse=True)
+        return (overview_record(profile, summary_of(record), newest[:orders]),
+                len(newest) > orders)
     # Every write of a record writes its summary when it changes (_State.to_write).
     return overview_record(profile, found.summary or {}, found.orders), found.more_orders
 

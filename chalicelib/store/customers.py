@@ -114,6 +114,10 @@ def remember_pointer(account_id: str, processor: str, ext_id: str, customer_id: 
     _pointer_cache[(account_id, processor, ext_id)] = customer_id
 
 
+def forget_pointer(account_id: str, processor: str, ext_id: str) -> None:
+    _pointer_cache.pop((account_id, processor, ext_id), None)
+
+
 def forget_pointers_to(customer_id: str) -> None:
     for key in [k for k, v in _pointer_cache.items() if v == customer_id]:
         del _pointer_cache[key]
@@ -125,6 +129,17 @@ def find_by_email(account_id: str, normalized_email: str) -> str | None:
         return EmailClaimItem.get(pk, sk, consistent_read=True).customer_id
     except DoesNotExist:
         return None
+
+
+def event_applied(mark: EventMark) -> bool:
+    """Whether the event was applied already (its marker exists); for work done before
+    the applying transaction, which itself refuses a duplicate."""
+    pk, sk = keys.event_marker(mark.account_id, mark.processor, mark.event_id)
+    try:
+        EventMarkerItem.get(pk, sk, consistent_read=True, attributes_to_get=["PK"])
+    except DoesNotExist:
+        return False
+    return True
 
 
 def find_order(account_id: str, order_id: str) -> str | None:
@@ -222,7 +237,7 @@ def _profile(item: ProfileItem) -> dict:
         "account_id": item.account_id, "customer_id": item.customer_id,
         "email": item.email, "created_at": item.created_at, "data": item.data or {},
         "stats": item.stats or {}, "processor_ids": list(item.processor_ids or []),
-        "rev": int(item.rev or 0), "merged_into": item.merged_into,
+        "rev": int(item.rev or 0), "merged_into": item.merged_into, "move": item.move,
     }
 
 
@@ -305,7 +320,7 @@ def _profile_item(w: RecordWrite) -> ProfileItem:
         account_id=w.account_id, customer_id=w.customer_id, email=p.get("email"),
         created_at=p["created_at"], data=p.get("data") or {}, stats=p.get("stats") or {},
         processor_ids=p.get("processor_ids") or [], rev=(w.expected_rev or 0) + 1,
-        merged_into=p.get("merged_into"),
+        merged_into=p.get("merged_into"), move=p.get("move"),
     )
     if not p.get("merged_into"):
         item.GSI1PK = keys.customers_index_pk(w.account_id)

@@ -107,6 +107,9 @@ class ProfileItem(TableItem, discriminator="Profile"):
     rev = NumberAttribute(default=0)
     # Set when this record was folded into another one (same e-mail learnt later).
     merged_into = UnicodeAttribute(null=True)
+    # Set on both records while a processor customer's part moves from one to the other
+    # (an e-mail change; records.moves): writers finish the move first, readers follow it.
+    move = JSONAttribute(null=True)
 
 
 class FactItem(TableItem, discriminator="Fact"):

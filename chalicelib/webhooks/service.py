@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from chalicelib import ids, timeutil
 from chalicelib.errors import AppError, BadRequest, NotFound, RetryLater
 from chalicelib.observability import MetricUnit, logger, metrics
+from chalicelib.processors import registry
+from chalicelib.processors.gateway import ProcessorError
 from chalicelib.processors.stripe import translate as stripe_translate
 from chalicelib.processors.stripe import webhook as stripe_webhook
 from chalicelib.records import service as records
@@ -31,6 +33,14 @@ class Adapter:
     parse: object
     translate: object
     secrets_of: object
+    processor: str
+
+    def owner_finder(self, account: dict):
+        """Asks the account's processor who owns an object (records.apply's find_owner);
+        the gateway is built only when asked."""
+        def find_owner(ref):
+            return registry.gateway_for(account, self.processor).owner_of(ref)
+        return find_owner
 
 
 ADAPTERS = {
@@ -40,18 +50,29 @@ ADAPTERS = {
         parse=stripe_webhook.parse,
         translate=stripe_translate.translate,
         secrets_of=lambda account: account.get("stripe_webhook_secrets") or [],
+        processor="stripe",
     ),
 }
 
 # Account settings change rarely; a short cache saves a read per webhook. A signature
-# failure against a cached account re-reads it once, so a rolled secret works at once.
+# failure against a cached account re-reads it, so a rolled secret works at once; but at
+# most once a minute per account, so a flood of forged deliveries costs no table reads.
 _account_cache: dict[str, tuple[float, dict]] = {}
+_fresh_reads: dict[str, float] = {}
+FRESH_READ_SECONDS = 60
 
 
 def _account(account_id: str, fresh: bool = False) -> dict | None:
     hit = _account_cache.get(account_id)
-    if hit and not fresh and time.monotonic() - hit[0] < ACCOUNT_CACHE_SECONDS:
+    now = time.monotonic()
+    if fresh and hit and now - _fresh_reads.get(account_id, -FRESH_READ_SECONDS) < FRESH_READ_SECONDS:
         return hit[1]
+    if hit and not fresh and now - hit[0] < ACCOUNT_CACHE_SECONDS:
+        return hit[1]
+    if fresh:
+        if len(_fresh_reads) > 10_000:
+            _fresh_reads.clear()
+        _fresh_reads[account_id] = now
     try:
         account = account_store.get(account_id)
     except Exception:  # noqa: BLE001 - the table failed: the processor retries on 503
@@ -126,11 +147,17 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
         metrics.add_metric(name="WebhookIgnored", unit=MetricUnit.Count, value=1)
         return Receipt(200, "ignored", event["id"])
     try:
-        outcome = records.apply(account_id, processor, translation, delivery)
+        outcome = records.apply(account_id, processor, translation, delivery,
+                                find_owner=adapter.owner_finder(account))
     except records.OwnerUnknown as exc:
         _save_failed({**delivery, "outcome": "deferred"}, exc.message)
         metrics.add_metric(name="WebhookDeferred", unit=MetricUnit.Count, value=1)
         raise
+    except (ProcessorError, registry.ProcessorNotConfigured) as exc:
+        logger.warning("asking the processor about the event's objects failed",
+                       extra={"error": exc.code})
+        _save_failed(delivery, f"processor lookup failed: {exc.code}")
+        raise RetryLater("the processor could not be asked; it will be retried") from None
     except AppError:
         raise
     except Exception as exc:  # noqa: BLE001 - answered 503 so the processor retries; nothing was written

@@ -7,7 +7,9 @@ localstripe. Stripe's errors become the gateway's own: a declined card is a
 """
 from __future__ import annotations
 
-from chalicelib.domain.events import Card, Ref
+from typing import ClassVar
+
+from chalicelib.domain.events import Card, Owner, Ref
 from chalicelib.processors.gateway import (
     CardDeclined,
     CardSetup,
@@ -143,6 +145,53 @@ class StripeGateway:
         refund = self._call(self._client.refunds.create, params=params,
                             options={"idempotency_key": idempotency_key})
         return _ref(refund.id)
+
+    # --- who owns an object -------------------------------------------------------------
+
+    # The objects a webhook names that can lead to a customer, by id prefix, and the
+    # fields holding an e-mail when the object has no customer (a guest payment).
+    _OWNED: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "ch_": ("charges", ("billing_details.email", "receipt_email")),
+        "py_": ("charges", ("billing_details.email", "receipt_email")),
+        "pi_": ("payment_intents", ("receipt_email",)),
+        "in_": ("invoices", ("customer_email",)),
+        "sub_": ("subscriptions", ()),
+    }
+
+    def owner_of(self, obj: Ref) -> Owner | None:
+        """The customer (and e-mail) of a charge, payment, invoice or subscription, as
+        Stripe has it; None when Stripe does not know the object (deleted, or another
+        account's). Network and 5xx failures raise ProcessorUnavailable."""
+        kind = next((v for prefix, v in self._OWNED.items() if _own(obj).startswith(prefix)), None)
+        if kind is None:
+            return None
+        resource, email_fields = kind
+        try:
+            found = self._call(getattr(self._client, resource).retrieve, obj.id).to_dict()
+        except ProcessorError as exc:
+            if isinstance(exc.__cause__, self._stripe.InvalidRequestError) and \
+                    getattr(exc.__cause__, "http_status", None) == 404:
+                return None
+            raise
+        customer = found.get("customer")
+        if isinstance(customer, dict):
+            customer = customer.get("id")
+        email = None
+        for path in email_fields:
+            value = found
+            for name in path.split("."):
+                value = value.get(name) if isinstance(value, dict) else None
+            if isinstance(value, str) and value:
+                email = value
+                break
+        if isinstance(customer, str) and customer and email is None:
+            try:
+                email = self._call(self._client.customers.retrieve, customer).to_dict().get("email")
+            except ProcessorError as exc:
+                if getattr(exc.__cause__, "http_status", None) != 404:
+                    raise
+        return Owner(customer=_ref(customer) if isinstance(customer, str) and customer else None,
+                     email=email if isinstance(email, str) else None)
 
     # --- subscriptions ----------------------------------------------------------------
 
