@@ -10,15 +10,54 @@ Run alone:  .venv/bin/python -m devstack.seed --api-base http://127.0.0.1:8420
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import json
 import os
 import sys
+import time
+from dataclasses import dataclass, field
 
+import requests
 import stripe
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from devstack import servers
 
 # Test card numbers localstripe knows (as Stripe does): 4242… always succeeds,
 # 4000000000000341 can be attached to a customer but every charge on it fails.
 CARD_OK = "4242424242424242"
 CARD_FAILS_LATER = "4000000000000341"
+
+# Posting to the app. `chalice local` serves one process for everything, and while
+# localstripe's own burst of webhooks is being applied a busy machine can keep a request
+# waiting for many seconds: wait for the app to answer at all, then give each post time,
+# and retry what may succeed later (no connection, a timeout, 429, 5xx) with exponential
+# backoff and jitter. Bounded: the worst case (ATTEMPTS × read timeout + backoff) stays
+# well inside the 300 s a Stripe signature is accepted for, so one signature serves every
+# attempt. Handlers are idempotent by event id, so a retried post cannot count twice.
+APP_READY_SECONDS = 120.0
+ATTEMPTS = 5
+BACKOFF_SECONDS = 1.0    # urllib3's schedule: 0, 2, 4, 8 s (+ up to 1 s jitter) between tries
+BACKOFF_MAX_SECONDS = 15.0
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+# The Stripe client's own retries (connection errors and what Stripe marks retryable).
+STRIPE_NETWORK_RETRIES = 3
+
+
+class SeedStepFailed(RuntimeError):
+    """A seed step that did not succeed after its retries; the message says what and why."""
+
+
+@dataclass
+class Deliveries:
+    """What a posting step did: events the app accepted, and one line per event it did not."""
+
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)
 
 
 def _card(client: stripe.StripeClient, number: str, name: str) -> stripe.PaymentMethod:
@@ -44,7 +83,8 @@ def _customer(client: stripe.StripeClient, name: str, email: str,
 
 def seed(api_base: str, api_key: str = "sk_test_demo", out=sys.stdout) -> dict[str, str]:
     """Create the demo customers and purchases; return their ids by label."""
-    client = stripe.StripeClient(api_key, base_addresses={"api": api_base})
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base},
+                                 max_network_retries=STRIPE_NETWORK_RETRIES)
     ids: dict[str, str] = {}
 
     def note(label: str, obj_id: str, detail: str = "") -> None:
@@ -121,32 +161,96 @@ def seed(api_base: str, api_key: str = "sk_test_demo", out=sys.stdout) -> dict[s
     return ids
 
 
+def wait_until_answering(url: str, timeout: float = APP_READY_SECONDS) -> bool:
+    """Readiness probe: poll ``url`` until the app answers HTTP (any status), with backoff.
+
+    False after ``timeout`` seconds without an answer; the caller reports it and carries on.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.2
+    while not servers.answers_http(url):
+        if time.monotonic() + pause > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+    return True
+
+
+def _session(attempts: int, backoff: float) -> requests.Session:
+    retry = Retry(total=attempts - 1, connect=attempts - 1, read=attempts - 1,
+                  status=attempts - 1, other=0, redirect=0,
+                  allowed_methods=None,  # POST too: the webhook handlers are idempotent
+                  status_forcelist=RETRY_STATUSES, raise_on_status=False,
+                  backoff_factor=backoff, backoff_max=BACKOFF_MAX_SECONDS,
+                  backoff_jitter=backoff, retry_after_max=int(BACKOFF_MAX_SECONDS))
+    session = requests.Session()
+    session.trust_env = False  # loopback: never through a configured HTTP proxy
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def post_event(webhook_url: str, event: dict, webhook_secret: str, *,
+               attempts: int = ATTEMPTS, backoff: float = BACKOFF_SECONDS,
+               timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT)) -> int:
+    """POST ``event`` to ``webhook_url`` signed like Stripe, retrying what may pass later.
+
+    Returns the app's 2xx status; raises SeedStepFailed naming the event and the last
+    answer (or network error) when every attempt failed or the app refused it (4xx).
+    """
+    body = json.dumps(event).encode()
+    now = int(time.time())
+    mac = hmac.new(webhook_secret.encode(), f"{now}.".encode() + body, hashlib.sha256)
+    headers = {"Content-Type": "application/json",
+               "Stripe-Signature": f"t={now},v1={mac.hexdigest()}"}
+    what = f"{event.get('type')} {event.get('id')}"
+    with _session(attempts, backoff) as session:
+        try:
+            response = session.post(webhook_url, data=body, headers=headers, timeout=timeout)
+        except requests.RequestException as e:
+            raise SeedStepFailed(f"{what}: no answer from {webhook_url} after {attempts} "
+                                 f"attempts ({_reason(e)})") from None
+    if not response.ok:
+        tried = f"after {attempts} attempts" if response.status_code in RETRY_STATUSES else \
+            "(not retried: the app refused it)"
+        raise SeedStepFailed(f"{what}: {webhook_url} answered HTTP {response.status_code} "
+                             f"{tried}: {response.text[:200].strip()}")
+    return response.status_code
+
+
+def _reason(error: requests.RequestException) -> str:
+    # requests wraps urllib3's MaxRetryError, whose reason is the last underlying error.
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return str(reason or error)
+
+
 def send_missing_failure_events(api_base: str, webhook_url: str, webhook_secret: str,
-                                 api_key: str = "sk_test_demo") -> int:
+                                 api_key: str = "sk_test_demo", *,
+                                 attempts: int = ATTEMPTS,
+                                 backoff: float = BACKOFF_SECONDS) -> Deliveries:
     """Send the ``invoice.payment_failed`` Stripe sends for a subscription's failed first
     invoice and localstripe does not: signed like Stripe, for every open invoice. A gap of
-    localstripe's filled by the dev stack, like devstack/stripe_shim.py; not product code."""
-    import hashlib
-    import hmac
-    import json
-    import time
-    import urllib.request
+    localstripe's filled by the dev stack, like devstack/stripe_shim.py; not product code.
 
-    client = stripe.StripeClient(api_key, base_addresses={"api": api_base})
-    sent = 0
+    Never raises for one event the app would not take: each is retried (see post_event)
+    and, if it still fails, reported in the result while the others go on.
+    """
+    client = stripe.StripeClient(api_key, base_addresses={"api": api_base},
+                                 max_network_retries=STRIPE_NETWORK_RETRIES)
+    deliveries = Deliveries()
     for invoice in client.v1.invoices.list(params={"limit": 100}).data:
         if invoice.status != "open":
             continue
-        now = int(time.time())
-        body = json.dumps({"id": f"evt_devfail{invoice.id[3:]}", "object": "event",
-                           "type": "invoice.payment_failed", "created": now,
-                           "data": {"object": invoice.to_dict()}}).encode()
-        mac = hmac.new(webhook_secret.encode(), f"{now}.".encode() + body, hashlib.sha256)
-        request = urllib.request.Request(webhook_url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Stripe-Signature": f"t={now},v1={mac.hexdigest()}"})
-        with urllib.request.urlopen(request, timeout=10):
-            sent += 1
-    return sent
+        event = {"id": f"evt_devfail{invoice.id[3:]}", "object": "event",
+                 "type": "invoice.payment_failed", "created": int(time.time()),
+                 "data": {"object": invoice.to_dict()}}
+        try:
+            post_event(webhook_url, event, webhook_secret, attempts=attempts, backoff=backoff)
+        except SeedStepFailed as e:
+            deliveries.failed.append(str(e))
+        else:
+            deliveries.sent += 1
+    return deliveries
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,44 @@ def answers_http(url: str) -> bool:
         return False
 
 
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` or one of its process group listens on TCP ``port``.
+
+    So a server that could not bind its port is not taken for ready because another
+    program (another copy of the stack starting at the same moment) answers there.
+    None where it cannot be told (no Linux /proc, or no listener found in it): the
+    caller trusts the HTTP answer then.
+    """
+    listening: set[str] = set()  # socket inodes in LISTEN (state 0A) on the port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(f"socket:[{fields[9]}]")
+    if not listening or not Path(f"/proc/{pid}/fd").is_dir():
+        return None
+    members = [pid]
+    with contextlib.suppress(OSError):
+        members += [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != pid
+                    and _pgid(int(p)) == pid]
+    for member in members:
+        with contextlib.suppress(OSError):
+            fd_dir = f"/proc/{member}/fd"
+            for fd in os.listdir(fd_dir):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"{fd_dir}/{fd}") in listening:
+                        return True
+    return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 @dataclass(eq=False)
 class Server:
     name: str
@@ -168,7 +206,8 @@ class Server:
     def wait_until_ready(self, timeout: float = 60.0) -> None:
         """Poll until the server answers HTTP; stop it and raise if it dies or times out."""
         deadline = time.monotonic() + timeout
-        while not answers_http(self.url + self.ready_path):
+        while not (answers_http(self.url + self.ready_path)
+                   and listens_on(self.process.pid, self.port) is not False):
             if not self.running():
                 _running.discard(self)
                 raise ServerError(f"{self.name} exited with code {self.process.returncode} "
