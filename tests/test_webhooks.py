@@ -222,3 +222,15 @@ def test_payment_plan_from_a_subscription_schedule(merchant):  # noqa: F811
         assert merchant.deliver(event).status_code == 200
     plan = merchant.records_by_email()["sched@example.com"]["payment_plans"][0]
     assert plan["installments_total"] == 6 and plan["remaining_balance"] == 24000
+
+
+def test_forged_signatures_read_the_account_again_at_most_once_a_minute(merchant):  # noqa: F811
+    """A failed signature re-reads the account (a secret may have just been rolled), but
+    a flood of forgeries costs one table read a minute, not one each."""
+    from app_fixtures import DynamoCalls
+
+    assert merchant.deliver(_customer_event()).status_code == 200  # the account is cached
+    with DynamoCalls() as ddb:
+        for _ in range(5):
+            assert merchant.deliver(_customer_event(), secret="whsec_forged").status_code == 400
+    assert ddb.calls == ["GetItem"]
