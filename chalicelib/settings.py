@@ -43,8 +43,9 @@ class Settings:
     # Codes that did not sign in, per account and e-mail, "<count>/<minutes>" (a day):
     # the cap on guessing however many mails are asked for; past it only the link works.
     rate_login_code_failures_per_email: str = "10/1440"
-    # The sign-in request answers in at least this many milliseconds, whether or not an
-    # e-mail was sent, so its timing does not tell whether an address has a record.
+    # A request for a link and a code attempt answer in at least this many milliseconds,
+    # whether or not an e-mail was sent or a code existed, so their timing does not tell
+    # whether an address has a record (a 429 answers at once).
     login_min_response_ms: int = 400
     # Presigned receipt download URLs live this long.
     receipt_url_seconds: int = 300
