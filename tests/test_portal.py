@@ -793,7 +793,7 @@ def _set_profile(customer_id: str, **values) -> None:
     profile.save()
 
 
-@pytest.mark.parametrize("change", ["email", "merged_into"])
+@pytest.mark.parametrize("change", ["email", "merged_into", "move"])
 def test_a_link_sent_before_the_records_email_changed_does_not_sign_in(
         shop, app_client, sent_emails, change):  # noqa: F811
     """The race end_access cannot close alone: a link spent just as the record's e-mail
@@ -809,8 +809,12 @@ def test_a_link_sent_before_the_records_email_changed_does_not_sign_in(
     assert page.status_code == 200
     if change == "email":
         _set_profile(cid, email=f"moved-{secrets.token_hex(4)}@example.com")
-    else:
+    elif change == "merged_into":
         _set_profile(cid, merged_into="cst_" + secrets.token_hex(8))
+    else:  # a move under way (records.moves), say the whole record folding away
+        _set_profile(cid, move={"id": "mov_" + secrets.token_hex(8), "source": cid,
+                                "target": "cst_" + secrets.token_hex(8), "whole": True,
+                                "customer": f"stripe:{known.customer}"})
     refused = c.post(f"{shop.root}/link", {"token": TOKEN_RE.search(text(page)).group(1)})
     assert refused.status_code == 410 and "expired or has already been used" in text(refused)
     c.get(f"{shop.root}/code")

@@ -232,8 +232,9 @@ def spend_token(token_hash: str, now: int, session: NewSession, email: str,
     """Delete the token and create the session, atomically; at most one caller succeeds.
 
     ``email``: the normalized address the token was sent to. The same transaction checks
-    that the customer's profile still has it and was not folded into another record, so
-    a link or code mailed before the record's e-mail changed never starts a session.
+    that the customer's profile still has it, was not folded into another record and is
+    not in the middle of a move, so a link or code mailed before the record's e-mail
+    changed never starts a session.
     ``code_of`` (account id, e-mail hash): the sign-in is by code, whose item goes too.
     Raises NotUsable if the token is gone, expired, not the session's customer's or
     e-mail's, or the profile no longer has that e-mail; Contended on a transaction
@@ -253,11 +254,15 @@ def spend_token(token_hash: str, now: int, session: NewSession, email: str,
                 cpk, csk = keys.login_code(*code_of)
                 tx.delete(LoginCodeItem(cpk, csk),
                           condition=LoginCodeItem.token_hash == token_hash)
+            # Not while the record is moving either (records.moves): a record folding
+            # away keeps its e-mail until the move ends, and its sessions are ended when
+            # the move starts.
             tx.condition_check(
                 ProfileItem, keys.customer_pk(session.customer_id), keys.PROFILE_SK,
                 condition=((ProfileItem.account_id == session.account_id)
                            & (ProfileItem.email == email)
-                           & ProfileItem.merged_into.does_not_exist()))
+                           & ProfileItem.merged_into.does_not_exist()
+                           & ProfileItem.move.does_not_exist()))
             tx.save(_session_item(session), condition=TableItem.PK.does_not_exist())
             tx.save(_session_entry(session))
     except TransactWriteError as exc:
