@@ -12,7 +12,7 @@ import boto3
 import pytest
 from app_fixtures import app_client, make_merchant, raw_item  # noqa: F401
 from botocore.exceptions import ClientError
-from portal_helpers import PortalClient, make_shop, text
+from portal_helpers import PortalClient, make_shop, portal_settings, text  # noqa: F401
 from stripe_events import Stream
 
 from chalicelib import crypto
@@ -219,3 +219,33 @@ def test_valid_logo_is_shown_and_allowed_by_origin_only(app_client, stack):  # n
     csp = response.headers["Content-Security-Policy"]
     assert "img-src 'self' https://cdn.shop.test;" in csp
     assert 'src="https://cdn.shop.test/brand/logo.png"' in text(response)
+
+
+@pytest.mark.usefixtures("portal_settings")
+def test_stored_invalid_logo_is_left_out_of_the_sign_in_mail(app_client, stack, sent_emails):  # noqa: F811
+    from portal_helpers import ask_link, mails_to, seed_customer
+
+    bad = "https://evil.test;img-src *;/logo.png"
+    shop = make_shop(app_client, stack)
+    settings = dict(accounts.get_account(shop.merchant.account_id)["settings"])
+    settings["branding"] = {**settings["branding"], "logo_url": bad}
+    account_store.update_settings(shop.merchant.account_id, settings)
+    seeded = seed_customer(shop)
+    assert ask_link(PortalClient(app_client.http), shop, seeded.email).status_code == 200
+    [mail] = mails_to(sent_emails, seeded.email)
+    assert "evil.test" not in mail["body"]
+
+
+def test_the_signing_key_is_made_only_when_there_is_none(app_client):  # noqa: F811
+    from chalicelib.store import portal as portal_store
+
+    name = f"test-secret-{secrets.token_hex(4)}"
+    made = []
+
+    def make():
+        made.append(1)
+        return f"value-{len(made)}"
+
+    assert portal_store.get_or_create_secret(name, make) == "value-1"
+    assert portal_store.get_or_create_secret(name, make) == "value-1"
+    assert made == [1]

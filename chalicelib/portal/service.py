@@ -53,7 +53,7 @@ import time
 from dataclasses import dataclass, field
 
 from chalicelib import timeutil
-from chalicelib.accounts.service import DEFAULT_SETTINGS
+from chalicelib.accounts.service import DEFAULT_SETTINGS, logo_origin
 from chalicelib.domain.events import Ref
 from chalicelib.errors import (
     AppError,
@@ -130,9 +130,9 @@ def _brand(account: dict) -> dict:
         "support_email": account["support_email"],
         "color": color,
         "on_color": _text_color_on(color),
-        # Only https logos, shown by the customer's browser; the server never fetches them.
-        "logo_url": logo if isinstance(logo, str) and logo.startswith("https://") and
-        len(logo) <= 1000 else None,
+        # Only https logos from a proper host name (the same rule as the pages' CSP),
+        # shown by the customer's browser; the server never fetches them.
+        "logo_url": logo if logo_origin(logo) and len(logo) <= 1000 else None,
         "company_address": str(address)[:500] if address else None,
     }
 
@@ -181,7 +181,7 @@ def _signing_key() -> bytes:
     context = crypto.app_secret_context(SECRET_NAME)
     if _signing_key_ciphertext is None:
         _signing_key_ciphertext = store.get_or_create_secret(
-            SECRET_NAME, crypto.encrypt(secrets.token_urlsafe(48), context))
+            SECRET_NAME, lambda: crypto.encrypt(secrets.token_urlsafe(48), context))
     try:
         return crypto.decrypt(_signing_key_ciphertext, context).encode()
     except crypto.SecretUnavailable:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -383,13 +384,15 @@ def hit_counter(scope: str, subject_hash: str, window_start: int, window_seconds
 
 # --- secrets -----------------------------------------------------------------------------------
 
-def get_or_create_secret(name: str, candidate: str) -> str:
-    """The deployment's secret ``name``; ``candidate`` becomes it if there is none yet."""
+def get_or_create_secret(name: str, make: Callable[[], str]) -> str:
+    """The deployment's secret ``name``; what ``make()`` returns becomes it if there is
+    none yet (called only then: making one may cost a KMS call)."""
     pk, sk = keys.app_secret(name)
     try:
         return SecretItem.get(pk, sk, consistent_read=True).value
     except DoesNotExist:
         pass
+    candidate = make()
     try:
         SecretItem(pk, sk, value=candidate).save(condition=TableItem.PK.does_not_exist())
         return candidate
