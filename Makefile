@@ -5,9 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Rebuilt when either requirements file changes; `make venv` alone also works.
 STAMP := $(VENV)/.installed
+# checkov pins an older boto3 than the project's, so it has a virtualenv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test lint package bench soak clean
+.PHONY: help venv dev test lint package scan bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,10 +24,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Read by tests/test_infra.py, which scans the packaged template with it (offline).
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade 'pip<26.3'
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
 dev: $(STAMP)  ## run the app locally on :8000 with DynamoDB Local, moto, localstripe and demo data
 	$(BIN)/python -m devstack.dev
 
-test: $(STAMP)  ## run the tests (starts the local stand-ins itself)
+test: $(STAMP) $(CHECKOV_STAMP)  ## run the tests (starts the local stand-ins itself; checkov scans the template)
 	$(BIN)/python -m pytest -q tests
 
 soak: $(STAMP)  ## run the long soak tests only
@@ -36,9 +46,12 @@ lint: $(STAMP)  ## ruff
 package: $(STAMP)  ## build the deployment package (infra/package.sh)
 	bash infra/package.sh
 
+scan: package $(CHECKOV_STAMP)  ## checkov on the packaged template (build/package/sam.json)
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f build/package/sam.json
+
 bench: $(STAMP)  ## run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench
 
 clean:  ## remove caches, build output and local stack logs (keeps .venv)
 	rm -rf .devstack .pytest_cache .ruff_cache .hypothesis build dist
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -path ./$(CHECKOV_VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
