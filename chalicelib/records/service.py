@@ -486,3 +486,17 @@ def list_orders(customer_id: str, limit: int, after: str | None) -> tuple[list[d
     a cursor can only name a place in this customer's own orders, and a malformed one
     raises ``store.BadCursor``."""
     return store.list_orders(customer_id, limit, after)
+
+
+# --- lookups by an id the merchant has in hand (the dashboard's search) ---------------------
+
+def find_by_processor_id(account_id: str, processor: str, ext_id: str) -> str | None:
+    """The record that holds a processor object (a customer ``cus_…``, a payment, a
+    subscription), by its pointer; None when the account has not seen it. A pointer of a
+    record folded away names its tombstone: callers read the record, which then is None."""
+    return store.find_pointer(account_id, processor, ext_id)
+
+
+def find_by_order_id(account_id: str, order_id: str) -> str | None:
+    """The record holding an order (``ord_…``), by its order pointer."""
+    return store.find_order(account_id, order_id)

@@ -311,6 +311,12 @@ def overview_record(profile: dict, summary: dict, orders: list[dict],
         "id": profile["customer_id"],
         "email": profile.get("email"),
         "name": pvalues.get("name"),
+        # Contact details and processor ids are on the profile the overview reads anyway
+        # (the merchant's dashboard shows them; the portal does not).
+        "phone": pvalues.get("phone"),
+        "address": pvalues.get("address"),
+        "created_at": iso_from_epoch(pvalues.get("created_at")) or profile.get("created_at"),
+        "processor_ids": list(profile.get("processor_ids") or []),
         "stats": profile.get("stats") or {},
         "card_on_file": _with_expired(summary.get("card_on_file"), today),
         "cards": [_with_expired(c, today) for c in summary.get("cards") or []],
