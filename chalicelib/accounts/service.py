@@ -220,6 +220,23 @@ def set_stripe_publishable_key(account_id: str, key: str) -> None:
     account_store.update_settings(account_id, settings)
 
 
+def update_branding_settings(account_id: str, *, color: str, logo_url: str | None,
+                             company_address: str | None, self_cancel: bool) -> dict:
+    """Set the branding (colour, logo URL, company address) and whether customers may
+    cancel in the portal (the merchant's settings page); the settings as stored. Portal
+    pages of warm containers show the change within a minute (their account cache)."""
+    if not isinstance(color, str) or not re.fullmatch(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})", color):
+        raise BadRequest("the colour must be # and 3 or 6 hex digits", code="invalid_color")
+    if company_address is not None and len(company_address) > 500:
+        raise BadRequest("the company address is at most 500 characters", code="invalid_address")
+    settings = dict(_existing(account_id).get("settings") or {})
+    settings["branding"] = {**(settings.get("branding") or {}), "color": color,
+                            "logo_url": logo_url, "company_address": company_address}
+    settings["portal"] = {**(settings.get("portal") or {}), "self_cancel": bool(self_cancel)}
+    account_store.update_settings(account_id, _checked_settings(settings))
+    return settings
+
+
 def issue_api_key_for(account_id: str) -> str:
     _existing(account_id)
     return issue_api_key(account_id)
