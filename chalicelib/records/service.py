@@ -21,7 +21,7 @@ from chalicelib.records import moves
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
-from chalicelib.store import portal as portal_store
+from chalicelib.store import signin as signin_store
 
 MAX_ATTEMPTS = 12
 EVENT_MARKER_TTL_SECONDS = 90 * 86400
@@ -325,7 +325,7 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
                     store.forget_pointers_to(state.customer_id)
                     continue
                 if move["whole"]:
-                    portal_store.end_access(account_id, state.customer_id)
+                    signin_store.end_access(account_id, state.customer_id)
                 moves.finish(account_id, move)
                 continue  # now apply the event: it reaches the target
         if owner_customer is not None:
@@ -361,7 +361,7 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             # After the commit: the record's new e-mail is stored, so a link or code sent
             # to the old one can no longer start a session (its spending transaction
             # checks the profile's e-mail), and these are the ones already out.
-            portal_store.end_access(account_id, state.customer_id)
+            signin_store.end_access(account_id, state.customer_id)
         return Outcome("applied", state.customer_id)
     raise RetryLater("too many concurrent writes to this record")
 
