@@ -1,5 +1,9 @@
 """Send mail through SES v2. The client is created on first use and cached, so it follows
 ``AWS_ENDPOINT_URL_SESV2`` (moto in development and tests) and tests can swap it.
+
+This is the one place mail leaves, so it is where the e-mail history is written
+(``mail.history``): one entry per message, sent or refused, with who it was for and its
+kind, never its body.
 """
 from __future__ import annotations
 
@@ -12,7 +16,13 @@ _client = None
 
 
 class MailFailed(Exception):
-    """SES did not accept the message (throttled, sender not verified, unreachable, …)."""
+    """SES did not accept the message (throttled, sender not verified, unreachable, …).
+    ``code``: SES's error code (``MessageRejected``, ``TooManyRequestsException``, …), or
+    the exception's name when SES never answered."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,14 @@ def set_client(new_client) -> None:
     _client = new_client
 
 
-def send(message: Message) -> str:
-    """Send one message; return SES's message id. Raises MailFailed."""
+def send(message: Message, *, account_id: str | None = None, customer_id: str | None = None,
+         kind: str = "other") -> str:
+    """Send one message; return SES's message id. Raises MailFailed.
+
+    ``account_id``, ``customer_id`` (when the mail is a customer's) and ``kind``
+    (``sign_in``, ``receipt``, …) say who the mail is for: the message, sent or refused,
+    is written to that customer's e-mail history (or the account's, without a customer).
+    Without ``account_id`` nothing is recorded (and a warning is logged)."""
     body = {"Text": {"Data": message.text, "Charset": "UTF-8"}}
     if message.html is not None:
         body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
@@ -62,6 +78,28 @@ def send(message: Message) -> str:
     try:
         response = client().send_email(**kwargs)
     except Exception as exc:  # botocore ClientError, connection and timeout errors alike
-        logger.warning("SES send failed", extra={"error": type(exc).__name__})
-        raise MailFailed(type(exc).__name__) from exc
-    return response.get("MessageId", "")
+        code = _error_code(exc)
+        logger.warning("SES send failed", extra={"error": code})
+        _record(message, account_id, customer_id, kind, status="failed", error=code)
+        raise MailFailed(code) from exc
+    message_id = response.get("MessageId", "")
+    _record(message, account_id, customer_id, kind, status="sent", message_id=message_id)
+    return message_id
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code or type(exc).__name__)[:100]
+
+
+def _record(message: Message, account_id: str | None, customer_id: str | None, kind: str,
+            **outcome) -> None:
+    if account_id is None:
+        logger.warning("mail sent without an account: not in any e-mail history",
+                       extra={"mail_kind": kind})
+        return
+    from chalicelib.mail import history
+
+    history.record(account_id, customer_id, kind, subject=message.subject, to=message.to,
+                   **outcome)

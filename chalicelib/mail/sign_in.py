@@ -5,8 +5,12 @@ from chalicelib import templating
 from chalicelib.mail.sender import Message, send
 
 
-def send_sign_in(*, brand: dict, to: str, link: str, code: str, minutes: int) -> None:
-    """``brand``: name, support_email, color, logo_url, company_address (see portal.service)."""
+def send_sign_in(*, brand: dict, to: str, link: str, code: str, minutes: int,
+                 account_id: str | None = None, customer_id: str | None = None,
+                 kind: str = "sign_in") -> None:
+    """``brand``: name, support_email, color, logo_url, company_address (see portal.service).
+    ``account_id``, ``customer_id`` and ``kind``: whose e-mail history it goes in (see
+    mail.sender.send); the link and code never do."""
     context = {"brand": brand, "link": link, "code": code, "minutes": minutes}
     send(Message(
         from_name=brand["name"],
@@ -16,4 +20,4 @@ def send_sign_in(*, brand: dict, to: str, link: str, code: str, minutes: int) ->
         subject=f"Your sign-in link for {brand['name']}",
         text=templating.render("mail/sign_in.txt", **context),
         html=templating.render("mail/sign_in.html", **context),
-    ))
+    ), account_id=account_id, customer_id=customer_id, kind=kind)

@@ -142,3 +142,33 @@ def app_secret(name: str) -> tuple[str, str]:
 def outbox_pk(account_id: str) -> str:
     """Events waiting for the integrations, per account, in time order."""
     return f"ACCT#{account_id}#OUTBOX"
+
+
+# --- a customer's growing histories, each in its own partition --------------------------
+# Not under ``CUST#<id>``: that collection is read whole on every record write
+# (store.customers.load), so what grows without bound lives beside it, read by paged
+# Queries. Sort keys are ``<iso time>#<id>``: newest first when read descending.
+
+def customer_mail_pk(customer_id: str) -> str:
+    """The e-mails sent (or planned) to a customer (chalicelib/mail/history.py)."""
+    return f"MAIL#{customer_id}"
+
+
+def account_mail_pk(account_id: str) -> str:
+    """E-mails of an account that are no customer's (staff sign-in, …)."""
+    return f"ACCT#{account_id}#MAIL"
+
+
+def customer_events_pk(customer_id: str) -> str:
+    """The processor events applied to a customer's record, with the objects each touched
+    and the key of its delivery (which keeps the raw payload)."""
+    return f"EVENTS#{customer_id}"
+
+
+def customer_notes_pk(customer_id: str) -> str:
+    """Staff notes on a customer or one of its objects (chalicelib/notes/)."""
+    return f"NOTES#{customer_id}"
+
+
+def history_sk(at_iso: str, item_id: str) -> str:
+    return f"{at_iso}#{item_id}"

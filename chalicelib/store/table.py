@@ -7,6 +7,7 @@ and GSI2 (prefix search on e-mail and name).
 from __future__ import annotations
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
@@ -164,6 +165,58 @@ class DeliveryItem(TableItem, discriminator="Delivery"):
     outcome = UnicodeAttribute()  # applied, duplicate, ignored, deferred, failed
     error = UnicodeAttribute(null=True)
     customer_id = UnicodeAttribute(null=True)
+    # The raw body as the processor sent it (store/payloads.py): zlib-compressed here when
+    # it fits comfortably, else in the receipts bucket under ``payload_key``. Not on
+    # duplicates (the applied delivery of the same event keeps it).
+    payload_z = BinaryAttribute(null=True, legacy_encoding=False)
+    payload_key = UnicodeAttribute(null=True)
+    payload_bytes = NumberAttribute(null=True)  # the raw body's length
+    # The processor objects the event touched (``stripe:pi_…``), for applied deliveries.
+    object_refs = ListAttribute(of=UnicodeAttribute, null=True)
+
+
+class EventLogItem(TableItem, discriminator="EventLog"):
+    """A processor event applied to a customer's record (``EVENTS#<customer>``): its type,
+    time, the objects it touched and the key of its delivery (which keeps the raw body).
+    Written in the transaction that applies the event; kept as long as the delivery."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    occurred_at = UnicodeAttribute()
+    object_refs = ListAttribute(of=UnicodeAttribute, default=list)
+    delivery_sk = UnicodeAttribute()  # under keys.deliveries_pk(account)
+
+
+class MailItem(TableItem, discriminator="Mail"):
+    """One e-mail sent, refused or planned (``MAIL#<customer>``, or ``ACCT#<account>#MAIL``
+    for mail that is no customer's). Never the body: sign-in links and codes are secrets."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    mail_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # sign_in, receipt, dunning, …
+    subject = UnicodeAttribute()
+    to = UnicodeAttribute()
+    status = UnicodeAttribute()  # sent, failed, planned
+    error = UnicodeAttribute(null=True)  # SES's error code when failed
+    message_id = UnicodeAttribute(null=True)  # SES's, when sent
+    at = UnicodeAttribute()  # when sent or refused; when planned, when it was planned
+    planned_for = UnicodeAttribute(null=True)
+
+
+class NoteItem(TableItem, discriminator="Note"):
+    """A staff note on a customer or one of its objects (``NOTES#<customer>``)."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    note_id = UnicodeAttribute()
+    staff_id = UnicodeAttribute()
+    staff_email = UnicodeAttribute()
+    text = UnicodeAttribute()
+    object_ref = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
 
 
 # --- customer portal (chalicelib/store/portal.py) ---------------------------------------
