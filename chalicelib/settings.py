@@ -55,6 +55,18 @@ class Settings:
     # The customer-managed KMS key (id, ARN, alias name or alias ARN) that encrypts the
     # processor secrets and the portal's signing key in the table (chalicelib/crypto.py).
     secrets_key_id: str = ""
+    # --- staff's dashboard (chalicelib/staff, chalicelib/dashboard) ---
+    # A staff session ends this many hours after sign-in (at most 8), or after this many
+    # minutes without use, whichever comes first.
+    staff_session_hours: int = 8
+    staff_idle_minutes: int = 30
+    # Step-up codes for the riskiest actions: minutes they live, attempts before dead.
+    step_up_minutes: int = 10
+    step_up_attempts: int = 5
+    # Step-up codes mailed per staff member, "<count>/<minutes>".
+    rate_step_up_per_staff: str = "10/60"
+    # How long activity-log entries are kept (DynamoDB TTL).
+    activity_retention_days: int = 400
 
 
 @lru_cache(maxsize=1)
@@ -82,4 +94,10 @@ def get_settings() -> Settings:
         receipt_url_seconds=int(env.get("RECEIPT_URL_SECONDS", "300")),
         stripe_js_url=env.get("STRIPE_JS_URL") or "https://js.stripe.com/v3/",
         secrets_key_id=env.get("SECRETS_KEY_ID", ""),
+        staff_session_hours=min(8, max(1, int(env.get("STAFF_SESSION_HOURS", "8")))),
+        staff_idle_minutes=max(1, int(env.get("STAFF_IDLE_MINUTES", "30"))),
+        step_up_minutes=int(env.get("STEP_UP_MINUTES", "10")),
+        step_up_attempts=int(env.get("STEP_UP_ATTEMPTS", "5")),
+        rate_step_up_per_staff=env.get("RATE_STEP_UP_PER_STAFF", "10/60"),
+        activity_retention_days=int(env.get("ACTIVITY_RETENTION_DAYS", "400")),
     )

@@ -361,8 +361,9 @@ def portal_settings(monkeypatch):
     so per-address limits are not shared between tests or with the app_server; no
     response-time floor unless a test asks for one. Returns a function to change settings.
     Test modules use it with ``pytestmark = pytest.mark.usefixtures("portal_settings")``."""
-    from chalicelib.portal import service, web
+    from chalicelib.portal import web
     from chalicelib.settings import get_settings
+    from chalicelib.signin import service
 
     ip = f"192.0.2.{secrets.randbelow(250)}#{secrets.token_hex(4)}"
     monkeypatch.setattr(web.Visit, "client_ip", property(lambda self: ip))
@@ -391,7 +392,7 @@ def customer_id_of(shop: Shop, email: str) -> str:
 def sessions_of(customer_id: str) -> int:
     from chalicelib.store.table import SessionItem
 
-    return sum(1 for _ in SessionItem.scan(SessionItem.customer_id == customer_id,
+    return sum(1 for _ in SessionItem.scan(SessionItem.subject_id == customer_id,
                                            consistent_read=True))
 
 

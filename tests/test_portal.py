@@ -179,14 +179,14 @@ def test_token_is_stored_only_as_its_hash(shop, app_client, sent_emails):  # noq
     link, code = latest_mail(sent_emails, known.email)
     token = token_of(link)
     cid = customer_id_of(shop, known.email)
-    [item] = list(LoginTokenItem.scan(LoginTokenItem.customer_id == cid))
+    [item] = list(LoginTokenItem.scan(LoginTokenItem.subject_id == cid))
     import hashlib
 
     stored_key = item.PK
     assert stored_key == "TOKEN#" + hashlib.sha256(token.encode()).hexdigest()
     assert token not in str(item.attribute_values)
     assert 14 * 60 < item.expires_at - time.time() <= 15 * 60
-    [code_item] = list(LoginCodeItem.scan(LoginCodeItem.customer_id == cid))
+    [code_item] = list(LoginCodeItem.scan(LoginCodeItem.subject_id == cid))
     assert code not in str(code_item.attribute_values) and code_item.attempts == 0
 
 
@@ -276,7 +276,7 @@ def test_parallel_spends_through_the_service(shop, app_client, sent_emails):  # 
 
 
 def test_expired_link_is_refused(shop, app_client, sent_emails, monkeypatch):  # noqa: F811
-    from chalicelib.portal import service
+    from chalicelib.signin import service
 
     known = seed_customer(shop)
     c = client(app_client)
@@ -296,7 +296,7 @@ def test_expired_token_item_is_refused_even_if_still_in_the_table(shop, app_clie
     """DynamoDB's TTL sweep lags: an item past its expiry is refused by the condition."""
     import hashlib
 
-    from chalicelib.store import portal as store
+    from chalicelib.store import signin as store
 
     known = seed_customer(shop)
     cid = customer_id_of(shop, known.email)
@@ -330,16 +330,16 @@ def test_a_link_of_another_portal_does_not_work_here(app_client, stack, sent_ema
 def watch_padding(monkeypatch) -> list[int]:
     """The floors the portal padded its answers to, one per padded answer (whatever the
     time the answer took: no timing is asserted)."""
-    from chalicelib.portal import service
+    from chalicelib.signin import service
 
     padded: list[int] = []
-    real = service._no_sooner_than
+    real = service.no_sooner_than
 
     def recording(milliseconds):
         padded.append(milliseconds)
         return real(milliseconds)
 
-    monkeypatch.setattr(service, "_no_sooner_than", recording)
+    monkeypatch.setattr(service, "no_sooner_than", recording)
     return padded
 
 
@@ -439,7 +439,7 @@ def test_a_strangers_code_answers_like_a_customers_wrong_code(
 
 def test_failed_codes_are_capped_per_address_for_the_day_across_new_mails(
         shop, app_client, sent_emails, portal_settings):  # noqa: F811
-    from chalicelib.portal.service import CODE_FAILURES_CAPPED
+    from chalicelib.signin.service import CODE_FAILURES_CAPPED
 
     portal_settings(rate_login_code_failures_per_email="3/1440")
     known = seed_customer(shop)
@@ -507,7 +507,7 @@ def test_racing_codes_cannot_pass_the_days_cap(shop, app_client, sent_emails, po
         outcomes = sorted(pool.map(attempt, range(12)))
     assert outcomes == ["capped"] * 8 + ["refused"] * 4, outcomes
     [code_item] = list(LoginCodeItem.scan(
-        LoginCodeItem.customer_id == customer_id_of(shop, known.email), consistent_read=True))
+        LoginCodeItem.subject_id == customer_id_of(shop, known.email), consistent_read=True))
     assert code_item.attempts == 4
 
 
@@ -577,7 +577,7 @@ def test_a_429_answers_at_once_without_the_sign_in_padding(shop, app_client, por
 
 
 def test_client_network_counts_ipv6_by_its_64():
-    from chalicelib.portal.service import client_network
+    from chalicelib.signin.service import client_network
 
     assert client_network("203.0.113.7") == "203.0.113.7"
     assert client_network("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
@@ -635,7 +635,7 @@ def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(shop, a
     link, code = latest_mail(sent_emails, known.email)
     assert c.post(f"{shop.root}/code", {"email": known.email, "code": code}, csrf="x").status_code == 403
     cid = customer_id_of(shop, known.email)
-    [code_item] = list(LoginCodeItem.scan(LoginCodeItem.customer_id == cid))
+    [code_item] = list(LoginCodeItem.scan(LoginCodeItem.subject_id == cid))
     assert code_item.attempts == 0  # not even counted
     assert c.post(f"{shop.root}/link", {"token": token_of(link)}, csrf=False).status_code == 403
     assert sessions_of(cid) == 0
@@ -681,13 +681,13 @@ def test_sign_out_ends_the_session_on_the_server(shop, app_client, sent_emails):
 
 
 def test_session_expires_in_code_before_ttl(shop, app_client, sent_emails, monkeypatch):  # noqa: F811
-    from chalicelib.portal import service
+    from chalicelib.signin import service
     from chalicelib.store.table import SessionItem
 
     known = seed_customer(shop)
     c = client(app_client)
     sign_in(c, shop, known.email, sent_emails)
-    [item] = list(SessionItem.scan(SessionItem.customer_id == customer_id_of(shop, known.email)))
+    [item] = list(SessionItem.scan(SessionItem.subject_id == customer_id_of(shop, known.email)))
     assert 3.9 * 3600 < item.expires_at - time.time() <= 4 * 3600
     real_now = service.now
     monkeypatch.setattr(service, "now", lambda: real_now() + 4 * 3600 + 1)
@@ -719,7 +719,7 @@ def access_entries(customer_id: str) -> list[str]:
 
 def test_end_access_ends_a_customers_sessions_and_pending_sign_ins_only(shop, app_client, sent_emails):  # noqa: F811
     from chalicelib.portal.service import CODE_REFUSED
-    from chalicelib.store import portal as store
+    from chalicelib.store import signin as store
 
     alice, bob = seed_customer(shop), seed_customer(shop)
     alice_id, bob_id = customer_id_of(shop, alice.email), customer_id_of(shop, bob.email)
@@ -1157,8 +1157,8 @@ def test_ses_failure_answers_503_and_leaves_no_token(shop, app_client, sent_emai
     assert response.status_code == 503
     assert "could not send the e-mail" in text(response)
     cid = customer_id_of(shop, known.email)
-    assert list(LoginTokenItem.scan(LoginTokenItem.customer_id == cid)) == []
-    assert list(LoginCodeItem.scan(LoginCodeItem.customer_id == cid)) == []
+    assert list(LoginTokenItem.scan(LoginTokenItem.subject_id == cid)) == []
+    assert list(LoginCodeItem.scan(LoginCodeItem.subject_id == cid)) == []
 
 
 def test_s3_failure_answers_503(shop, app_client, sent_emails, monkeypatch):  # noqa: F811

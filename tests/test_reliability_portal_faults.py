@@ -124,7 +124,7 @@ def login_items(account_id: str) -> tuple[dict, dict]:
     from chalicelib.store.table import LoginCodeItem, LoginTokenItem
 
     with ddbhooks.no_faults():
-        tokens = {i.PK: i.customer_id for i in LoginTokenItem.scan(
+        tokens = {i.PK: i.subject_id for i in LoginTokenItem.scan(
             LoginTokenItem.account_id == account_id, consistent_read=True)}
         codes = {i.PK: i.token_hash for i in LoginCodeItem.scan(
             LoginCodeItem.account_id == account_id, consistent_read=True)}
@@ -132,7 +132,7 @@ def login_items(account_id: str) -> tuple[dict, dict]:
 
 
 def token_stored(token: str) -> bool:
-    from chalicelib.store import portal as store
+    from chalicelib.store import signin as store
 
     return store.get_token(sha256(token)) is not None
 
@@ -504,7 +504,7 @@ def test_undoing_an_unsent_request_keeps_a_newer_requests_code(stack):
     """Two requests for one e-mail race; the first one's mail fails after the second has
     written its code: the undo deletes the first token only, the second code stays."""
     from chalicelib.store import keys
-    from chalicelib.store import portal as store
+    from chalicelib.store import signin as store
     from chalicelib.store.table import LoginCodeItem
 
     account, customer, email_hash = "acct_" + secrets.token_hex(8), "cst_" + secrets.token_hex(8), \

@@ -150,7 +150,7 @@ def test_operator_writes_need_only_encrypt(app_client, kms_calls):  # noqa: F811
 
 
 def test_portal_signing_key_is_stored_encrypted(app_client, stack):  # noqa: F811
-    from chalicelib.portal import service as portal_service
+    from chalicelib.signin import service as portal_service
 
     shop = make_shop(app_client, stack)
     response = PortalClient(app_client.http).get(f"{shop.root}/")
@@ -237,7 +237,7 @@ def test_stored_invalid_logo_is_left_out_of_the_sign_in_mail(app_client, stack, 
 
 
 def test_the_signing_key_is_made_only_when_there_is_none(app_client):  # noqa: F811
-    from chalicelib.store import portal as portal_store
+    from chalicelib.store import signin as portal_store
 
     name = f"test-secret-{secrets.token_hex(4)}"
     made = []

@@ -36,6 +36,7 @@ from chalice import Blueprint
 from chalicelib.errors import BadRequest, Forbidden, Gone
 from chalicelib.portal import service
 from chalicelib.portal.web import CSRF_COOKIE, SESSION_COOKIE, Visit, portal_view, script_response
+from chalicelib.signin import service as signin
 
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -131,7 +132,7 @@ def use_link(visit: Visit):
     return _signed_in(visit, session)
 
 
-def _signed_in(visit: Visit, session: service.NewSession):
+def _signed_in(visit: Visit, session: signin.NewSession):
     visit.set_cookie(SESSION_COOKIE, session.cookie_value, session.max_age)
     visit.clear_cookie(CSRF_COOKIE)
     return visit.redirect(f"{visit.root}/")

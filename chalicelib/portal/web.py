@@ -9,62 +9,27 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from chalice import Response
 
 from chalicelib import templating
 from chalicelib.accounts import service as accounts
-from chalicelib.errors import AppError, BadRequest, NotFound, TooManyRequests
+from chalicelib.errors import AppError, NotFound, TooManyRequests
 from chalicelib.observability import logger
 from chalicelib.portal import service
 from chalicelib.settings import get_settings
+from chalicelib.signin import web as http
+from chalicelib.signin.web import (
+    base_url,
+    cookie,
+    parse_cookies,
+    secure_cookies,
+)
 
 SESSION_COOKIE = "bp_session"
 CSRF_COOKIE = "bp_csrf"
 CSRF_COOKIE_MAX_AGE = 2 * 3600
-MAX_FORM_BYTES = 8 * 1024
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-def base_url(request) -> str:
-    """The public URL of the app (scheme, host, any path prefix), without a trailing slash.
-
-    PUBLIC_BASE_URL when set; otherwise API Gateway's own domain and stage.
-    """
-    settings = get_settings()
-    if settings.public_base_url_configured:
-        return settings.public_base_url
-    context = request.context or {}
-    domain = context.get("domainName")
-    if domain:
-        stage = context.get("stage")
-        prefix = f"/{stage}" if stage and domain.endswith(".amazonaws.com") else ""
-        return f"https://{domain}{prefix}"
-    return settings.public_base_url
-
-
-def secure_cookies(base: str) -> bool:
-    """Cookies are Secure unless the app is served over plain HTTP on a loopback host."""
-    parts = urlsplit(base)
-    return not (parts.scheme == "http" and (parts.hostname or "") in LOOPBACK)
-
-
-def parse_cookies(header: str | None) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for part in (header or "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep and name and name not in cookies:
-            cookies[name] = value.strip().strip('"')
-    return cookies
-
-
-def cookie(name: str, value: str, *, path: str, secure: bool, max_age: int) -> str:
-    parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly",
-             "SameSite=Lax"]
-    if secure:
-        parts.append("Secure")
-    return "; ".join(parts)
 
 
 @dataclass
@@ -91,19 +56,10 @@ class Visit:
 
     @property
     def client_ip(self) -> str:
-        # API Gateway's view of the caller; headers such as X-Forwarded-For are not trusted.
-        return ((self.request.context or {}).get("identity") or {}).get("sourceIp") or "unknown"
+        return http.client_ip(self.request)
 
     def form(self) -> dict[str, str]:
-        body = self.request.raw_body or b""
-        if len(body) > MAX_FORM_BYTES:
-            raise BadRequest("The form is too large.")
-        try:
-            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True,
-                              max_num_fields=20)
-        except ValueError:
-            raise BadRequest("The form has too many fields.") from None
-        return {k: v[0] for k, v in fields.items()}
+        return http.parse_form(self.request)
 
     def query(self, name: str) -> str | None:
         return (self.request.query_params or {}).get(name)
@@ -136,28 +92,14 @@ class Visit:
                 logo_origin: str | None = None, stripe_js: bool = False) -> dict:
         img = "'self'" + (f" {logo_origin}" if logo_origin else "")
         script = connect = "'self'"
-        frame = ""
+        frame = None
         if stripe_js:  # only the pages that load Stripe.js may reach Stripe
             sources = stripe_js_sources(get_settings().stripe_js_url)
             script += f" {sources['script-src']}"
             connect += f" {sources['connect-src']}"
-            frame = f"frame-src {sources['frame-src']}; "
-        headers = {
-            "Content-Security-Policy": (
-                f"default-src 'self'; script-src {script}; "
-                f"style-src 'self' 'nonce-{self.nonce}'; img-src {img}; "
-                f"connect-src {connect}; {frame}object-src 'none'; base-uri 'none'; "
-                "form-action 'self'; frame-ancestors 'none'"),
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-            "Cache-Control": "no-store",
-        }
-        if content_type:
-            headers["Content-Type"] = content_type
-        if self.cookies_out:
-            headers["Set-Cookie"] = list(self.cookies_out)
-        return headers
+            frame = sources["frame-src"]
+        return http.page_headers(self.nonce, content_type=content_type, img=img, script=script,
+                                 connect=connect, frame=frame, cookies=self.cookies_out)
 
     def page(self, template: str, status: int = 200, head: bool = False,
              stripe_js: bool = False, **context) -> Response:

@@ -99,34 +99,82 @@ def search_index_sk(term: str, customer_id: str) -> str:
     return f"{term}#{customer_id}"
 
 
-# --- customer portal (chalicelib/store/portal.py) ---------------------------------------
+# --- sign-in: portal and dashboard (chalicelib/store/signin.py) ---------------------------
+
+CUSTOMER = "customer"  # the portal's audience; "staff": the dashboard's
+
 
 def login_token(token_hash: str) -> tuple[str, str]:
     """A magic-link token, by the SHA-256 of the token (never the token itself)."""
     return f"TOKEN#{token_hash}", "TOKEN"
 
 
-def login_code(account_id: str, email_hash: str) -> tuple[str, str]:
-    """The one-time code of an e-mail's latest sign-in request (one per account and e-mail)."""
-    return f"ACCT#{account_id}#LOGINCODE#{email_hash}", "LOGINCODE"
+def login_code(account_id: str, email_hash: str, audience: str = CUSTOMER) -> tuple[str, str]:
+    """The one-time code of an e-mail's latest sign-in request (one per account, audience
+    and e-mail: a customer who is also staff has one code for each)."""
+    if audience == CUSTOMER:
+        return f"ACCT#{account_id}#LOGINCODE#{email_hash}", "LOGINCODE"
+    return f"ACCT#{account_id}#LOGINCODE#{audience.upper()}#{email_hash}", "LOGINCODE"
 
 
 def session(session_hash: str) -> tuple[str, str]:
-    """A portal session, by the SHA-256 of its cookie value."""
+    """A portal or dashboard session, by the SHA-256 of its cookie value."""
     return f"SESSION#{session_hash}", "SESSION"
 
 
 ACCESS_PREFIX = "ACCESS#"
 
 
-def customer_session(customer_id: str, session_hash: str) -> tuple[str, str]:
-    """A session's entry in its customer's collection, to end every session of a customer."""
-    return customer_pk(customer_id), f"{ACCESS_PREFIX}SESSION#{session_hash}"
+def subject_pk(audience: str, account_id: str, subject_id: str) -> str:
+    """Where a subject's access entries live (every live session and pending token, to end
+    them all at once): a customer's collection, or a staff member's own partition."""
+    return customer_pk(subject_id) if audience == CUSTOMER else staff_member_pk(account_id, subject_id)
 
 
-def customer_login_token(customer_id: str, token_hash: str) -> tuple[str, str]:
-    """A pending sign-in token's entry in its customer's collection (see customer_session)."""
-    return customer_pk(customer_id), f"{ACCESS_PREFIX}TOKEN#{token_hash}"
+def subject_session(audience: str, account_id: str, subject_id: str,
+                    session_hash: str) -> tuple[str, str]:
+    return subject_pk(audience, account_id, subject_id), f"{ACCESS_PREFIX}SESSION#{session_hash}"
+
+
+def subject_login_token(audience: str, account_id: str, subject_id: str,
+                        token_hash: str) -> tuple[str, str]:
+    return subject_pk(audience, account_id, subject_id), f"{ACCESS_PREFIX}TOKEN#{token_hash}"
+
+
+def step_up(account_id: str, staff_id: str, action_hash: str) -> tuple[str, str]:
+    """A staff member's pending step-up code for one action (by the action's SHA-256)."""
+    return staff_member_pk(account_id, staff_id), f"STEPUP#{action_hash}"
+
+
+# --- staff (chalicelib/store/staff.py) ------------------------------------------------------
+
+def staff_pk(account_id: str) -> str:
+    """An account's staff: members (``STAFF#<id>``), e-mails (``EMAIL#<email>``), ``ROSTER``."""
+    return f"ACCT#{account_id}#STAFF"
+
+
+def staff_member(account_id: str, staff_id: str) -> tuple[str, str]:
+    return staff_pk(account_id), f"STAFF#{staff_id}"
+
+
+def staff_email(account_id: str, normalized_email: str) -> tuple[str, str]:
+    return staff_pk(account_id), f"EMAIL#{normalized_email}"
+
+
+def staff_roster(account_id: str) -> tuple[str, str]:
+    return staff_pk(account_id), "ROSTER"
+
+
+def staff_member_pk(account_id: str, staff_id: str) -> str:
+    """A staff member's own partition: their sessions' and tokens' access entries, step-ups."""
+    return f"ACCT#{account_id}#STAFF#{staff_id}"
+
+
+# --- activity log (chalicelib/store/activity.py) ----------------------------------------
+
+def activity_pk(account_id: str) -> str:
+    """An account's activity log, in time order (sort key ``<iso time>#<entry id>``)."""
+    return f"ACCT#{account_id}#ACTIVITY"
 
 
 def rate_counter(scope: str, subject_hash: str, window_start: int) -> tuple[str, str]:

@@ -219,22 +219,29 @@ class NoteItem(TableItem, discriminator="Note"):
     at = UnicodeAttribute()
 
 
-# --- customer portal (chalicelib/store/portal.py) ---------------------------------------
+# --- sign-in: customers' portal and staff's dashboard (chalicelib/store/signin.py) ---------
 # Each has a DynamoDB TTL (``ttl``) for clean-up and an expiry checked in code
 # (``expires_at``, epoch seconds), because TTL deletion can lag by hours.
+# ``subject_id`` is the customer id (portal) or the staff id (dashboard), stored under the
+# attribute name ``customer_id`` the portal's items have always had; ``audience`` is
+# absent on a customer's item and "staff" on a staff member's (a token or session of one
+# audience is never accepted by the other).
 
 class LoginTokenItem(TableItem, discriminator="LoginToken"):
     account_id = UnicodeAttribute()
-    customer_id = UnicodeAttribute()
+    subject_id = UnicodeAttribute(attr_name="customer_id")
+    audience = UnicodeAttribute(null=True)
     # The normalized e-mail the link was sent to: the token starts a session only while
-    # the record's profile still has it (a ConditionCheck in the spending transaction).
+    # the subject (customer profile, staff member) still has it (a ConditionCheck in the
+    # spending transaction).
     email = UnicodeAttribute(null=True)
     expires_at = NumberAttribute()
 
 
 class LoginCodeItem(TableItem, discriminator="LoginCode"):
     account_id = UnicodeAttribute()
-    customer_id = UnicodeAttribute()
+    subject_id = UnicodeAttribute(attr_name="customer_id")
+    audience = UnicodeAttribute(null=True)
     token_hash = UnicodeAttribute()
     code_hash = UnicodeAttribute()
     attempts = NumberAttribute(default=0)
@@ -243,21 +250,81 @@ class LoginCodeItem(TableItem, discriminator="LoginCode"):
 
 class SessionItem(TableItem, discriminator="Session"):
     account_id = UnicodeAttribute()
-    customer_id = UnicodeAttribute()
+    subject_id = UnicodeAttribute(attr_name="customer_id")
+    audience = UnicodeAttribute(null=True)
     csrf_token = UnicodeAttribute()
     created_at = UnicodeAttribute()
     expires_at = NumberAttribute()
+    # Staff sessions: when it was last used (epoch seconds, written at most once a minute),
+    # for the idle timeout.
+    last_seen = NumberAttribute(null=True)
 
 
 class AccessEntryItem(TableItem, discriminator="AccessEntry"):
-    """A live session or pending sign-in token, listed in its customer's collection
-    (``CUST#<customer>`` / ``ACCESS#…``) so that all of them can be ended at once. Written
-    and deleted in the same transaction as the item it names; the same expiry and TTL."""
+    """A live session or pending sign-in token, listed in its subject's collection
+    (``CUST#<customer>`` or ``ACCT#<acct>#STAFF#<staff>`` / ``ACCESS#…``) so that all of
+    them can be ended at once. Written and deleted in the same transaction as the item it
+    names; the same expiry and TTL."""
 
     account_id = UnicodeAttribute()
     kind = UnicodeAttribute()  # "session" or "token"
     item_hash = UnicodeAttribute()  # the SHA-256 the session or token item is keyed by
     expires_at = NumberAttribute()
+
+
+class StepUpItem(TableItem, discriminator="StepUp"):
+    """A step-up code mailed to a staff member for one risky action (signin.step_up)."""
+
+    account_id = UnicodeAttribute()
+    staff_id = UnicodeAttribute()
+    code_hash = UnicodeAttribute()
+    salt = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
+# --- staff (chalicelib/store/staff.py) ----------------------------------------------------
+
+class StaffItem(TableItem, discriminator="Staff"):
+    """A staff member of a merchant account: ``ACCT#<acct>#STAFF`` / ``STAFF#<staff id>``."""
+
+    account_id = UnicodeAttribute()
+    staff_id = UnicodeAttribute()
+    email = UnicodeAttribute()  # normalized
+    role = UnicodeAttribute()  # owner, admin, support, read_only
+    created_at = UnicodeAttribute()
+    added_by = UnicodeAttribute(null=True)
+
+
+class StaffEmailItem(TableItem, discriminator="StaffEmail"):
+    """An e-mail's staff member in an account (``ACCT#<acct>#STAFF`` / ``EMAIL#<email>``):
+    one member per e-mail, and sign-in finds the member by it."""
+
+    staff_id = UnicodeAttribute()
+
+
+class StaffRosterItem(TableItem, discriminator="StaffRoster"):
+    """How many owners an account has (``ACCT#<acct>#STAFF`` / ``ROSTER``): every write
+    that adds, demotes or removes an owner updates it in the same transaction, with the
+    condition that at least one stays."""
+
+    owners = NumberAttribute(default=0)
+
+
+# --- activity log (chalicelib/store/activity.py) ----------------------------------------
+
+class ActivityItem(TableItem, discriminator="Activity"):
+    """One entry of an account's activity log: ``ACCT#<acct>#ACTIVITY`` / ``<at>#<id>``."""
+
+    account_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    actor = UnicodeAttribute()  # a staff id, "system" or "operator"
+    actor_email = UnicodeAttribute(null=True)
+    action = UnicodeAttribute()
+    target = UnicodeAttribute(null=True)
+    details = JSONAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    ip = UnicodeAttribute(null=True)
 
 
 class RateCounterItem(TableItem, discriminator="RateCounter"):
