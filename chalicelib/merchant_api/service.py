@@ -9,6 +9,7 @@ import unicodedata
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.records import service as records
 from chalicelib.store import customers as store
+from chalicelib.webhooks import deliveries
 
 MAX_LIMIT = 100
 _CUSTOMER_ID = re.compile(r"^cst_[0-9a-z]{26}$")
@@ -72,5 +73,5 @@ def get_order(account_id: str, order_id: str) -> dict:
 
 
 def list_deliveries(account_id: str, limit: int, cursor: str | None) -> dict:
-    items, last = store.list_deliveries(account_id, limit, _decode_cursor(cursor))
-    return {"data": items, "next_cursor": _encode_cursor(last)}
+    items, next_cursor = deliveries.list_page(account_id, limit, cursor)
+    return {"data": items, "next_cursor": next_cursor}

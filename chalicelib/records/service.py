@@ -8,7 +8,9 @@ e-mail's existing record as soon as the e-mail is learnt.
 """
 from __future__ import annotations
 
+import json
 import random
+import re
 import time
 import unicodedata
 from collections.abc import Callable
@@ -16,11 +18,12 @@ from dataclasses import dataclass, replace
 
 from chalicelib import ids, timeutil
 from chalicelib.domain.events import CustomerChanged, DomainEvent, Owner, Ref, Translation
-from chalicelib.errors import NotFound, RetryLater
+from chalicelib.errors import BadRequest, NotFound, RetryLater
 from chalicelib.records import moves
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
+from chalicelib.store import payloads
 from chalicelib.store import signin as signin_store
 
 MAX_ATTEMPTS = 12
@@ -333,7 +336,9 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
         for event in translation.events:
             state.apply(event)
         writes.insert(0, state.to_write())
-        delivery = {**delivery, "outcome": "applied", "customer_id": state.customer_id}
+        delivery = {**delivery, "outcome": "applied", "customer_id": state.customer_id,
+                    "object_refs": touched_refs(translation),
+                    "occurred_at": timeutil.iso_from_epoch(translation.occurred_at)}
         try:
             store.commit(writes, mark, delivery)
         except store.AlreadyApplied:
@@ -364,6 +369,15 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             signin_store.end_access(account_id, state.customer_id)
         return Outcome("applied", state.customer_id)
     raise RetryLater("too many concurrent writes to this record")
+
+
+def touched_refs(translation: Translation) -> list[str]:
+    """The processor objects an event's domain events name (``stripe:in_…``), for its
+    delivery and the customer's event log: how an object's raw payloads are found."""
+    refs = set(translation.owner_hints)
+    for event in translation.events:
+        refs |= {value for value in vars(event).values() if isinstance(value, Ref)}
+    return sorted(str(r) for r in refs)
 
 
 def _ask_owner(find_owner, hints) -> Owner:
@@ -500,3 +514,88 @@ def find_by_processor_id(account_id: str, processor: str, ext_id: str) -> str | 
 def find_by_order_id(account_id: str, order_id: str) -> str | None:
     """The record holding an order (``ord_…``), by its order pointer."""
     return store.find_order(account_id, order_id)
+
+
+# --- what the record's page reads beside the record ----------------------------------------
+
+def customer_belongs(account_id: str, customer_id: str) -> bool:
+    """Whether ``customer_id`` is a live record of the account (one small GetItem): the
+    check before reading a customer's own partitions (e-mails, events, notes)."""
+    owner = store.owner_of(customer_id)
+    return owner is not None and owner[0] == account_id and owner[1] is None
+
+
+RAW_EVENTS_MAX = 50
+_EVENT_LOG_PAGE = 200
+_PROCESSOR_REF = re.compile(r"^[a-z]{2,20}:[A-Za-z0-9_]{1,255}$")
+_RECORD_OBJECT = re.compile(r"^(pay|sub|ord)_[a-z2-7]{24}$")
+
+
+def _refs_of(account_id: str, customer_id: str, object_ref: str) -> set[str]:
+    """The processor refs an object goes by: itself for a processor ref (``stripe:pi_…``);
+    for an id of the record (a payment ``pay_…``, a subscription or plan ``sub_…``, an
+    order ``ord_…``) the processor objects it is made of."""
+    if _PROCESSOR_REF.match(object_ref):
+        return {object_ref}
+    if not _RECORD_OBJECT.match(object_ref):
+        raise BadRequest("object must be a processor object (stripe:pi_…) or an id of the "
+                         "record (pay_…, sub_…, ord_…)", code="invalid_object")
+    record = get_record(account_id, customer_id)
+    if record is None:
+        raise NotFound("no such customer")
+    refs: set[str] = set()
+    for order in record["orders"]:
+        if order["id"] == object_ref:
+            refs.update(r for p in record["payments"] if p["id"] in order["payment_ids"]
+                        for r in p["processor_refs"])
+            object_ref = order["subscription_id"] or object_ref
+    for payment in record["payments"]:
+        if payment["id"] == object_ref:
+            refs.update(payment["processor_refs"])
+    for sub in record["subscriptions"] + record["payment_plans"]:
+        if sub["id"] == object_ref and sub["processor_ref"]:
+            refs.add(sub["processor_ref"])
+    if not refs:
+        raise NotFound("no such object")
+    return refs
+
+
+def raw_events(account_id: str, customer_id: str, object_ref: str,
+               limit: int = RAW_EVENTS_MAX) -> list[dict]:
+    """The processor's raw webhook payloads that touched an object of this customer,
+    newest first (at most ``limit``), from the deliveries kept for the retention period:
+    ``{"event_id", "type", "at", "received_at", "object_refs", "payload"}`` (``payload``:
+    the parsed body; None, with ``payload_error``, when it cannot be read).
+
+    ``object_ref``: a processor ref as the record shows it (``stripe:in_…``) or an id of
+    the record (``pay_…``, ``sub_…``, ``ord_…``). Raises NotFound for a customer that is
+    not the account's, BadRequest for a malformed ``object_ref``."""
+    if not customer_belongs(account_id, customer_id):
+        raise NotFound("no such customer")
+    refs = _refs_of(account_id, customer_id, object_ref)
+    matches, before = [], None
+    while len(matches) < limit:
+        page, before = store.list_events(customer_id, _EVENT_LOG_PAGE, before)
+        matches += [e for e in page if e["account_id"] == account_id
+                    and refs.intersection(e["object_refs"])]
+        if before is None:
+            break
+    matches = matches[:limit]
+    deliveries = store.get_deliveries(account_id, [m["delivery_sk"] for m in matches])
+    out = []
+    for m in matches:
+        delivery = deliveries.get(m["delivery_sk"]) or {}
+        entry = {"event_id": m["event_id"], "type": m["event_type"], "at": m["occurred_at"],
+                 "received_at": delivery.get("received_at"), "object_refs": m["object_refs"],
+                 "payload": None}
+        try:
+            body = payloads.read(delivery.get("payload_z"), delivery.get("payload_key"))
+        except payloads.PayloadUnavailable as exc:
+            entry["payload_error"] = f"the kept payload could not be read ({exc})"
+        else:
+            if body is not None:
+                entry["payload"] = json.loads(body)
+            else:
+                entry["payload_error"] = "no payload kept for this delivery"
+        out.append(entry)
+    return out

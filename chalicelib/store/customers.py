@@ -18,6 +18,7 @@ from chalicelib.store import keys
 from chalicelib.store.table import (
     DeliveryItem,
     EmailClaimItem,
+    EventLogItem,
     EventMarkerItem,
     FactItem,
     OrderEntryItem,
@@ -140,6 +141,17 @@ def event_applied(mark: EventMark) -> bool:
     except DoesNotExist:
         return False
     return True
+
+
+def owner_of(customer_id: str) -> tuple[str, str | None] | None:
+    """The account of a record and where it was folded to (None when live), from one
+    GetItem of its profile's two attributes; None when there is no such record."""
+    try:
+        item = ProfileItem.get(keys.customer_pk(customer_id), keys.PROFILE_SK,
+                               attributes_to_get=["account_id", "merged_into"])
+    except DoesNotExist:
+        return None
+    return item.account_id, item.merged_into
 
 
 def find_order(account_id: str, order_id: str) -> str | None:
@@ -392,6 +404,10 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
                                                 data=entry), None))
     if delivery is not None:
         ops.append(("delivery", delivery_item(delivery), None))
+        if delivery.get("outcome") == "applied" and delivery.get("customer_id"):
+            # The customer's event log (their timeline's processor events, and the way to an
+            # object's raw payloads): one small item in the same transaction.
+            ops.append(("event", event_log_item(delivery), None))
     for event in outbox or []:
         ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
     if len(ops) > 100:
@@ -414,13 +430,76 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
         raise
 
 
+def delivery_sk(d: dict) -> str:
+    return f"{d['received_at']}#{d['delivery_id']}"
+
+
 def delivery_item(d: dict) -> DeliveryItem:
+    """``d`` may hold the raw body's fields (store.payloads.prepare): kept unless the
+    delivery is a duplicate (its applied delivery keeps the same body)."""
+    payload = {} if d["outcome"] == "duplicate" else {
+        k: d.get(k) for k in ("payload_z", "payload_key", "payload_bytes")}
     return DeliveryItem(
-        keys.deliveries_pk(d["account_id"]), f"{d['received_at']}#{d['delivery_id']}",
+        keys.deliveries_pk(d["account_id"]), delivery_sk(d),
         account_id=d["account_id"], event_id=d["event_id"], event_type=d["event_type"],
         received_at=d["received_at"], outcome=d["outcome"], error=d.get("error"),
         customer_id=d.get("customer_id"), ttl=timedelta(seconds=d["retention_seconds"]),
+        object_refs=d.get("object_refs") or None, **payload,
     )
+
+
+def event_log_item(d: dict) -> EventLogItem:
+    """An applied delivery in its customer's event log, kept as long as the delivery."""
+    return EventLogItem(
+        keys.customer_events_pk(d["customer_id"]), keys.history_sk(d["occurred_at"], d["event_id"]),
+        account_id=d["account_id"], customer_id=d["customer_id"], event_id=d["event_id"],
+        event_type=d["event_type"], occurred_at=d["occurred_at"],
+        object_refs=d.get("object_refs") or [], delivery_sk=delivery_sk(d),
+        ttl=timedelta(seconds=d["retention_seconds"]))
+
+
+def list_events(customer_id: str, limit: int, before: str | None
+                ) -> tuple[list[dict], str | None]:
+    """A page of a customer's event log, newest first, and the position of the next page
+    (None on the last)."""
+    condition = before > EventLogItem.SK if before else None
+    out, last = [], None
+    for item in EventLogItem.query(keys.customer_events_pk(customer_id), condition,
+                                   scan_index_forward=False, limit=limit + 1):
+        if len(out) == limit:
+            return out, last
+        out.append({"account_id": item.account_id, "event_id": item.event_id,
+                    "event_type": item.event_type, "occurred_at": item.occurred_at,
+                    "object_refs": list(item.object_refs or []),
+                    "delivery_sk": item.delivery_sk, "position": item.SK})
+        last = item.SK
+    return out, None
+
+
+def _delivery(item: DeliveryItem) -> dict:
+    return {"key": item.SK, "event_id": item.event_id, "event_type": item.event_type,
+            "received_at": item.received_at, "outcome": item.outcome, "error": item.error,
+            "customer_id": item.customer_id, "object_refs": list(item.object_refs or []),
+            "payload_bytes": item.payload_bytes, "payload_z": item.payload_z,
+            "payload_key": item.payload_key}
+
+
+def get_deliveries(account_id: str, sks: list[str]) -> dict[str, dict]:
+    """Delivery items of an account by sort key (BatchGetItem, 100 keys a request)."""
+    pk = keys.deliveries_pk(account_id)
+    found = {}
+    for item in DeliveryItem.batch_get([(pk, sk) for sk in dict.fromkeys(sks)]):
+        if item.account_id == account_id:
+            found[item.SK] = _delivery(item)
+    return found
+
+
+def get_delivery(account_id: str, sk: str) -> dict | None:
+    try:
+        item = DeliveryItem.get(keys.deliveries_pk(account_id), sk)
+    except DoesNotExist:
+        return None
+    return _delivery(item) if item.account_id == account_id else None
 
 
 def outbox_item(event: dict) -> OutboxItem:
@@ -443,17 +522,25 @@ def save_delivery(d: dict) -> None:
     delivery_item(d).save()
 
 
+_DELIVERY_LISTED = ["PK", "SK", "T", "event_id", "event_type", "received_at", "outcome", "error",
+                    "customer_id", "object_refs", "payload_bytes"]
+
+
 def list_deliveries(account_id: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
     kwargs = {}
     if cursor:
         kwargs["range_key_condition"] = cursor > DeliveryItem.SK
     items = []
     last = None
+    # Without the kept bodies: a page of the list reads a few hundred bytes an entry.
     for item in DeliveryItem.query(keys.deliveries_pk(account_id), scan_index_forward=False,
-                                   limit=limit, **kwargs):
-        items.append({"event_id": item.event_id, "event_type": item.event_type,
-                      "received_at": item.received_at, "outcome": item.outcome,
-                      "error": item.error, "customer_id": item.customer_id})
+                                   limit=limit, attributes_to_get=_DELIVERY_LISTED, **kwargs):
+        items.append({"key": item.SK, "event_id": item.event_id,
+                      "event_type": item.event_type, "received_at": item.received_at,
+                      "outcome": item.outcome, "error": item.error,
+                      "customer_id": item.customer_id,
+                      "object_refs": list(item.object_refs or []),
+                      "payload_bytes": item.payload_bytes})
         last = item.SK
     return items, (last if len(items) == limit else None)
 

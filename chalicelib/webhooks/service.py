@@ -21,6 +21,7 @@ from chalicelib.records import service as records
 from chalicelib.settings import get_settings
 from chalicelib.store import accounts as account_store
 from chalicelib.store import customers as record_store
+from chalicelib.store import payloads
 
 MAX_BODY_BYTES = 512 * 1024
 ACCOUNT_CACHE_SECONDS = 60
@@ -132,6 +133,13 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
         "event_type": event["type"], "received_at": received_at,
         "retention_seconds": get_settings().delivery_retention_days * 86400,
     }
+    try:
+        # The raw body, kept with the audit entry (inline, or in S3 before the transaction).
+        delivery.update(payloads.prepare(account_id, delivery["delivery_id"], body))
+    except payloads.PayloadUnavailable as exc:
+        logger.warning("keeping the raw payload failed", extra={"error": str(exc)})
+        _save_failed(delivery, f"payload store failed: {exc}")
+        raise RetryLater("the delivery could not be recorded; it will be retried") from None
     try:
         translation = adapter.translate(event)
     except Exception as exc:  # noqa: BLE001 - a payload shape we do not read: ask for redelivery
