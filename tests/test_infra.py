@@ -34,7 +34,7 @@ RESOURCE_STAR_ALLOWED = {"XRay"}
 # derives the same from the calls the code makes), statement by statement.
 TABLE_ACTIONS = {
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-    "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem",
+    "dynamodb:Query", "dynamodb:ConditionCheckItem",
 }
 INDEX_ACTIONS = {"dynamodb:Query"}
 TABLE_KEY_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}

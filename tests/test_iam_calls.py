@@ -1,0 +1,420 @@
+"""The deployed function's permissions are exactly what its AWS calls need.
+
+moto and DynamoDB Local enforce no IAM, so a missing grant would only show on AWS (as
+s3:ListBucket once did: every receipt answered 503). This test records every AWS call the
+product code makes while the product's flows run in this process: Stripe webhooks of each
+kind, portal sign-in (link and code) and sign-out, receipts (page, PDF, presigned
+download), self-service at localstripe (cancel, keep), the merchant API's reads. Each call
+goes through an explicit table (``ACTIONS``) to the IAM actions it needs, each with the
+resource it needs them on; an operation missing from the table fails the test. What the
+calls need must equal what infra/template.yaml grants the function's role: its inline
+policy plus the statements of key policies that name the role. Nothing more, nothing
+less, except what the Lambda runtime itself uses (``RUNTIME_ONLY``).
+
+A call is the product's when product code (chalicelib/, app.py) is on its stack; set-up
+made by the operator's path (creating accounts) runs before recording starts.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botocore.client
+import botocore.signers
+import pytest
+from app_fixtures import app_client  # noqa: F401
+from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
+    PortalClient,
+    ask_link,
+    customer_id_of,
+    download_pdf,
+    latest_link_and_code,
+    make_shop,
+    make_stripe_shop,
+    portal_settings,
+    refund,
+    seed_customer,
+    sign_in,
+    text,
+)
+from stripe_events import Stream
+from test_infra import TEMPLATE, as_list, load_template
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCT = (str(REPO / "chalicelib") + "/", str(REPO / "app.py"))
+
+pytestmark = pytest.mark.usefixtures("portal_settings")
+
+# --- what each call needs ------------------------------------------------------------------
+# A need is (IAM action, resource): the resource names what the template grants on
+#   table / index       the table, its indexes
+#   table-key           the table's customer-managed key, through DynamoDB (kms:ViaService)
+#   receipts            objects under receipts/ in the receipts bucket; bucket: the bucket
+#   bucket-key          the receipts bucket's KMS key, if it had SSE-KMS (it has SSE-S3)
+#   ses                 SES identities (scoped by From address in the template)
+#   secrets:<key>       the secrets key, for an encryption context with that one key
+Need = tuple[str, str]
+
+_TRANSACT_ITEM_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
+                          "Delete": "dynamodb:DeleteItem",
+                          "ConditionCheck": "dynamodb:ConditionCheckItem"}
+_BATCH_WRITE_ACTIONS = {"PutRequest": "dynamodb:PutItem", "DeleteRequest": "dynamodb:DeleteItem"}
+
+
+def _table_or_index(action: str) -> Callable[[dict], set[Need]]:
+    return lambda p: {(action, "index" if p.get("IndexName") else "table")}
+
+
+def _transact_write(p: dict) -> set[Need]:
+    # IAM has no TransactWriteItems action: each item is authorized as its own operation.
+    out = set()
+    for item in p["TransactItems"]:
+        (kind,) = item
+        out.add((_TRANSACT_ITEM_ACTIONS[kind], "table"))
+    return out
+
+
+def _batch_write(p: dict) -> set[Need]:
+    # BatchWriteItem is authorized as dynamodb:BatchWriteItem (AWS's own action), and not
+    # per item; its items are noted only to be sure they are puts and deletes.
+    for requests in p["RequestItems"].values():
+        for request in requests:
+            (kind,) = request
+            assert kind in _BATCH_WRITE_ACTIONS, kind
+    return {("dynamodb:BatchWriteItem", "table")}
+
+
+def _receipt_object(action: str, *more: Need) -> Callable[[dict], set[Need]]:
+    def needs(p: dict) -> set[Need]:
+        where = "receipts" if p.get("Key", "").startswith("receipts/") else "bucket-object"
+        return {(action, where), *more}
+    return needs
+
+
+def _secrets(action: str) -> Callable[[dict], set[Need]]:
+    def needs(p: dict) -> set[Need]:
+        context = p.get("EncryptionContext") or {}
+        return {(action, "secrets:" + ",".join(sorted(context)) if context else "secrets:-")}
+    return needs
+
+
+# (botocore service id, operation) → the needs of one call, from its parameters.
+ACTIONS: dict[tuple[str, str], Callable[[dict], set[Need]]] = {
+    ("dynamodb", "GetItem"): lambda p: {("dynamodb:GetItem", "table")},
+    ("dynamodb", "PutItem"): lambda p: {("dynamodb:PutItem", "table")},
+    ("dynamodb", "UpdateItem"): lambda p: {("dynamodb:UpdateItem", "table")},
+    ("dynamodb", "DeleteItem"): lambda p: {("dynamodb:DeleteItem", "table")},
+    ("dynamodb", "Query"): _table_or_index("dynamodb:Query"),
+    ("dynamodb", "Scan"): _table_or_index("dynamodb:Scan"),
+    ("dynamodb", "BatchGetItem"): lambda p: {("dynamodb:BatchGetItem", "table")},
+    ("dynamodb", "BatchWriteItem"): _batch_write,
+    ("dynamodb", "TransactWriteItems"): _transact_write,
+    ("dynamodb", "TransactGetItems"): lambda p: {("dynamodb:GetItem", "table")},
+    # SESv2 SendEmail is authorized as ses:SendEmail (there is no ses:SendEmail v2 action).
+    ("sesv2", "SendEmail"): lambda p: {("ses:SendEmail", "ses")},
+    # HeadObject is authorized as s3:GetObject; its 404 for a missing key needs
+    # s3:ListBucket on the bucket (else 403).
+    ("s3", "HeadObject"): _receipt_object("s3:GetObject", ("s3:ListBucket", "bucket")),
+    ("s3", "GetObject"): _receipt_object("s3:GetObject"),
+    ("s3", "PutObject"): _receipt_object("s3:PutObject"),
+    ("kms", "Decrypt"): _secrets("kms:Decrypt"),
+    ("kms", "Encrypt"): _secrets("kms:Encrypt"),
+    ("kms", "GenerateDataKey"): _secrets("kms:GenerateDataKey"),
+}
+_DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+# What the Lambda runtime does with the role, not the code: write the function's logs
+# and, with active tracing, its trace segments.
+RUNTIME_ONLY = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def needs_of(call: Call, template: dict) -> set[Need]:
+    """The needs of one recorded call, with those the stack's encryption settings add."""
+    key = (call.service, call.operation)
+    assert key in ACTIONS, f"no IAM mapping for {key}: add it to ACTIONS (tests/test_iam_calls.py)"
+    needs = set(ACTIONS[key](call.params))
+    resources = template["Resources"]
+    if call.service == "dynamodb" and resources["Table"]["Properties"]["SSESpecification"] \
+            .get("KMSMasterKeyId"):
+        # A customer-managed table key: DynamoDB uses it on the caller's behalf, so the
+        # caller needs it (through DynamoDB): reads decrypt, writes also encrypt.
+        needs.add(("kms:Decrypt", "table-key"))
+        if call.operation in _DYNAMODB_WRITES:
+            needs |= {("kms:Encrypt", "table-key"), ("kms:GenerateDataKey", "table-key")}
+    bucket_sse = {r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in
+                  resources["ReceiptsBucket"]["Properties"]["BucketEncryption"]
+                  ["ServerSideEncryptionConfiguration"]}
+    if call.service == "s3" and bucket_sse & {"aws:kms", "aws:kms:dsse"}:
+        # SSE-KMS: a write makes a data key, a read (HEAD too) decrypts it.
+        needs.add(("kms:GenerateDataKey" if call.operation == "PutObject" else "kms:Decrypt",
+                   "bucket-key"))
+    return needs
+
+
+# --- what the template grants ----------------------------------------------------------------
+
+def _resource_name(resource) -> str:
+    """The Need resource a template statement's resource stands for."""
+    text = json.dumps(resource, sort_keys=True)
+    known = {
+        '{"Fn::GetAtt": ["Table", "Arn"]}': "table",
+        '{"Fn::Sub": "${Table.Arn}/index/*"}': "index",
+        '{"Fn::GetAtt": ["DataKey", "Arn"]}': "table-key",
+        '{"Fn::Sub": "${ReceiptsBucket.Arn}/receipts/*"}': "receipts",
+        '{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}': "bucket",
+        '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}': "ses",
+    }
+    assert text in known, f"a grant on a resource this test does not know: {text}"
+    return known[text]
+
+
+def granted(template: dict) -> set[Need]:
+    out: set[Need] = set()
+    role = template["Resources"]["ApiHandlerRole"]["Properties"]
+    for policy in role["Policies"]:
+        for statement in as_list(policy["PolicyDocument"]["Statement"]):
+            actions = set(as_list(statement["Action"]))
+            if actions <= RUNTIME_ONLY:
+                continue
+            assert not actions & RUNTIME_ONLY, statement
+            for resource in as_list(statement["Resource"]):
+                name = _resource_name(resource)
+                if name == "table-key":
+                    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": {
+                        "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}, statement
+                out |= {(action, name) for action in actions}
+    # The secrets key's policy names the role: each statement's context keys.
+    for statement in template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        if "Fn::If" in statement or statement["Principal"] != {
+                "AWS": {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}}:
+            continue
+        keys = statement["Condition"]["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"]
+        assert statement["Condition"]["Null"] == {"kms:EncryptionContextKeys": "false"}
+        out |= {(action, f"secrets:{key}") for action in as_list(statement["Action"])
+                for key in keys}
+    return out
+
+
+# --- recording ----------------------------------------------------------------------------
+
+@dataclass
+class Call:
+    service: str
+    operation: str
+    params: dict
+    presigned: bool = False
+
+
+@dataclass
+class Recording:
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, call: Call) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def operations(self) -> set[tuple[str, str]]:
+        return {(c.service, c.operation) for c in self.calls}
+
+
+def _from_product() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(PRODUCT):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def recording(monkeypatch):
+    """Every AWS API call product code makes meanwhile (any client, any thread), and every
+    URL it presigns (a GET the customer's browser makes with the role's credentials)."""
+    rec = Recording()
+    make_api_call = botocore.client.BaseClient._make_api_call
+    presign = botocore.signers.RequestSigner.generate_presigned_url
+
+    def recorded_call(self, operation_name, api_params):
+        if _from_product():
+            rec.add(Call(self.meta.service_model.service_id.hyphenize(), operation_name,
+                         dict(api_params)))
+        return make_api_call(self, operation_name, api_params)
+
+    def recorded_presign(self, request_dict, operation_name, *args, **kwargs):
+        if _from_product():
+            # The object's key, after the bucket's name if the path has it (path style).
+            path = request_dict.get("url_path", "")
+            key = path[path.find("/receipts/") + 1:] if "/receipts/" in path else path
+            rec.add(Call(self._service_id.hyphenize(), operation_name, {"Key": key},
+                         presigned=True))
+        return presign(self, request_dict, operation_name, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(botocore.client.BaseClient, "_make_api_call", recorded_call)
+        m.setattr(botocore.signers.RequestSigner, "generate_presigned_url", recorded_presign)
+        yield rec
+
+
+# --- the flows ----------------------------------------------------------------------------
+
+def _webhooks_of_every_kind(shop) -> None:
+    seeded = seed_customer(shop)  # customer, card, subscription, plan, invoices, one-time
+    refund(shop, seeded, 900)
+    stream = Stream("w" + secrets.token_hex(4), start=1_795_000_000)
+    stream.charge_refunded(seeded.customer, seeded.pi, seeded.charge, 4900, 900, currency="eur")
+    stream.dispute(seeded.pi, seeded.charge, 4000, currency="eur")
+    stream.update_subscription(seeded.subscription, seeded.customer, 1500, currency="eur",
+                               event_type="customer.subscription.deleted", status="canceled")
+    # An e-mail change (the record moves to the new address).
+    stream.customer(f"moved-{seeded.prefix}@example.com", "Zoë Łukasiewicz",
+                    event_type="customer.updated", cid=seeded.customer)
+    # A second customer, then the event of a charge the app never saw.
+    other = stream.customer(f"other-{seeded.prefix}@example.com", "Ola Nowak")
+    stream.one_time(other, 2500, currency="eur", email=f"other-{seeded.prefix}@example.com",
+                    via_checkout=True)
+    shop.merchant.deliver_until_applied(stream.events)
+    # A bad signature: refused, and the account read again.
+    event = stream.event("customer.updated", {"id": "cus_nobody", "object": "customer"})
+    assert shop.merchant.deliver(event, secret="whsec_wrong").status_code in (400, 401)
+
+
+def _portal(shop, app_client, sent_emails) -> None:  # noqa: F811
+    seeded = seed_customer(shop)
+    # A stranger asks for a link; nothing is sent.
+    assert ask_link(PortalClient(app_client.http), shop, "nobody@example.com").status_code == 200
+    # Sign in with the link, look around, open a receipt and its PDF, sign out.
+    c = PortalClient(app_client.http)
+    sign_in(c, shop, seeded.email, sent_emails)
+    home = text(c.get(f"{shop.root}/"))
+    assert "Hello, " in home
+    assert c.get(f"{shop.root}/orders").status_code == 200
+    from chalicelib.records.service import get_record
+
+    record = get_record(shop.merchant.account_id, customer_id_of(shop, seeded.email))
+    payment = next(p for p in record["payments"] if p["status"] == "succeeded")
+    assert c.get(f"{shop.root}/receipts/{payment['id']}").status_code == 200
+    pdf = c.get(f"{shop.root}/receipts/{payment['id']}/pdf")
+    assert pdf.status_code == 303
+    assert "Receipt" in download_pdf(pdf.headers["Location"])
+    c.get(f"{shop.root}/")
+    assert c.post(f"{shop.root}/sign-out", {}).status_code in (200, 303)
+    # Sign in with the code instead.
+    code_client = PortalClient(app_client.http)
+    assert ask_link(code_client, shop, seeded.email).status_code == 200
+    _, code = latest_link_and_code(sent_emails, seeded.email)
+    code_client.get(f"{shop.root}/code")
+    answer = code_client.post(f"{shop.root}/code", {"email": seeded.email, "code": code})
+    assert answer.status_code == 303, text(answer)[:300]
+
+
+def _self_service(stripe_shop, app_client, sent_emails) -> None:  # noqa: F811
+    c = PortalClient(app_client.http)
+    sign_in(c, stripe_shop, stripe_shop.email, sent_emails)
+    page = f"{stripe_shop.root}/subscriptions/{stripe_shop.sub(stripe_shop.subscription)['id']}"
+    assert c.get(page).status_code == 200
+    c.get(f"{page}/cancel")
+    assert c.post(f"{page}/cancel", {"reason": "Moving abroad"}).status_code == 303
+    c.get(page)
+    assert c.post(f"{page}/keep", {}).status_code == 303
+    assert c.get(f"{page}/cards/new").status_code == 200
+
+
+def _merchant_api(shop) -> None:
+    customers = shop.merchant.customers()
+    assert customers
+    record = shop.merchant.get_json(f"/api/v1/customers/{customers[0]['id']}")
+    for order in record.get("orders") or []:
+        shop.merchant.get_json(f"/api/v1/orders/{order['id']}")
+    shop.merchant.get_json("/api/v1/webhook-deliveries")
+
+
+def _product_imports_crypto() -> bool:
+    """Whether product code (other than chalicelib/crypto.py itself) uses the secrets key."""
+    pattern = re.compile(r"^\s*(from chalicelib import .*\bcrypto\b|from chalicelib\.crypto "
+                         r"import|import chalicelib\.crypto)", re.M)
+    files = [REPO / "app.py", *(REPO / "chalicelib").rglob("*.py")]
+    return any(pattern.search(f.read_text()) for f in files if f.name != "crypto.py")
+
+
+def _once_per_deployment() -> set[Need]:
+    """Calls a deployment makes once, on the first request that needs them, and so a test
+    session that made them earlier records no more: found in the source instead. The
+    portal's signing key is encrypted under {"app_secret": …} when it is created."""
+    out: set[Need] = set()
+    for f in (REPO / "chalicelib").rglob("*.py"):
+        source = f.read_text()
+        if f.name != "crypto.py" and "crypto.encrypt(" in source \
+                and "app_secret_context(" in source:
+            out.add(("kms:Encrypt", "secrets:app_secret"))
+    return out
+
+
+def test_the_role_grants_exactly_what_the_calls_need(
+        monkeypatch, app_client, stack, app_server, stripe_client, sent_emails):  # noqa: F811
+    template = load_template(TEMPLATE)
+    shop = make_shop(app_client, stack)
+    stripe_shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
+
+    with recording(monkeypatch) as rec:
+        _webhooks_of_every_kind(shop)
+        _portal(shop, app_client, sent_emails)
+        _self_service(stripe_shop, app_client, sent_emails)
+        _merchant_api(shop)
+
+    operations = rec.operations()
+    # The flows reached what they are meant to (else the comparison below proves little).
+    for expected in [("dynamodb", "TransactWriteItems"), ("dynamodb", "Query"),
+                     ("dynamodb", "GetItem"), ("sesv2", "SendEmail"), ("s3", "HeadObject"),
+                     ("s3", "PutObject"), ("s3", "GetObject")]:
+        assert expected in operations, (expected, sorted(operations))
+
+    needed: set[Need] = _once_per_deployment()
+    for call in rec.calls:
+        needed |= needs_of(call, template)
+    grants = granted(template)
+
+    # The secrets key: until product code uses chalicelib.crypto, no call can need it;
+    # once it does, its grants are checked like the rest.
+    if not _product_imports_crypto():
+        assert not {n for n in needed if n[1].startswith("secrets:")}, needed
+        grants = {g for g in grants if not g[1].startswith("secrets:")}
+
+    missing = needed - grants
+    unused = grants - needed
+    assert not missing, f"calls the template does not allow: {sorted(missing)}"
+    assert not unused, f"grants no call needs: {sorted(unused)}"
+
+
+def test_the_table_maps_transactions_to_their_items_and_fails_unknown_operations():
+    template = load_template(TEMPLATE)
+    call = Call("dynamodb", "TransactWriteItems", {"TransactItems": [
+        {"Put": {}}, {"Update": {}}, {"ConditionCheck": {}}, {"Delete": {}}]})
+    assert needs_of(call, template) == {
+        ("dynamodb:PutItem", "table"), ("dynamodb:UpdateItem", "table"),
+        ("dynamodb:ConditionCheckItem", "table"), ("dynamodb:DeleteItem", "table"),
+        ("kms:Decrypt", "table-key"), ("kms:Encrypt", "table-key"),
+        ("kms:GenerateDataKey", "table-key")}
+    assert needs_of(Call("dynamodb", "Query", {"IndexName": "GSI1"}), template) == {
+        ("dynamodb:Query", "index"), ("kms:Decrypt", "table-key")}
+    assert needs_of(Call("s3", "HeadObject", {"Key": "receipts/a/b/c.pdf"}), template) == {
+        ("s3:GetObject", "receipts"), ("s3:ListBucket", "bucket")}
+    assert needs_of(Call("kms", "Encrypt", {"EncryptionContext": {"app_secret": "csrf"}}),
+                    template) == {("kms:Encrypt", "secrets:app_secret")}
+    # SSE-KMS on the bucket would add the bucket key's actions.
+    kms_bucket = json.loads(json.dumps(template))
+    kms_bucket["Resources"]["ReceiptsBucket"]["Properties"]["BucketEncryption"][
+        "ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] = {
+        "SSEAlgorithm": "aws:kms"}
+    assert ("kms:GenerateDataKey", "bucket-key") in needs_of(
+        Call("s3", "PutObject", {"Key": "receipts/x.pdf"}), kms_bucket)
+    with pytest.raises(AssertionError, match="no IAM mapping"):
+        needs_of(Call("dynamodb", "ExecuteStatement", {}), template)
