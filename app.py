@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Chalice
 
+from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
@@ -12,6 +13,7 @@ app = Chalice(app_name="billing-portal")
 app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
 app.register_blueprint(portal)
+app.register_blueprint(dashboard_auth)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -477,18 +477,17 @@ class Session:
     audience: str
 
 
-def signed_in(audience: Audience, site, cookie_value: str | None) -> Session | None:
-    """The live session behind the cookie, for this audience and the site's account: one
+def live_session(audience: Audience, cookie_value: str | None) -> Session | None:
+    """The live session of this audience behind the cookie, whatever its account: one
     GetItem (and, for a session with an idle timeout, an UpdateItem at most once a
     minute). None when there is none, it expired, it was idle too long, or it belongs to
-    the other audience or another account."""
+    the other audience."""
     if not cookie_value or not TOKEN_RE.match(cookie_value):
         return None
     session_hash = sha256(cookie_value)
     session = store.get_session(session_hash)
     t = now()
-    if session is None or session.audience != audience.name or session.expires_at <= t \
-            or session.account_id != site.account_id:
+    if session is None or session.audience != audience.name or session.expires_at <= t:
         return None
     idle = audience.idle_seconds(get_settings())
     if idle:
@@ -499,6 +498,15 @@ def signed_in(audience: Audience, site, cookie_value: str | None) -> Session | N
             store.touch_session(session_hash, int(t), int(t) - TOUCH_EVERY_SECONDS)
     return Session(session.account_id, session.subject_id, session.csrf_token, session_hash,
                    audience.name)
+
+
+def signed_in(audience: Audience, site, cookie_value: str | None) -> Session | None:
+    """The live session behind the cookie for this audience and the site's account (see
+    ``live_session``); None for another account's."""
+    session = live_session(audience, cookie_value)
+    if session is None or session.account_id != site.account_id:
+        return None
+    return session
 
 
 def sign_out(session: Session) -> None:
