@@ -75,15 +75,6 @@ def staff_sign_in(c: PortalClient, root: str, email: str, sent_emails) -> None:
     c.get(f"{root}/sign-in")  # for the session's CSRF token (last_csrf) on a signed-in page
 
 
-def session_csrf(c: PortalClient, root: str) -> str:
-    """The session's CSRF token, from the sign-out form of any signed-in page."""
-    page = c.get(f"{root}/staff")
-    found = re.search(r'action="[^"]*/sign-out">\s*<input type="hidden" name="csrf" value="([^"]+)"',
-                      text(page))
-    assert found, text(page)[:500]
-    return html.unescape(found.group(1))
-
-
 @pytest.fixture
 def dashboard_settings(monkeypatch):
     """A client address of the test's own and no response-time floor (as portal_settings
@@ -101,3 +92,22 @@ def dashboard_settings(monkeypatch):
         state["settings"] = dataclasses.replace(state["settings"], **changes)
 
     return configure
+
+
+def step_up_code(sent_emails, email: str) -> str:
+    """The code of the newest step-up mail to ``email``."""
+    mails = [m for m in mails_to(sent_emails, email) if "Confirm a change" in m["body"]]
+    assert mails, f"no step-up mail to {email}"
+    return STAFF_CODE_RE.search(mails[-1]["body"]).group(1)
+
+
+def signed_in_csrf(c: PortalClient) -> str:
+    """The CSRF token of the client's staff session (as every signed-in page's forms carry
+    it), read from the session item."""
+    import hashlib
+
+    from chalicelib.store import signin as store
+
+    session = store.get_session(hashlib.sha256(c.cookies["bp_staff"].encode()).hexdigest())
+    assert session is not None
+    return session.csrf_token
