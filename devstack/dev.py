@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             stripe_secret_key=DEMO_STRIPE_KEY, stripe_webhook_secrets=[webhook_secret],
             stripe_publishable_key=DEMO_PUBLISHABLE_KEY, slug="demo-shop")
         account_id = created.account["account_id"]
+        _seed_staff(account_id)
         webhook_url = accounts.webhook_url(app_url, account_id)
         stack.register_stripe_webhook(webhook_url, webhook_secret, webhook_id="demo")
 
@@ -309,6 +310,18 @@ def _report_records(app_url: str, api_key: str, wait: float = 20.0,
           "(localstripe keeps sending in the background).", file=out, flush=True)
 
 
+# The demo shop's staff (chalicelib/staff): they sign in at /dashboard/demo-shop/sign-in;
+# the mail lands in the dev mailbox.
+DEMO_STAFF = {"owner@demo-shop.test": "owner", "viewer@demo-shop.test": "read_only"}
+
+
+def _seed_staff(account_id: str) -> None:
+    from chalicelib.staff import service as staff
+
+    for email, role in DEMO_STAFF.items():
+        staff.add_staff(account_id, email, role)
+
+
 def _print_summary(stack: servers.Stack, app_url: str, api_key: str, webhook_url: str,
                    webhook_secret: str, app_running: bool, mailbox_url: str,
                    portal_url: str, instance: Instance, seeded: bool | None) -> None:
@@ -322,6 +335,9 @@ Billing portal dev stack is up.
   Customer portal:  {portal_url}
                     sign in as {", ".join(DEMO_CUSTOMERS)}
                     (the sign-in mail is printed here and shown in the mailbox)
+  Dashboard:        {portal_url.replace("/portal/", "/dashboard/")}sign-in
+                    sign in as {" or ".join(f"{e} ({r.replace('_', '-')})" for e, r in DEMO_STAFF.items())}
+                    (the link and code arrive in the dev mailbox)
   Dev mailbox:      {mailbox_url}
   Merchant API:     {api}
   Demo API key:     {api_key}

@@ -448,3 +448,42 @@ def test_one_member_per_email(shop):
 
     with pytest.raises(Conflict):
         staff.add_staff(shop.account_id, shop.owner.upper(), "admin")
+
+
+# --- the operator CLI --------------------------------------------------------------------------
+
+def test_cli_creates_the_first_owner_and_manages_staff(app_client, capsys):  # noqa: F811
+    from chalicelib.admin.__main__ import main
+    from chalicelib.staff import service as staff
+
+    slug = f"cli-staff-{secrets.token_hex(3)}"
+    owner = f"boss-{secrets.token_hex(3)}@cli.test"
+    assert main(["create-account", "--name", "CLI Staff", "--support-email", "help@cli.test",
+                 "--slug", slug, "--owner-email", owner.upper()]) == 0
+    out = capsys.readouterr().out
+    account_id = re.search(r"account id:\s+(acct_\w+)", out).group(1)
+    assert f"{owner} signs in at " in out and f"/dashboard/{slug}/sign-in" in out
+    assert [(m.email, m.role) for m in staff.list_staff(account_id)] == [(owner, "owner")]
+
+    helper = f"help-{secrets.token_hex(3)}@cli.test"
+    assert main(["add-staff", "--account", account_id, "--email", helper, "--role", "support"]) == 0
+    assert main(["set-staff-role", "--account", account_id, "--email", helper, "--role", "admin"]) == 0
+    capsys.readouterr()
+    assert main(["list-staff", "--account", account_id]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(rf"{re.escape(owner)}\s+owner", listed)
+    assert re.search(rf"{re.escape(helper)}\s+admin", listed)
+    # The last owner stays; refusals are clear errors (exit 2), nothing changes.
+    assert main(["remove-staff", "--account", account_id, "--email", owner]) == 2
+    assert "at least one owner" in capsys.readouterr().err
+    assert main(["set-staff-role", "--account", account_id, "--email", owner, "--role", "admin"]) == 2
+    assert main(["add-staff", "--account", account_id, "--email", helper, "--role", "owner"]) == 2
+    assert main(["add-staff", "--account", account_id, "--email", "not-an-email",
+                 "--role", "owner"]) == 2
+    assert main(["remove-staff", "--account", account_id, "--email", helper]) == 0
+    assert [m.email for m in staff.list_staff(account_id)] == [owner]
+    operator_changes = activity_of(account_id, "staff.")
+    assert {a["action"] for a in operator_changes} == {"staff.add", "staff.role", "staff.remove"}
+    assert {a["actor"] for a in operator_changes} == {"operator"}
+    with pytest.raises(SystemExit):
+        main(["add-staff", "--account", account_id, "--email", helper, "--role", "boss"])

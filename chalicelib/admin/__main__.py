@@ -17,6 +17,8 @@ import sys
 from chalicelib.accounts import service as accounts
 from chalicelib.errors import AppError, BadRequest
 from chalicelib.settings import get_settings
+from chalicelib.staff import service as staff
+from chalicelib.staff.roles import ROLES
 
 STDIN = "-"
 
@@ -65,6 +67,8 @@ def _create_account(args) -> None:
                   if args.stripe_secret_key_file else None)
     webhook_secrets = (_read_secrets(args.stripe_webhook_secret_file, "Stripe webhook secret")
                        if args.stripe_webhook_secret_file else [])
+    # Checked before anything is created.
+    owner_email = staff.check_email(args.owner_email) if args.owner_email else None
     created = accounts.create_account(
         name=args.name, support_email=args.support_email, slug=args.slug,
         stripe_secret_key=secret_key, stripe_webhook_secrets=webhook_secrets,
@@ -77,6 +81,36 @@ def _create_account(args) -> None:
     print(f"webhook URL:  {accounts.webhook_url(base, account['account_id'])}")
     print(f"API key:      {created.api_key}")
     print("The API key is shown once and stored only as a hash: keep it now.")
+    dashboard = f"{base}/dashboard/{account['slug']}/sign-in"
+    if owner_email:
+        staff.add_staff(account["account_id"], owner_email, "owner")
+        print(f"owner:        {owner_email} signs in at {dashboard}")
+    else:
+        print(f"No owner yet: add one with `add-staff --role owner`; staff sign in at {dashboard}")
+
+
+def _print_member(member) -> None:
+    print(f"{member.email:<40} {member.role:<10} {member.staff_id}  added {member.created_at}")
+
+
+def _add_staff(args) -> None:
+    _print_member(staff.add_staff(args.account, args.email, args.role))
+
+
+def _list_staff(args) -> None:
+    for member in staff.list_staff(args.account):
+        _print_member(member)
+
+
+def _remove_staff(args) -> None:
+    member = staff.find_staff(args.account, args.email)
+    staff.remove_staff(args.account, member.staff_id)
+    print(f"{member.email} removed from {args.account}; their sessions have ended")
+
+
+def _set_staff_role(args) -> None:
+    member = staff.find_staff(args.account, args.email)
+    _print_member(staff.set_role(args.account, member.staff_id, args.role))
 
 
 def _print_webhook_secrets(account_id: str, fingerprints: list[str]) -> None:
@@ -166,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                         instead="--stripe-webhook-secret-file")
     create.add_argument("--stripe-publishable-key",
                         help="pk_live_… (pk_test_…): Stripe.js's key for the portal's card form")
+    create.add_argument("--owner-email",
+                        help="the first owner: signs in to the dashboard with this e-mail")
 
     key = command("set-stripe-secret-key", "rotate the account's Stripe secret key",
                   _set_secret_key)
@@ -215,6 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     named.add_argument("--prefix", help="the key's prefix as list-api-keys shows it")
     _secret_file(named, "--key-file", "API key itself")
     revoke.add_argument("--key", action=_RefuseSecretOnArgv, instead="--key-file")
+
+    add_member = command("add-staff", "add a staff member to the account", _add_staff)
+    add_member.add_argument("--account", required=True)
+    add_member.add_argument("--email", required=True)
+    add_member.add_argument("--role", required=True, choices=ROLES)
+
+    members = command("list-staff", "the account's staff (e-mail, role, id)", _list_staff)
+    members.add_argument("--account", required=True)
+
+    remove_member = command("remove-staff", "remove a staff member (their sessions end at once)",
+                            _remove_staff)
+    remove_member.add_argument("--account", required=True)
+    remove_member.add_argument("--email", required=True)
+
+    role = command("set-staff-role", "change a staff member's role", _set_staff_role)
+    role.add_argument("--account", required=True)
+    role.add_argument("--email", required=True)
+    role.add_argument("--role", required=True, choices=ROLES)
 
     args = parser.parse_args(argv)
     try:

@@ -43,6 +43,11 @@ def _email(value: str | None) -> str:
     return signin.normalize_email(value, "Enter the staff member's e-mail address.")
 
 
+def check_email(value: str | None) -> str:
+    """The normalized e-mail, or BadRequest."""
+    return _email(value)
+
+
 def _role(value: str | None) -> str:
     if value not in ROLES:
         raise BadRequest(f"Choose a role: {', '.join(ROLES)}.", code="invalid_role")
