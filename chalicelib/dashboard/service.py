@@ -314,10 +314,10 @@ def _mail(account_id: str, customer_id: str, cursor: str | None) -> dict:
     try:
         from chalicelib.mail import history as mail_history
     except ImportError:
-        return {"available": False, "items": [], "next_cursor": None}
+        return {"available": False, "entries": [], "next_cursor": None}
     items, next_cursor = mail_history.list_for(account_id, customer_id, MAIL_ROWS,
                                                cursor or None)
-    return {"available": True, "items": items, "next_cursor": next_cursor}
+    return {"available": True, "entries": items, "next_cursor": next_cursor}
 
 
 def _timeline(account_id: str, customer_id: str, source: str | None,
@@ -327,10 +327,10 @@ def _timeline(account_id: str, customer_id: str, source: str | None,
     try:
         from chalicelib.timeline import service as timeline
     except ImportError:
-        return {"available": False, "items": [], "next_cursor": None, "source": source}
+        return {"available": False, "entries": [], "next_cursor": None, "source": source}
     items, next_cursor = timeline.list_for(account_id, customer_id, TIMELINE_ROWS,
                                            cursor or None, sources=[source] if source else None)
-    return {"available": True, "items": items, "next_cursor": next_cursor, "source": source}
+    return {"available": True, "entries": items, "next_cursor": next_cursor, "source": source}
 
 
 def transaction_page(account_id: str, customer_id: str, payment_id: str) -> dict:
