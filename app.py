@@ -5,7 +5,6 @@ from chalice import Chalice
 
 from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.routes import bp as dashboard_pages
-from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.observability import logger, metrics
@@ -17,7 +16,6 @@ app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
 app.register_blueprint(portal)
 app.register_blueprint(dashboard_auth)
-app.register_blueprint(dashboard_pages)
 app.register_blueprint(dashboard_pages)
 app.register_blueprint(dashboard_staff)
 
