@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dateutil.relativedelta import relativedelta
+
 from chalicelib.ids import stable_id
 from chalicelib.timeutil import iso_from_epoch
 
@@ -236,7 +238,7 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             1 for s in subscriptions + plans if s["missed_payments"]),
         "missed_payments": sum(s["missed_payments"] for s in subscriptions + plans),
     }
-    return {
+    record = {
         "id": profile["customer_id"],
         "email": profile.get("email"),
         "name": pvalues.get("name"),
@@ -253,7 +255,111 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         "payments": payments,
         "disputes": [{"id": d["id"], "amount": d.get("amount"), "currency": d.get("currency"),
                       "status": d.get("status"), "reason": d.get("reason")} for d in disputes],
+        "planned_payments": planned_payments(subscriptions, plans),
     }
+    record["purchases"] = purchases(orders, payments, subscriptions + plans)
+    return record
+
+
+# --- what is planned, and purchases by product ----------------------------------------------
+
+_INTERVALS = {"day": "days", "week": "weeks", "month": "months", "year": "years"}
+PLANNED_INSTALMENTS_MAX = 120
+
+
+def _after_intervals(iso: str, interval: str | None, count: int, times: int) -> str | None:
+    """``iso`` moved ``times`` billing intervals on, by the calendar (Stripe bills the 31st
+    on the last day of shorter months, and so does relativedelta)."""
+    unit = _INTERVALS.get(interval or "")
+    if unit is None:
+        return None if times else iso
+    start = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (start + relativedelta(**{unit: count * times})).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def planned_payments(subscriptions: list[dict], plans: list[dict]) -> list[dict]:
+    """The payments the processor will take if nothing changes, soonest first: the next
+    renewal of each active subscription not set to cancel (due at its current period's
+    end), and every remaining instalment of each payment plan (the next one at the
+    current period's end, the others an interval apart). An instalment that failed is not
+    planned again here: it is a missed payment, shown with the open payments."""
+    out = []
+    for s in subscriptions:
+        if s["status"] in ("active", "trialing", "past_due") and s.get("next_billing_at"):
+            out.append({"kind": "renewal", "subscription_id": s["id"],
+                        "processor_ref": s.get("processor_ref"), "product": s.get("product"),
+                        "due_at": s["next_billing_at"], "amount": s.get("amount"),
+                        "currency": s.get("currency")})
+    for p in plans:
+        if p["status"] not in ("active", "trialing", "past_due") or not p.get("next_due_at"):
+            continue
+        total, paid = p.get("installments_total") or 0, p.get("installments_paid") or 0
+        remaining = min(max(total - paid - (p.get("missed_payments") or 0), 0),
+                        PLANNED_INSTALMENTS_MAX)
+        for k in range(remaining):
+            due = _after_intervals(p["next_due_at"], p.get("interval"),
+                                   p.get("interval_count") or 1, k)
+            if due is None:
+                break
+            out.append({"kind": "instalment", "subscription_id": p["id"],
+                        "processor_ref": p.get("processor_ref"), "product": p.get("product"),
+                        "due_at": due, "amount": p.get("next_due_amount") or p.get("amount"),
+                        "currency": p.get("currency"),
+                        "instalment": total - remaining + k + 1, "instalments_total": total})
+    out.sort(key=lambda p: (p["due_at"], p["subscription_id"], p.get("instalment") or 0))
+    return out
+
+
+def _method(payment: dict, sub_cards: dict) -> str | None:
+    """The card a payment was made with; for an invoice that does not say, the card
+    its subscription is charged to."""
+    card = payment.get("card") or sub_cards.get(payment.get("subscription")) or {}
+    if card.get("last4"):
+        return f"{card.get('brand') or 'card'} •••• {card['last4']}"
+    return None
+
+
+def _last_action(payment: dict, sub_cards: dict) -> dict:
+    """A payment's latest event as a product's header shows it: its newest refund if any,
+    else the payment itself."""
+    refunds = [r for r in payment["refunds"] if r.get("created_at")]
+    if refunds:
+        refund = max(refunds, key=lambda r: (r["created_at"], r["id"]))
+        full = (payment.get("refunded") or 0) >= (payment.get("amount") or 0)
+        return {"at": refund["created_at"], "method": _method(payment, sub_cards),
+                "status": "refunded" if full else "partially_refunded",
+                "amount": refund.get("amount"), "currency": payment.get("currency")}
+    return {"at": payment.get("paid_at") or payment.get("due_at"),
+            "method": _method(payment, sub_cards),
+            "status": payment["status"], "amount": payment.get("amount"),
+            "currency": payment.get("currency")}
+
+
+def purchases(orders: list[dict], payments: list[dict], subscriptions: list[dict]) -> list[dict]:
+    """Orders grouped by product (its name and kind: one-time, subscription, payment
+    plan), most recent action first; each group's transactions are payment ids, newest
+    first, and its ``last_action`` the newest of them (a refund counts)."""
+    by_id = {p["id"]: p for p in payments}
+    sub_cards = {s["processor_ref"]: s["card"] for s in subscriptions if s.get("card")}
+    order_of = {p["id"]: i for i, p in enumerate(payments)}  # payments are newest first
+    groups: dict[tuple[str, str], dict] = {}
+    for order in orders:
+        key = (order["kind"], order.get("description") or "")
+        group = groups.setdefault(key, {"product": order.get("description"), "kind": order["kind"],
+                                        "transactions": [], "last_action": None})
+        group["transactions"] += [pid for pid in order["payment_ids"]
+                                  if pid in by_id and pid not in group["transactions"]]
+    out = []
+    for group in groups.values():
+        group["transactions"].sort(key=lambda pid: order_of[pid])
+        # Transactions are newest first; the first newest action wins a tie.
+        actions = [_last_action(by_id[pid], sub_cards) for pid in group["transactions"]]
+        actions = [a for a in actions if a["at"]]
+        group["last_action"] = max(actions, key=lambda a: a["at"]) if actions else None
+        out.append(group)
+    out.sort(key=lambda g: ((g["last_action"] or {}).get("at") or "", g["product"] or ""),
+             reverse=True)
+    return out
 
 
 def _card_public(card: dict | None) -> dict | None:
@@ -326,4 +432,7 @@ def overview_record(profile: dict, summary: dict, orders: list[dict],
                           for s in summary.get("payment_plans") or []],
         "orders": orders,
         "payments": summary.get("open_payments") or [],
+        # Derived from the summary's subscriptions and plans, as build_record does.
+        "planned_payments": planned_payments(summary.get("subscriptions") or [],
+                                             summary.get("payment_plans") or []),
     }
