@@ -374,10 +374,13 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
 def touched_refs(translation: Translation) -> list[str]:
     """The processor objects an event's domain events name (``stripe:in_…``), for its
     delivery and the customer's event log: how an object's raw payloads are found."""
-    refs = set(translation.owner_hints)
+    primary = [str(object_ref(e)) for e in translation.events if object_ref(e) is not None]
+    refs = {str(r) for r in translation.owner_hints}
     for event in translation.events:
-        refs |= {value for value in vars(event).values() if isinstance(value, Ref)}
-    return sorted(str(r) for r in refs)
+        refs |= {str(value) for value in vars(event).values() if isinstance(value, Ref)}
+    # The objects the events are about first (the timeline names the first), then the rest.
+    primary = list(dict.fromkeys(primary))
+    return primary + sorted(refs - set(primary))
 
 
 def _ask_owner(find_owner, hints) -> Owner:
