@@ -487,3 +487,18 @@ def test_cli_creates_the_first_owner_and_manages_staff(app_client, capsys):  # n
     assert {a["actor"] for a in operator_changes} == {"operator"}
     with pytest.raises(SystemExit):
         main(["add-staff", "--account", account_id, "--email", helper, "--role", "boss"])
+
+
+def test_staff_sign_in_has_the_portals_rate_limits_counted_apart(shop, app_client, sent_emails,  # noqa: F811
+                                                                  dashboard_settings):  # noqa: F811
+    dashboard_settings(rate_login_requests_per_email="2/60")
+    c = client(app_client)
+    assert ask_staff_link(c, shop.root, shop.owner).status_code == 200
+    assert ask_staff_link(c, shop.root, shop.owner).status_code == 200
+    limited = ask_staff_link(c, shop.root, shop.owner)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
+    assert len([m for m in mails_to(sent_emails, shop.owner) if "/dashboard/" in m["body"]]) == 2
+    # The portal's counters for the same address are its own.
+    portal = shop.shop
+    c.get(f"{portal.root}/")
+    assert c.post(f"{portal.root}/sign-in", {"email": shop.owner}).status_code == 200
