@@ -181,3 +181,20 @@ def test_pay_invoice_left_open_reads_why_from_its_payment_intent():
         200, fixture("invoice", id="in_1", status="open", payment_intent=None))})
     outcome = gw.pay_invoice(_ref("in_1"), None, idempotency_key="k4")
     assert (outcome.status, outcome.message) == ("declined", "The payment did not go through.")
+
+
+def test_refund_sends_stripes_unit_and_refuses_what_it_cannot_hold(gateway, stripe_client):
+    """Refund amounts are the project's stored minor units; the gateway converts them to
+    Stripe's (ISK: two decimals at Stripe, none stored) and refuses what Stripe's unit
+    cannot hold exactly, before any call."""
+    from chalicelib.processors.gateway import AmountNotAccepted
+
+    customer, pm = _customer_with_card(stripe_client)
+    intent = stripe_client.v1.payment_intents.create(params={
+        "amount": 500000, "currency": "isk", "customer": customer.id, "payment_method": pm.id})
+    stripe_client.v1.payment_intents.confirm(intent.id)
+    refund = gateway.refund(_ref(intent.id), 1000, "isk", idempotency_key=f"rf-{intent.id}")
+    assert stripe_client.v1.refunds.retrieve(refund.id).amount == 100000  # ISK 1,000
+    for amount, currency in ((5124, "kwd"), (100050, "mga"), (100, None)):
+        with pytest.raises(AmountNotAccepted):
+            gateway.refund(_ref(intent.id), amount, currency, idempotency_key="never-sent")

@@ -27,6 +27,14 @@ class CardDeclined(ProcessorError):
     client_secret: str | None = None
 
 
+class AmountNotAccepted(AppError):
+    """An amount the processor cannot take exactly in its own unit (say KWD 5.124 at
+    Stripe, whose last digit must be 0): never rounded, refused before any call."""
+
+    status = 400
+    code = "amount_not_accepted"
+
+
 class ProcessorUnavailable(ProcessorError):
     status = 503
     code = "processor_unavailable"
@@ -72,6 +80,10 @@ class Gateway(Protocol):
 
     def undo_cancel(self, subscription: Ref) -> None: ...
 
-    def refund(self, payment: Ref, amount: int | None, idempotency_key: str) -> Ref: ...
+    def refund(self, payment: Ref, amount: int | None, currency: str | None,
+               idempotency_key: str) -> Ref:
+        """``amount`` in the project's stored minor units of ``currency`` (None: all that is
+        left); AmountNotAccepted when the processor's unit cannot hold it exactly."""
+        ...
 
     def owner_of(self, obj: Ref) -> Owner | None: ...

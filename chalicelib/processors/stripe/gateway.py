@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from chalicelib.domain.events import Card, Owner, Ref
 from chalicelib.processors.gateway import (
+    AmountNotAccepted,
     CardDeclined,
     CardSetup,
     PaymentOutcome,
@@ -18,6 +19,7 @@ from chalicelib.processors.gateway import (
     ProcessorUnavailable,
     SavedCard,
 )
+from chalicelib.processors.stripe import currencies
 
 PROCESSOR = "stripe"
 # Codes with which Stripe says a payment needs the customer to authenticate (3-D Secure).
@@ -138,10 +140,16 @@ class StripeGateway:
         error = intent.get("last_payment_error") or {}
         return PaymentOutcome("declined", error.get("message") or "The payment did not go through.")
 
-    def refund(self, payment: Ref, amount: int | None, idempotency_key: str) -> Ref:
+    def refund(self, payment: Ref, amount: int | None, currency: str | None,
+               idempotency_key: str) -> Ref:
         params = {"payment_intent" if payment.id.startswith("pi_") else "charge": _own(payment)}
         if amount is not None:
-            params["amount"] = amount
+            if not currency:
+                raise AmountNotAccepted("A partial refund needs its currency.")
+            try:
+                params["amount"] = currencies.from_stored(amount, currency)
+            except ValueError as exc:
+                raise AmountNotAccepted(str(exc)) from None
         refund = self._call(self._client.refunds.create, params=params,
                             options={"idempotency_key": idempotency_key})
         return _ref(refund.id)
