@@ -45,3 +45,38 @@ def list_deliveries():
     account_id = _account_id()
     return service.list_deliveries(account_id, service.parse_limit(params.get("limit")),
                                    params.get("cursor"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/emails", methods=["GET"])
+@json_errors
+def list_emails(customer_id: str):
+    account_id = _account_id()
+    params = _params()
+    return service.list_emails(account_id, customer_id, service.parse_limit(params.get("limit")),
+                               params.get("cursor"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/timeline", methods=["GET"])
+@json_errors
+def list_timeline(customer_id: str):
+    account_id = _account_id()
+    params = _params()
+    return service.list_timeline(account_id, customer_id,
+                                 service.parse_limit(params.get("limit")), params.get("cursor"),
+                                 params.get("source"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/events", methods=["GET"])
+@json_errors
+def list_raw_events(customer_id: str):
+    account_id = _account_id()
+    return service.list_raw_events(account_id, customer_id, _params().get("object"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/notes", methods=["GET"])
+@json_errors
+def list_notes(customer_id: str):
+    account_id = _account_id()
+    params = _params()
+    return service.list_notes(account_id, customer_id, service.parse_limit(params.get("limit")),
+                              params.get("cursor"), params.get("object"))

@@ -75,3 +75,51 @@ def get_order(account_id: str, order_id: str) -> dict:
 def list_deliveries(account_id: str, limit: int, cursor: str | None) -> dict:
     items, next_cursor = deliveries.list_page(account_id, limit, cursor)
     return {"data": items, "next_cursor": next_cursor}
+
+
+# --- what the dashboard's record page shows beside the record -------------------------------
+
+def _own_customer(account_id: str, customer_id: str) -> None:
+    if not _CUSTOMER_ID.match(customer_id) or not records.customer_belongs(account_id, customer_id):
+        raise NotFound("no such customer")
+
+
+def list_emails(account_id: str, customer_id: str, limit: int, cursor: str | None) -> dict:
+    from chalicelib.mail import history
+
+    _own_customer(account_id, customer_id)
+    items, next_cursor = history.list_for(account_id, customer_id, limit, cursor)
+    return {"data": items, "next_cursor": next_cursor}
+
+
+def list_timeline(account_id: str, customer_id: str, limit: int, cursor: str | None,
+                  source: str | None) -> dict:
+    from chalicelib.timeline import service as timeline
+
+    sources = None
+    if source is not None:
+        sources = source.split(",")
+        if len(source) > 100 or not all(sources):
+            raise BadRequest("source must be a comma-separated list of processor, email, "
+                             "staff, note", code="invalid_source")
+    _own_customer(account_id, customer_id)
+    items, next_cursor = timeline.list_for(account_id, customer_id, limit, cursor, sources)
+    return {"data": items, "next_cursor": next_cursor}
+
+
+def list_raw_events(account_id: str, customer_id: str, object_ref: str | None) -> dict:
+    if not object_ref:
+        raise BadRequest("object is required (stripe:pi_… or pay_…, sub_…, ord_…)",
+                         code="invalid_object")
+    if not _CUSTOMER_ID.match(customer_id):
+        raise NotFound("no such customer")
+    return {"data": records.raw_events(account_id, customer_id, object_ref)}
+
+
+def list_notes(account_id: str, customer_id: str, limit: int, cursor: str | None,
+               object_ref: str | None) -> dict:
+    from chalicelib.notes import service as notes
+
+    _own_customer(account_id, customer_id)
+    items, next_cursor = notes.page(account_id, customer_id, limit, cursor, object_ref)
+    return {"data": items, "next_cursor": next_cursor}
