@@ -106,6 +106,8 @@ def test_customers_list_search_and_record_page(app_client, shop, sent_emails):  
     portal_link = f"{get_settings().public_base_url}/portal/{shop.shop.slug}/"
     assert f'id="portal-link" type="text" readonly value="{portal_link}"' in body
     assert "E-mail a sign-in link to this customer" in body  # the owner may
+    assert f'<form method="post" action="{shop.root}/customers/{cid}/sign-in-link"' in body
+    assert f'<form method="get" action="{shop.root}/customers/{cid}" class="filter">' in body
     for o in record["orders"]:
         assert o["id"] in body
     failed = next(p for p in record["payments"] if p["status"] == "failed")
