@@ -203,6 +203,30 @@ def set_stripe_secret_key(account_id: str, key: str) -> None:
         raise NotFound(f"no account {account_id}")
 
 
+PAYPAL_CREDENTIAL_RE = re.compile(r"[A-Za-z0-9_-]{16,200}")
+PAYPAL_WEBHOOK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PAYPAL_MODES = ("live", "sandbox")
+
+
+def set_paypal(account_id: str, *, client_id: str, client_secret: str, webhook_id: str,
+               mode: str) -> None:
+    """Set the account's PayPal REST app (client id and secret), the id of the webhook
+    that posts to ``/webhooks/paypal/<account>`` (PayPal signs it into every delivery) and
+    whether it is a live or a sandbox app. The secret is stored encrypted."""
+    if mode not in PAYPAL_MODES:
+        raise BadRequest("the PayPal mode is live or sandbox")
+    if not PAYPAL_CREDENTIAL_RE.fullmatch(client_id or ""):
+        raise BadRequest("a PayPal client id is 16 to 200 letters, digits, _ or -")
+    if not PAYPAL_CREDENTIAL_RE.fullmatch(client_secret or ""):
+        raise BadRequest("a PayPal client secret is 16 to 200 letters, digits, _ or -")
+    if not PAYPAL_WEBHOOK_ID_RE.fullmatch(webhook_id or ""):
+        raise BadRequest("a PayPal webhook id is letters, digits, _ or - (PayPal shows it "
+                         "with the webhook)")
+    if not account_store.set_paypal(account_id, client_id=client_id, client_secret=client_secret,
+                                    webhook_id=webhook_id, mode=mode):
+        raise NotFound(f"no account {account_id}")
+
+
 def encrypt_plaintext_secrets(account_id: str) -> bool:
     """Encrypt the secrets an earlier version stored in clear; False if there were none."""
     try:

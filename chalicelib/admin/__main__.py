@@ -155,6 +155,15 @@ def _set_publishable_key(args) -> None:
     print(f"Stripe publishable key set for {args.account}")
 
 
+def _set_paypal(args) -> None:
+    accounts.set_paypal(
+        args.account, client_id=args.client_id, webhook_id=args.webhook_id, mode=args.mode,
+        client_secret=_read_secret(args.client_secret_file, "PayPal client secret"))
+    base = get_settings().public_base_url
+    print(f"PayPal ({args.mode}) set for {args.account}; its webhook must post to "
+          f"{accounts.webhook_url(base, args.account, 'paypal')}")
+
+
 def _issue_api_key(args) -> None:
     print(accounts.issue_api_key_for(args.account))
 
@@ -238,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
                       "clear (once, after upgrading)", _encrypt_secrets)
     migrate.add_argument("--account", required=True, action="append",
                          help="repeat for several accounts")
+
+    paypal = command("set-paypal", "set the account's PayPal app and webhook", _set_paypal)
+    paypal.add_argument("--account", required=True)
+    paypal.add_argument("--client-id", required=True, help="the REST app's client id (not a secret)")
+    _secret_file(paypal, "--client-secret-file", "PayPal client secret", required=True)
+    paypal.add_argument("--client-secret", action=_RefuseSecretOnArgv, instead="--client-secret-file")
+    paypal.add_argument("--webhook-id", required=True,
+                        help="the id PayPal shows for the webhook posting to this account")
+    paypal.add_argument("--mode", required=True, choices=("live", "sandbox"))
 
     issue = command("issue-api-key", "issue another API key (shown once)", _issue_api_key)
     issue.add_argument("--account", required=True)

@@ -530,7 +530,7 @@ def customer_belongs(account_id: str, customer_id: str) -> bool:
 
 RAW_EVENTS_MAX = 50
 _EVENT_LOG_PAGE = 200
-_PROCESSOR_REF = re.compile(r"^[a-z]{2,20}:[A-Za-z0-9_]{1,255}$")
+_PROCESSOR_REF = re.compile(r"^[a-z]{2,20}:[A-Za-z0-9_-]{1,255}$")  # PayPal ids hold "-"
 _RECORD_OBJECT = re.compile(r"^(pay|sub|ord)_[a-z2-7]{24}$")
 
 

@@ -26,7 +26,7 @@ from chalicelib.store.table import (
     TableItem,
 )
 
-SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secrets")
+SECRET_FIELDS = ("stripe_secret_key", "stripe_webhook_secrets", "paypal_client_secret")
 
 
 class SlugTaken(Exception):
@@ -178,6 +178,10 @@ def _to_account(item: AccountItem) -> Account:
         return [crypto.decrypt(s.ciphertext, context)
                 for s in item.stripe_webhook_secrets_encrypted or []]
 
+    def paypal_client_secret():
+        blob = item.paypal_client_secret_encrypted
+        return crypto.decrypt(blob, context) if blob else None
+
     return Account({
         "account_id": account_id,
         "name": item.name,
@@ -185,6 +189,10 @@ def _to_account(item: AccountItem) -> Account:
         "support_email": item.support_email,
         "stripe_secret_key": _Encrypted(secret_key),
         "stripe_webhook_secrets": _Encrypted(webhook_secrets),
+        # None until the operator sets PayPal up (set_paypal); the secret decrypts on read.
+        "paypal": {"client_id": item.paypal_client_id, "webhook_id": item.paypal_webhook_id,
+                   "mode": item.paypal_mode} if item.paypal_webhook_id else None,
+        "paypal_client_secret": _Encrypted(paypal_client_secret),
         "settings": dict(item.settings or {}),
         "created_at": item.created_at,
     })
@@ -233,6 +241,26 @@ def set_stripe_secret_key(account_id: str, secret_key: str) -> bool:
         AccountItem(pk, sk).update(
             actions=[AccountItem.stripe_secret_key_encrypted.set(blob),
                      AccountItem.plaintext_stripe_secret_key.remove()],
+            condition=TableItem.PK.exists())
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def set_paypal(account_id: str, *, client_id: str, client_secret: str, webhook_id: str,
+               mode: str) -> bool:
+    """Set the account's PayPal app (the secret encrypted first); False if there is no
+    such account."""
+    pk, sk = keys.account(account_id)
+    blob = crypto.encrypt(client_secret, crypto.account_context(account_id))
+    try:
+        AccountItem(pk, sk).update(
+            actions=[AccountItem.paypal_client_id.set(client_id),
+                     AccountItem.paypal_client_secret_encrypted.set(blob),
+                     AccountItem.paypal_webhook_id.set(webhook_id),
+                     AccountItem.paypal_mode.set(mode)],
             condition=TableItem.PK.exists())
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":

@@ -79,6 +79,13 @@ class AccountItem(TableItem, discriminator="Account"):
     plaintext_stripe_secret_key = UnicodeAttribute(null=True, attr_name="stripe_secret_key")
     plaintext_webhook_secrets = ListAttribute(of=UnicodeAttribute, null=True,
                                               attr_name="stripe_webhook_secrets")
+    # PayPal (chalicelib/processors/paypal): the REST app's client id (not a secret), its
+    # secret encrypted as the Stripe ones are, the webhook's id (part of what PayPal signs)
+    # and "live" or "sandbox". All four are set together (accounts.set_paypal).
+    paypal_client_id = UnicodeAttribute(null=True)
+    paypal_client_secret_encrypted = UnicodeAttribute(null=True)
+    paypal_webhook_id = UnicodeAttribute(null=True)
+    paypal_mode = UnicodeAttribute(null=True)
     settings = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
 

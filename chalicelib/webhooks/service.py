@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from chalicelib import ids, timeutil
 from chalicelib.errors import AppError, BadRequest, NotFound, RetryLater
 from chalicelib.observability import MetricUnit, logger, metrics
-from chalicelib.processors import registry
+from chalicelib.processors import paypal, registry
 from chalicelib.processors.gateway import ProcessorError
+from chalicelib.processors.paypal import translate as paypal_translate
 from chalicelib.processors.stripe import translate as stripe_translate
 from chalicelib.processors.stripe import webhook as stripe_webhook
 from chalicelib.records import service as records
@@ -29,11 +30,11 @@ ACCOUNT_CACHE_SECONDS = 60
 
 @dataclass(frozen=True)
 class Adapter:
-    signature_header: str
+    # verify(body, headers, account, tolerance): raises InvalidSignature or
+    # MalformedPayload (chalicelib.processors.errors) unless the processor sent it.
     verify: object
     parse: object
     translate: object
-    secrets_of: object
     processor: str
 
     def owner_finder(self, account: dict):
@@ -46,12 +47,18 @@ class Adapter:
 
 ADAPTERS = {
     "stripe": Adapter(
-        signature_header="stripe-signature",
-        verify=stripe_webhook.verify,
+        verify=lambda body, headers, account, tolerance: stripe_webhook.verify(
+            body, headers.get("stripe-signature"), account.get("stripe_webhook_secrets") or [],
+            tolerance),
         parse=stripe_webhook.parse,
         translate=stripe_translate.translate,
-        secrets_of=lambda account: account.get("stripe_webhook_secrets") or [],
         processor="stripe",
+    ),
+    "paypal": Adapter(
+        verify=paypal.verify_delivery,
+        parse=paypal.parse,
+        translate=paypal_translate.translate,
+        processor="paypal",
     ),
 }
 
@@ -107,16 +114,15 @@ def receive(processor: str, account_id: str, body: bytes, headers: dict) -> Rece
         raise NotFound("unknown account")
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest("payload too large", code="payload_too_large")
-    signature = headers.get(adapter.signature_header)
     tolerance = get_settings().webhook_tolerance_seconds
     try:
-        adapter.verify(body, signature, adapter.secrets_of(account), tolerance)
+        adapter.verify(body, headers, account, tolerance)
     except stripe_webhook.MalformedPayload as exc:
         raise BadRequest(str(exc), code="malformed_payload") from None
     except stripe_webhook.InvalidSignature:
         account = _account(account_id, fresh=True) or account
         try:
-            adapter.verify(body, signature, adapter.secrets_of(account), tolerance)
+            adapter.verify(body, headers, account, tolerance)
         except stripe_webhook.InvalidSignature:
             metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
             raise BadRequest("invalid signature", code="invalid_signature") from None

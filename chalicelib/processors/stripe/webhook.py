@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import json
 
+# Shared with the other processors' adapters (the webhook service catches these).
+from chalicelib.processors.errors import InvalidSignature, MalformedPayload
+
+__all__ = ["InvalidSignature", "MalformedPayload", "parse", "verify"]
+
 MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
-
-
-class InvalidSignature(Exception):
-    pass
-
-
-class MalformedPayload(Exception):
-    pass
 
 
 def verify(payload: bytes, signature_header: str | None, secrets: list[str], tolerance: int) -> None:
