@@ -131,8 +131,10 @@ def test_other_accounts_and_unknown_ids_answer_404(app_client, stack, shop, sent
     theirs = seed_customer(other.shop)
     their_id = customer_id(other, theirs.email)
     their_payment = api(other, f"/api/v1/customers/{their_id}")["payments"][0]["id"]
+    their_delivery = api(other, "/api/v1/webhook-deliveries")["data"][0]["id"]
     c = signed_in(app_client, shop, sent_emails)
     for path in (f"/customers/{their_id}", f"/customers/{their_id}/history",
+                 f"/deliveries/{their_delivery}",
                  f"/customers/{their_id}/transactions/{their_payment}",
                  f"/customers/{their_id}/receipts/{their_payment}",
                  "/customers/cst_" + "0" * 26, "/customers/nope",
@@ -260,4 +262,9 @@ def test_deliveries_page(app_client, shop, sent_emails):  # noqa: F811
     assert page.status_code == 200
     body = text(page)
     assert "customer.created" in body and "applied" in body
+    ids = re.findall(rf'href="{shop.root}/deliveries/([A-Za-z0-9_-]+)"', body)
+    assert ids
+    one = c.get(f"{shop.root}/deliveries/{ids[0]}")
+    assert one.status_code == 200 and '"object": "event"' in html.unescape(text(one))
+    assert c.get(f"{shop.root}/deliveries/{ids[0][:-2]}AA").status_code in (400, 404)
     assert c.get(f"{shop.root}/deliveries?cursor=%%").status_code == 400

@@ -154,13 +154,20 @@ def test_record_page_beyond_the_history_limit_reads_a_bounded_number_of_items(sh
     cid = _id_of(shop, seeded.email)
     monkeypatch.setattr(service, "FULL_HISTORY_ORDERS", 1)
     monkeypatch.setattr(service, "RECORD_ORDERS", 2)
-    with DynamoCalls() as calls:
-        page = service.record_page(account, cid)
+
+    def whole_record(*args, **kwargs):
+        raise AssertionError("the record page read the whole record")
+
+    with monkeypatch.context() as m:
+        m.setattr(service.records, "get_record", whole_record)
+        with DynamoCalls() as calls:
+            page = service.record_page(account, cid)
     assert not page["history_loaded"] and page["open_disputes"] is None
-    # The overview, the newest orders' end (for "Older orders"), the e-mail history and
-    # the timeline: one Query each, none of the whole collection.
-    assert calls.calls.count("Query") <= 4, calls.calls
-    assert set(calls.calls) <= {"Query", "GetItem"}, calls.calls
+    # The overview, the newest orders' end (for "Older orders"), a page of the e-mail
+    # history and of the timeline (each source's partition): a fixed number of requests.
+    assert set(calls.calls) <= {"Query", "GetItem", "BatchGetItem"}, calls.calls
+    assert len(calls.calls) <= 12, calls.calls
+    assert page["planned"] and page["subscriptions"] and page["payment_plans"]
     assert len(page["orders"]) == 2 and page["orders_next"]
     older = service.record_page(account, cid, orders_cursor=page["orders_next"])
     api_orders = [o["id"] for o in _api_record(shop, cid)["orders"]]

@@ -11,6 +11,7 @@ server (``web.require``), calls one service function and renders a page.
   GET   /dashboard/{slug}/customers/{id}/receipts/{payment}      303 to the receipt PDF
   POST  /dashboard/{slug}/customers/{id}/sign-in-link  e-mail the customer a portal link
   GET   /dashboard/{slug}/deliveries                the webhook audit trail (?cursor=)
+  GET   /dashboard/{slug}/deliveries/{id}           one delivery with its raw payload
   GET   /dashboard/{slug}/settings                  branding, self-cancel (owner)
   POST  /dashboard/{slug}/settings
   GET   /dashboard/{slug}/activity                  the activity log (?action=&actor=&customer=)
@@ -150,6 +151,14 @@ def deliveries(request, slug: str):
     visit = _visit(request, slug)
     return web.page(request, visit, "deliveries.html", current="deliveries",
                     **service.deliveries(visit.account_id, _params(request).get("cursor")))
+
+
+@bp.route("/dashboard/{slug}/deliveries/{delivery_id}", methods=["GET"])
+@web.dashboard_view(bp)
+def delivery(request, slug: str, delivery_id: str):
+    visit = _visit(request, slug)
+    return web.page(request, visit, "delivery.html", current="deliveries",
+                    **service.delivery(visit.account_id, delivery_id))
 
 
 # --- settings (owner) ------------------------------------------------------------------

@@ -27,8 +27,12 @@ from datetime import UTC, datetime
 
 from chalicelib.accounts import service as accounts
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.mail import history as mail_history
 from chalicelib.merchant_api import service as merchant_api
+from chalicelib.notes import service as notes
 from chalicelib.records import service as records
+from chalicelib.timeline import service as timeline
+from chalicelib.webhooks import deliveries as delivery_audit
 
 CUSTOMERS_PAGE = 25
 SEARCH_RESULTS = 25
@@ -311,26 +315,17 @@ def parse_page_number(raw: str | None) -> int:
 
 
 def _mail(account_id: str, customer_id: str, cursor: str | None) -> dict:
-    try:
-        from chalicelib.mail import history as mail_history
-    except ImportError:
-        return {"available": False, "entries": [], "next_cursor": None}
-    items, next_cursor = mail_history.list_for(account_id, customer_id, MAIL_ROWS,
-                                               cursor or None)
-    return {"available": True, "entries": items, "next_cursor": next_cursor}
+    items, next_cursor = mail_history.list_for(account_id, customer_id, MAIL_ROWS, cursor or None)
+    return {"entries": items, "next_cursor": next_cursor}
 
 
 def _timeline(account_id: str, customer_id: str, source: str | None,
               cursor: str | None) -> dict:
     if source and source not in TIMELINE_SOURCES:
         raise BadRequest("Choose a timeline source from the list.", code="bad_source")
-    try:
-        from chalicelib.timeline import service as timeline
-    except ImportError:
-        return {"available": False, "entries": [], "next_cursor": None, "source": source}
     items, next_cursor = timeline.list_for(account_id, customer_id, TIMELINE_ROWS,
                                            cursor or None, sources=[source] if source else None)
-    return {"available": True, "entries": items, "next_cursor": next_cursor, "source": source}
+    return {"entries": items, "next_cursor": next_cursor, "source": source}
 
 
 def transaction_page(account_id: str, customer_id: str, payment_id: str) -> dict:
@@ -345,22 +340,9 @@ def transaction_page(account_id: str, customer_id: str, payment_id: str) -> dict
     payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
     if payment is None:
         raise NotFound("There is no such transaction.")
-    raw, notes = [], []
-    raw_events = getattr(records, "raw_events", None)
-    if raw_events is not None:
-        for ref in payment.get("processor_refs") or []:
-            raw += raw_events(account_id, customer_id, ref)
-        seen = set()
-        raw = [e for e in sorted(raw, key=lambda e: (e.get("at") or "", e.get("event_id") or ""))
-               if not (e.get("event_id") in seen or seen.add(e.get("event_id")))]
-    try:
-        from chalicelib.notes import service as notes_service
-    except ImportError:
-        notes_service = None
-    if notes_service is not None:
-        notes = notes_service.list_for(account_id, customer_id, object_ref=payment_id)
-    return {"customer": record, "payment": payment, "raw_events": raw, "notes": notes,
-            "raw_available": raw_events is not None, "notes_available": notes_service is not None}
+    return {"customer": record, "payment": payment,
+            "raw_events": records.raw_events(account_id, customer_id, payment_id),
+            "notes": notes.list_for(account_id, customer_id, object_ref=payment_id)}
 
 
 def receipt_pdf_url(account_id: str, slug: str, customer_id: str, payment_id: str) -> str:
@@ -414,6 +396,14 @@ def deliveries(account_id: str, cursor: str | None) -> dict:
         raise BadRequest("This page of deliveries does not exist.", code="bad_cursor") from None
     return {"deliveries": page["data"], "next_cursor": page["next_cursor"],
             "first_page": not cursor}
+
+
+def delivery(account_id: str, delivery_id: str) -> dict:
+    """One delivery of the account with the raw payload it kept; 404 for another's."""
+    found = delivery_audit.get(account_id, delivery_id)
+    if found is None:
+        raise NotFound("There is no such delivery.")
+    return {"delivery": found}
 
 
 # --- settings --------------------------------------------------------------------------------
