@@ -1,6 +1,6 @@
 """Start and stop the local stand-ins: DynamoDB Local, moto (S3, SES, EventBridge,
-Scheduler; a second moto for KMS), localstripe with devstack's proxy in front of it (stripe_shim), and the
-Chalice app itself.
+Scheduler; a second moto for KMS), localstripe with devstack's proxy in front of it (stripe_shim), the
+PayPal stand-in (paypal_stub, https with the dev CA), and the Chalice app itself.
 
 Each server is a subprocess in a process group of its own, on a loopback port,
 logging to a file. Its own group means a Ctrl-C in the terminal reaches only the
@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -127,10 +128,16 @@ def preferred_port(port: int) -> int:
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+# Readiness of a loopback https stand-in only: whether it answers, not whom to trust.
+_loopback_tls = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
+
+
 def answers_http(url: str) -> bool:
     """True once something answers HTTP at ``url``, whatever the status code."""
     try:
-        with _direct.open(url, timeout=2):
+        with (_loopback_tls if url.startswith("https://127.0.0.1:") else _direct).open(url, timeout=2):
             return True
     except urllib.error.HTTPError:
         return True  # a 400 or 404 is still a server that is up
@@ -183,10 +190,11 @@ class Server:
     process: subprocess.Popen
     log_path: Path
     ready_path: str = "/"
+    scheme: str = "http"  # the PayPal stand-in serves https only
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -383,6 +391,38 @@ def start_stripe_shim(upstream: str, port: int | None = None, *, log_dir: Path =
     return server
 
 
+PAYPAL_CA_DIR = REPO_ROOT / ".devstack" / "paypal-ca"
+
+
+def paypal_dev_ca() -> str:
+    """The dev stack's PayPal CA certificate (PEM), made once (devstack/paypal_stub.py)."""
+    from devstack.paypal_stub import ensure_dev_ca
+
+    return ensure_dev_ca(PAYPAL_CA_DIR)
+
+
+def start_paypal_stub(port: int | None = None, *, log_dir: Path = LOG_ROOT,
+                      wait: bool = True) -> Server:
+    """The PayPal stand-in (devstack/paypal_stub.py), https on loopback with the dev CA."""
+    port = port or free_port()
+    paypal_dev_ca()
+    cmd = [sys.executable, "-m", "devstack.paypal_stub", "--port", str(port),
+           "--ca-dir", str(PAYPAL_CA_DIR)]
+    server = launch("paypal-stub", cmd, port, cwd=REPO_ROOT, log_dir=log_dir)
+    server.scheme = "https"
+    if wait:
+        server.wait_until_ready()
+    return server
+
+
+def paypal_env(paypal_url: str) -> dict[str, str]:
+    """The dev-only override that makes the app trust the PayPal stand-in: its host and
+    the dev CA (never set by the deployment), and its API base."""
+    host = paypal_url.removeprefix("https://").rstrip("/")
+    return {"PAYPAL_DEV_CERT_HOSTS": host, "PAYPAL_DEV_CA_PEM": paypal_dev_ca(),
+            "PAYPAL_API_BASE": paypal_url.rstrip("/")}
+
+
 def start_chalice(port: int | None = None, *, env: dict[str, str], log_dir: Path = LOG_ROOT,
                   project_dir: Path = REPO_ROOT, timeout: float = 60.0) -> Server:
     """The app over real HTTP. Without --no-autoreload a child process keeps the port."""
@@ -414,7 +454,7 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
                 app_url: str | None = None, table_name: str | None = None,
                 receipts_bucket: str | None = None,
                 stripe_api_base: str | None = None,
-                kms_url: str | None = None) -> dict[str, str]:
+                kms_url: str | None = None, paypal_url: str | None = None) -> dict[str, str]:
     """The variables that point boto3, PynamoDB and the Stripe client at the stand-ins.
 
     ``kms_url`` is the moto that keeps the secrets key (moto's own when not given).
@@ -452,6 +492,8 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
     }
     if app_url:
         env["PUBLIC_BASE_URL"] = app_url
+    if paypal_url:
+        env.update(paypal_env(paypal_url))
     return env
 
 
@@ -541,6 +583,7 @@ class Stack:
     sender_identities: list[str] = field(default_factory=lambda: list(DEFAULT_SENDER_IDENTITIES))
     shim: Server | None = None
     kms: Server | None = None
+    paypal: Server | None = None
 
     @property
     def ddb_url(self) -> str:
@@ -561,7 +604,8 @@ class Stack:
 
     @property
     def servers(self) -> list[Server]:
-        return [self.ddb, self.moto, self.stripe] + [s for s in (self.shim, self.kms) if s]
+        return [self.ddb, self.moto, self.stripe] + [s for s in (self.shim, self.kms, self.paypal)
+                                                     if s]
 
     def provision(self) -> None:
         provision(self.sender_identities)
@@ -636,7 +680,8 @@ def sent_emails(moto_url: str) -> list[dict]:
 def start_stack(*, ddb_port: int | None = None, moto_port: int | None = None,
                 stripe_port: int | None = None, app_url: str | None = None,
                 log_dir: Path = LOG_ROOT, ddb_path: Path | None = None,
-                shim_port: int | None = None, kms_port: int | None = None) -> Stack:
+                shim_port: int | None = None, kms_port: int | None = None,
+                paypal_port: int | None = None) -> Stack:
     """Start the stand-ins side by side (Java's ~3 s start dominates), then wait."""
     servers: list[Server] = []
     try:
@@ -648,13 +693,15 @@ def start_stack(*, ddb_port: int | None = None, moto_port: int | None = None,
         servers.append(start_stripe_shim(f"http://127.0.0.1:{stripe.port}", shim_port,
                                          log_dir=log_dir, wait=False))
         servers.append(start_moto(kms_port, log_dir=log_dir, wait=False, name="moto-kms"))
+        servers.append(start_paypal_stub(paypal_port, log_dir=log_dir, wait=False))
         for server in servers:
             server.wait_until_ready()
     except BaseException:
         for server in reversed(servers):
             server.stop()
         raise
-    ddb, moto, stripe, shim, kms = servers
+    ddb, moto, stripe, shim, kms, paypal = servers
     env = service_env(ddb_url=ddb.url, moto_url=moto.url, stripe_url=stripe.url,
-                      app_url=app_url, stripe_api_base=shim.url, kms_url=kms.url)
-    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env, shim=shim, kms=kms)
+                      app_url=app_url, stripe_api_base=shim.url, kms_url=kms.url,
+                      paypal_url=paypal.url)
+    return Stack(ddb=ddb, moto=moto, stripe=stripe, env=env, shim=shim, kms=kms, paypal=paypal)

@@ -40,7 +40,7 @@ from devstack import servers  # noqa: E402
 # same time in this checkout, each get their own ports and log folder.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 LOG_DIR = servers.session_log_dir(f"test-{WORKER}")
-DDB_PORT, MOTO_PORT, STRIPE_PORT, SHIM_PORT, APP_PORT = servers.free_ports(5)
+DDB_PORT, MOTO_PORT, STRIPE_PORT, SHIM_PORT, APP_PORT, PAYPAL_PORT = servers.free_ports(6)
 APP_URL = f"http://127.0.0.1:{APP_PORT}"
 STRIPE_TEST_KEY = "sk_test_devstack"
 
@@ -52,6 +52,7 @@ servers.apply_env(servers.service_env(
     stripe_url=f"http://127.0.0.1:{STRIPE_PORT}",
     app_url=APP_URL,
     stripe_api_base=f"http://127.0.0.1:{SHIM_PORT}",
+    paypal_url=f"https://127.0.0.1:{PAYPAL_PORT}",
 ))
 
 
@@ -78,7 +79,7 @@ def stack() -> Iterator[servers.Stack]:
     """The three stand-ins, provisioned (table, receipts bucket, SES senders)."""
     running = servers.start_stack(ddb_port=DDB_PORT, moto_port=MOTO_PORT,
                                   stripe_port=STRIPE_PORT, shim_port=SHIM_PORT,
-                                  app_url=APP_URL, log_dir=LOG_DIR)
+                                  paypal_port=PAYPAL_PORT, app_url=APP_URL, log_dir=LOG_DIR)
     try:
         # Same values as set at import (same ports), applied again in case a test
         # module changed one on purpose and forgot to restore it.
