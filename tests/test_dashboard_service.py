@@ -127,6 +127,25 @@ def test_record_page_numbers_equal_the_merchant_api(shop):
     if card:  # the record learns cards from payment_method events (seed_customer sends one)
         assert {s["product"] for s in card["pays_for"]} >= {"Pro membership"}
     assert page["open_disputes"] == 0
+    # Purchases by product: the record's grouping, each transaction a payment of the record.
+    api_payments = {p["id"] for p in api["payments"]}
+    assert [g["product"] for g in page["purchases"]] == [g["product"] for g in api["purchases"]]
+    assert all(t["id"] in api_payments for g in page["purchases"] for t in g["transactions"])
+
+
+def test_record_page_shows_each_products_newest_transactions(shop, monkeypatch):
+    seeded = seed_customer(shop)
+    cid = _id_of(shop, seeded.email)
+    monkeypatch.setattr(service, "PURCHASE_ROWS", 1)
+    page = service.record_page(shop.merchant.account_id, cid)
+    api = {g["product"]: g for g in _api_record(shop, cid)["purchases"]}
+    for group in page["purchases"]:
+        total = len(api[group["product"]]["transactions"])
+        assert len(group["transactions"]) == min(total, 1)
+        assert group["more"] == total - len(group["transactions"])
+    assert any(g["more"] for g in page["purchases"])  # the plan: a paid and a failed instalment
+    history = service.history_page(shop.merchant.account_id, cid)
+    assert all(g["more"] == 0 for g in history["purchases"])
 
 
 def test_record_page_of_another_account_or_no_such_id_is_404(app_client, stack):  # noqa: F811

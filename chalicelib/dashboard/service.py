@@ -39,6 +39,7 @@ SEARCH_RESULTS = 25
 RECORD_ORDERS = 10  # the newest orders on the record page; older ones a page at a time
 FULL_HISTORY_ORDERS = 100  # up to this many orders, the record page shows the whole history
 HISTORY_PAGE = 25  # payments per page on the history page (and on the record page)
+PURCHASE_ROWS = 5  # each product's newest transactions on the record page (all on history)
 MAIL_ROWS = 10
 TIMELINE_ROWS = 20
 DELIVERIES_PAGE = 50
@@ -198,15 +199,16 @@ def _subscription_view(sub: dict, payments: list[dict] | None) -> dict:
     return out
 
 
-def _purchases(record: dict) -> list[dict]:
-    """Purchases grouped by product, newest activity first: the record's own grouping
-    (``purchases``) when it has one, each transaction resolved to its payment."""
+def _purchases(record: dict, per_group: int | None) -> list[dict]:
+    """Purchases grouped by product, newest activity first (the record's ``purchases``),
+    each transaction resolved to its payment; the newest ``per_group`` of each (None:
+    all), with ``more``: how many are left to the history page."""
     by_id = {p["id"]: p for p in record.get("payments") or []}
     groups = []
     for group in record.get("purchases") or []:
-        transactions = [by_id[t] if isinstance(t, str) else t
-                        for t in group.get("transactions") or [] if not isinstance(t, str) or t in by_id]
-        groups.append({**group, "transactions": transactions})
+        transactions = [by_id[t] for t in group.get("transactions") or [] if t in by_id]
+        shown = transactions if per_group is None else transactions[:per_group]
+        groups.append({**group, "transactions": shown, "more": len(transactions) - len(shown)})
     return groups
 
 
@@ -254,7 +256,7 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
         "planned": _planned(full or overview),
     }
     if full is not None:
-        page.update(_history(full, payments_page))
+        page.update(_history(full, payments_page, PURCHASE_ROWS))
     else:
         page.update({"payments": [], "payments_page": 1, "payments_pages": 0, "purchases": [],
                      "open_disputes": None, "disputes": []})
@@ -278,7 +280,7 @@ def _orders_page(customer_id: str, cursor: str) -> tuple[list[dict], str | None]
     return entries, _cursor_out(next_after)
 
 
-def _history(record: dict, payments_page: int) -> dict:
+def _history(record: dict, payments_page: int, per_group: int | None = None) -> dict:
     """Payment history (a page of it), purchases and disputes, from the whole record."""
     payments = record["payments"]
     pages = max(1, -(-len(payments) // HISTORY_PAGE))
@@ -289,7 +291,7 @@ def _history(record: dict, payments_page: int) -> dict:
     return {
         "payments": payments[start:start + HISTORY_PAGE], "payments_page": payments_page,
         "payments_pages": pages if payments else 0,
-        "purchases": _purchases(record),
+        "purchases": _purchases(record, per_group),
         "disputes": disputes,
         "open_disputes": sum(1 for d in disputes if d.get("status") not in
                              ("won", "lost", "closed", "warning_closed")),
