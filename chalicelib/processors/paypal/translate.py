@@ -51,7 +51,9 @@ from chalicelib.processors.paypal.values import amount as money_of
 from chalicelib.processors.paypal.values import parse_time
 
 PROCESSOR = "paypal"
-_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+# A subscription's ref is PayPal's id itself: no "_", which separates a typed ref's kind.
+_SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
 _MAX_INSTALLMENTS = 120
 
 Handler = Callable[[dict, dict], tuple[list[DomainEvent], list[Ref]]]
@@ -93,7 +95,7 @@ def ref(kind: str, paypal_id) -> Ref | None:
 
 
 def subscription_ref(paypal_id) -> Ref | None:
-    if not isinstance(paypal_id, str) or not _ID.fullmatch(paypal_id):
+    if not isinstance(paypal_id, str) or not _SUBSCRIPTION_ID.fullmatch(paypal_id):
         return None
     return Ref(PROCESSOR, paypal_id)
 
