@@ -3,7 +3,8 @@ its own and rewrite docs/benchmarks.md from this one run.
 
   python -m bench                 everything (about 10 minutes on 2 cores)
   python -m bench --quick         small sizes, a smoke run (docs not rewritten unless --doc)
-  python -m bench --only search   one part: webhooks, search, coldstart, signin, portal
+  python -m bench --only search   one part: webhooks, search, coldstart, signin, portal,
+                                  dashboard
   python -m bench --no-doc        leave docs/benchmarks.md alone
   python -m bench --render        rewrite docs/benchmarks.md from the last results only
 
@@ -22,11 +23,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("coldstart", "webhooks", "search", "signin", "portal")
+PARTS = ("coldstart", "webhooks", "search", "signin", "portal", "dashboard")
 QUICK_ENV = {"BENCH_STEADY_CUSTOMERS": "30", "BENCH_STEADY_ROUNDS": "2", "BENCH_FIRST_SIGHT": "40",
              "BENCH_FLOOR_N": "100", "BENCH_HTTP_EVENTS": "20", "BENCH_SEARCH_SMALL": "200",
              "BENCH_SEARCH_LARGE": "5000", "BENCH_SEARCH_REPEAT": "10", "BENCH_COLD_ROUNDS": "3",
-             "BENCH_PORTAL_ORDERS": "1,100,300", "BENCH_PORTAL_REPEAT": "5", "BENCH_PORTAL_PDF_N": "5"}
+             "BENCH_PORTAL_ORDERS": "1,100,300", "BENCH_PORTAL_REPEAT": "5", "BENCH_PORTAL_PDF_N": "5",
+             "BENCH_DASHBOARD_ORDERS": "1,100,300", "BENCH_DASHBOARD_REPEAT": "5",
+             "BENCH_DASHBOARD_SEARCH": "200"}
 
 
 def machine() -> dict:
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             from chalice.test import Client
 
             from app import app
-            from bench import portal, search, signin, webhooks
+            from bench import dashboard, portal, search, signin, webhooks
 
             with Client(app) as client:
                 if "webhooks" in parts:
@@ -109,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["signin"] = signin.run(stack, client)
                 if "portal" in parts:
                     results["portal"] = portal.run(stack, client)
+                if "dashboard" in parts:
+                    results["dashboard"] = dashboard.run(stack, client)
         finally:
             stack.stop()
 

@@ -119,7 +119,7 @@ asserts a time; tests never time anything.
   Python {m['python']}; {m['java']}; DynamoDB Local 3.3.1 in memory.
 - Reproduce: `make bench` (about {max(1, round(r['seconds'] / 60))} minutes; raw results in
   `build/bench/results.json`); one part: `python -m bench --only webhooks` (parts: coldstart,
-  webhooks, search, signin, portal); a smoke run: `python -m bench --quick`. The full run
+  webhooks, search, signin, portal, dashboard); a smoke run: `python -m bench --quick`. The full run
   rewrites this file.
 - DynamoDB requests are counted with botocore's own event hooks on the client PynamoDB
   builds (`before-call` per API call, `before-send` per HTTP attempt, `after-call` for the
@@ -146,7 +146,61 @@ Not measured in this run (`python -m bench --only portal`). The sign-in flow's r
 used for the cost above are measured by `bench/signin.py` (best effort: if the flow
 changes shape it falls back to the estimate in `bench/cost.py` and this file says so).
 """)
+    d = r.get("dashboard")
+    if d and d.get("record"):
+        parts.append(_dashboard(d, m))
     return "\n".join(parts)
+
+
+def _dashboard(d: dict, m: dict) -> str:
+    """The dashboard's record page and search (bench/dashboard.py)."""
+    dm = d.get("machine") or {}
+    when = (f"Measured in a separate run (`python -m bench --only dashboard`, {dm.get('date')}, "
+            "same machine); its ratios are inside that run."
+            if dm.get("date") and dm.get("date") != m.get("date") else "Measured in this run.")
+    rows = []
+    for k, v in d["record"].items():
+        rows.append([f"{int(k):,}", "whole record" if v["whole_history_on_page"] else "bounded",
+                     f"{v['requests_per_page']:g}", _ops(v["requests_by_operation"]),
+                     f"{v['rru_per_page_engine']:g}", _f(v["time"]["median_ms"]),
+                     _f(v["bare_query"]["median_ms"], 2), f"{v['vs_bare_query']:.1f}x",
+                     f"{v['page_bytes']:,}"])
+    growth = d.get("growth_vs_1") or {}
+    growth_100 = d.get("growth_vs_100") or {}
+    search_rows = []
+    s = d.get("search") or {}
+    for prefix, v in (s.get("prefixes") or {}).items():
+        search_rows.append([f"`{prefix}`", v["results"], f"{v['requests_per_page']:g}",
+                            _ops(v["requests_by_operation"]), _f(v["time"]["median_ms"]),
+                            _f(v["bare_query"]["median_ms"], 2), f"{v['vs_bare_query']:.1f}x"])
+    beyond = "; ".join(f"{int(k):,} orders: {x:.2f}x the page of 1 order, "
+                       f"{growth_100.get(k, 0):.2f}x the page of 100 (which reads the whole record)"
+                       for k, x in growth.items()) or "–"
+    return f"""## Dashboard
+
+{when} `bench/dashboard.py`: a staff owner signed in through the real flow opens
+`GET /dashboard/<slug>/customers/<id>` for customers with {", ".join(f"{int(k):,}" for k in d["record"])}
+one-time orders, {d['repeat']} rounds each after a bare replay of the page's first `Query`
+(the record's overview: descending from the top of the collection, bounded). Up to
+{d['full_history_orders']} orders the page also reads the whole record (payment history,
+purchases by product, disputes, total paid per subscription on the page); beyond, those
+live on the customer's history page and the record page reads only bounded items: the
+overview, the newest {d['record_orders']} orders' end (for "Older orders"), one page of the
+e-mail history and one of the timeline.
+
+""" + _table(["orders", "reads", "DynamoDB requests / page", "by operation", "read units (engine)",
+              "page ms (median)", "bare Query ms", "page ÷ bare Query", "HTML bytes"], rows) + f"""
+
+Past the limit the page is flat (median page times): {beyond}. Up to the limit the page
+grows with the history it reads whole (payment history, purchases): a bounded read of
+those needs projections of the payments like the order entries (not built yet).
+
+Search at {s.get('customers', 0):,} customers (`GET /dashboard/<slug>/customers?q=<prefix>`;
+the 100,000-customer figures of the merchant API's search are in the Search section, which
+this page's search calls):
+
+""" + _table(["prefix", "results", "DynamoDB requests", "by operation", "page ms (median)",
+              "bare Query ms", "page ÷ bare Query"], search_rows) + "\n"
 
 
 def _portal(p: dict, m: dict, webhooks: dict | None = None) -> str:
