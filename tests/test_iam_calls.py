@@ -16,6 +16,7 @@ made by the operator's path (creating accounts) runs before recording starts.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -57,6 +58,7 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 #   table / index       the table, its indexes
 #   table-key           the table's customer-managed key, through DynamoDB (kms:ViaService)
 #   receipts            objects under receipts/ in the receipts bucket; bucket: the bucket
+#   payloads            objects under payloads/ (webhook bodies too large for their item)
 #   bucket-key          the receipts bucket's KMS key, if it had SSE-KMS (it has SSE-S3)
 #   ses                 SES identities (scoped by From address in the template)
 #   secrets:<key>       the secrets key, for an encryption context with that one key
@@ -93,7 +95,9 @@ def _batch_write(p: dict) -> set[Need]:
 
 def _receipt_object(action: str, *more: Need) -> Callable[[dict], set[Need]]:
     def needs(p: dict) -> set[Need]:
-        where = "receipts" if p.get("Key", "").startswith("receipts/") else "bucket-object"
+        key = p.get("Key", "")
+        where = "receipts" if key.startswith("receipts/") else \
+            "payloads" if key.startswith("payloads/") else "bucket-object"
         return {(action, where), *more}
     return needs
 
@@ -169,6 +173,7 @@ def _resource_name(resource) -> str:
         '{"Fn::Sub": "${Table.Arn}/index/*"}': "index",
         '{"Fn::GetAtt": ["DataKey", "Arn"]}': "table-key",
         '{"Fn::Sub": "${ReceiptsBucket.Arn}/receipts/*"}': "receipts",
+        '{"Fn::Sub": "${ReceiptsBucket.Arn}/payloads/*"}': "payloads",
         '{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}': "bucket",
         '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}': "ses",
     }
@@ -282,6 +287,13 @@ def _webhooks_of_every_kind(shop) -> None:
     stream.one_time(other, 2500, currency="eur", email=f"other-{seeded.prefix}@example.com",
                     via_checkout=True)
     shop.merchant.deliver_until_applied(stream.events)
+    # A body too large for its audit entry: kept in S3 (PutObject under payloads/).
+    big = Stream("b" + secrets.token_hex(4), start=1_795_100_000)
+    buyer = big.customer(f"big-{seeded.prefix}@example.com", "Big Body")
+    big.one_time(buyer, 700, currency="eur")
+    big.events[-1]["request"] = {"id": None, "idempotency_key": base64.b64encode(
+        secrets.token_bytes(200_000)).decode()}
+    shop.merchant.deliver_until_applied(big.events)
     # A bad signature: refused, and the account read again.
     event = stream.event("customer.updated", {"id": "cus_nobody", "object": "customer"})
     assert shop.merchant.deliver(event, secret="whsec_wrong").status_code in (400, 401)
@@ -335,6 +347,15 @@ def _merchant_api(shop) -> None:
     for order in record.get("orders") or []:
         shop.merchant.get_json(f"/api/v1/orders/{order['id']}")
     shop.merchant.get_json("/api/v1/webhook-deliveries")
+    # The record page's other reads: e-mails, timeline, notes, and raw payloads (BatchGetItem
+    # of the deliveries, GetObject of a body kept in S3).
+    for customer in customers:
+        base = f"/api/v1/customers/{customer['id']}"
+        for suffix in ("emails", "timeline", "notes"):
+            shop.merchant.get_json(f"{base}/{suffix}")
+        record = shop.merchant.get_json(base)
+        for payment in record["payments"]:
+            shop.merchant.get_json(f"{base}/events?object={payment['id']}")
 
 
 def _product_imports_crypto() -> bool:

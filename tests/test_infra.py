@@ -35,6 +35,7 @@ RESOURCE_STAR_ALLOWED = {"XRay"}
 TABLE_ACTIONS = {
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     "dynamodb:Query", "dynamodb:ConditionCheckItem",
+    "dynamodb:BatchGetItem",  # an object's raw payloads: its deliveries by key
 }
 INDEX_ACTIONS = {"dynamodb:Query"}
 TABLE_KEY_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
@@ -398,6 +399,8 @@ def test_role_grants_are_scoped_to_the_stack_resources(template: dict):
                      {"StringEquals": {"kms:ViaService": {
                          "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}),
         "Receipts": (BUCKET_ACTIONS, [{"Fn::Sub": "${ReceiptsBucket.Arn}/receipts/*"}], None),
+        "WebhookPayloads": (BUCKET_ACTIONS, [{"Fn::Sub": "${ReceiptsBucket.Arn}/payloads/*"}],
+                            None),
         "ReceiptsList": (BUCKET_LIST_ACTIONS, [{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}], None),
         "Email": (EMAIL_ACTIONS, [{"Fn::Sub": arn % ("ses", "identity/*")}],
                   {"StringLike": {"ses:FromAddress": {"Ref": "SenderAddresses"}}}),
