@@ -268,3 +268,16 @@ def test_deliveries_page(app_client, shop, sent_emails):  # noqa: F811
     assert one.status_code == 200 and '"object": "event"' in html.unescape(text(one))
     assert c.get(f"{shop.root}/deliveries/{ids[0][:-2]}AA").status_code in (400, 404)
     assert c.get(f"{shop.root}/deliveries?cursor=%%").status_code == 400
+
+
+def test_search_with_several_hits_lists_them(app_client, shop, sent_emails):  # noqa: F811
+    first = seed_customer(shop.shop, name="Maja Nowak")
+    second = seed_customer(shop.shop, name="Maja Kowalska")
+    c = signed_in(app_client, shop, sent_emails, role="read_only")
+    r = c.get(f"{shop.root}/customers?q=maja")
+    assert r.status_code == 200
+    body = text(r)
+    assert "2 customers found for “maja”" in body
+    for seeded in (first, second):
+        assert f'href="{shop.root}/customers/{customer_id(shop, seeded.email)}"' in body
+    assert c.get(f"{shop.root}/customers?q=" + "x" * 101).status_code == 400
