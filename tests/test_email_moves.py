@@ -47,6 +47,16 @@ def test_takeover_by_email_change_moves_only_the_changers_part(merchant):  # noq
     assert moved["name"] == "Mallory"
     assert kept["name"] == "Vera Victim"
     assert kept["id"] == before["id"] and moved["id"] != kept["id"]
+    # The event log (raw payloads, timeline) of the mover's objects went with them.
+    from chalicelib.store.customers import list_events
+
+    def refs_in_log(customer_id):
+        return {r for e in list_events(customer_id, 100, None)[0] for r in e["object_refs"]}
+
+    assert f"stripe:{cus_a}" not in refs_in_log(kept["id"])
+    assert f"stripe:{cus_v}" in refs_in_log(kept["id"])
+    assert f"stripe:{cus_a}" in refs_in_log(moved["id"])
+    assert f"stripe:{cus_v}" not in refs_in_log(moved["id"])
     # The victim's e-mail still finds the victim's record; later events land right.
     s3 = Stream(f"tk3{p}", start=s2.t + 3600)
     s3.one_time(cus_a, 300, email=attacker)
@@ -81,6 +91,12 @@ def test_email_change_to_an_address_with_a_record_folds_into_it(merchant):  # no
     assert [x["processor_ref"] for x in folded["subscriptions"]] == [f"stripe:{sub_x}"]
     assert sorted(o["amount"] for o in folded["orders"]) == [800, 1200]
     assert merchant.get(f"/api/v1/customers/{old_id}").status_code == 404
+    # A folded record's whole history follows it.
+    from chalicelib.store.customers import list_events
+
+    assert list_events(old_id, 100, None)[0] == []
+    assert {e["event_type"] for e in list_events(folded["id"], 100, None)[0]} >= {
+        "customer.subscription.created", "invoice.paid", "payment_intent.succeeded"}
 
     # The old e-mail is free again: a new customer with it starts a new record.
     s3 = Stream(f"fo3{p}", start=s2.t + 3600)

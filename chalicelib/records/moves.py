@@ -138,6 +138,7 @@ def finish(account_id: str, move: dict) -> None:
         marked = {s.customer_id: {**s.profile, "account_id": account_id}
                   for s in (source, target)}
         moving = _moving(source.facts, move)
+        original_refs = {(kind, fid): source.facts[kind][fid].refs() for kind, fid in moving}
         staying_refs = {ref for kind, by_id in source.facts.items() for fid, fact in by_id.items()
                         if (kind, fid) not in moving for ref in fact.refs()}
         # Each moved fact travels with the pointers of the objects only it names.
@@ -170,7 +171,13 @@ def finish(account_id: str, move: dict) -> None:
         target_final = target.to_write()
         for w in (source_final, target_final):
             w.profile = {**w.profile, "move": None}
+        # The histories (event log, notes; all of them, e-mails too, when the whole
+        # record goes) follow first, while both records are still marked.
+        history_refs = None if move["whole"] else (
+            {move["customer"]} | {f"{p}:{i}" for key in moving
+                                  for p, i in original_refs[key]} | {fid for _, fid in moving})
         try:
+            store.relocate_history(source.customer_id, target.customer_id, history_refs)
             _commit_in_chunks(source, target, source_final, target_final, units, marked)
         except store.Conflict:
             continue

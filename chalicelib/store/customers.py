@@ -575,3 +575,65 @@ def search_customers(account_id: str, term: str, limit: int) -> list[dict]:
         if len(out) >= limit:
             break
     return out
+
+
+# --- a record's histories when part of it moves (records.moves) ----------------------------
+
+_RELOCATE_PAIRS = 50  # a delete and a put each: 100 items, one transaction
+
+
+def relocate_history(source_id: str, target_id: str, refs: set[str] | None) -> int:
+    """Move a customer's history items (e-mails, event log, notes: their own partitions)
+    to another customer: all of them (``refs`` None: the whole record moves), or only the
+    event-log entries and notes naming one of ``refs`` (a processor customer's part moves;
+    e-mails stay with the address they were sent to). Each item is put under the target
+    and deleted from the source in one transaction, so a crash leaves each item in one
+    place and running it again moves the rest. Raises Conflict when another run moved an
+    item first. Returns how many it moved."""
+    client = _connection().client
+    from chalicelib.settings import get_settings
+
+    table = get_settings().table_name
+    moving = []
+    for pk, target_pk in ((keys.customer_events_pk(source_id), keys.customer_events_pk(target_id)),
+                          (keys.customer_notes_pk(source_id), keys.customer_notes_pk(target_id)),
+                          (keys.customer_mail_pk(source_id), keys.customer_mail_pk(target_id))):
+        for item in _query_raw(client, table, pk):
+            if refs is not None and not _names_any(item, refs):
+                continue
+            moved = {**item, "PK": {"S": target_pk}, "customer_id": {"S": target_id}}
+            moving.append((item, moved))
+    for start in range(0, len(moving), _RELOCATE_PAIRS):
+        ops = []
+        for old, new in moving[start:start + _RELOCATE_PAIRS]:
+            ops.append({"Put": {"TableName": table, "Item": new}})
+            ops.append({"Delete": {"TableName": table,
+                                   "Key": {"PK": old["PK"], "SK": old["SK"]},
+                                   "ConditionExpression": "attribute_exists(PK)"}})
+        try:
+            client.transact_write_items(TransactItems=ops)
+        except client.exceptions.TransactionCanceledException as exc:
+            raise Conflict(str(exc)) from exc
+    return len(moving)
+
+
+def _query_raw(client, table: str, pk: str) -> list[dict]:
+    items, start = [], None
+    while True:
+        kwargs = {"TableName": table, "KeyConditionExpression": "PK = :pk",
+                  "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        page = client.query(**kwargs)
+        items += page.get("Items", [])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def _names_any(item: dict, refs: set[str]) -> bool:
+    """Whether a history item is about one of ``refs``: an event-log entry touching one, a
+    note on one. E-mails name no object: they stay with the address they went to."""
+    named = {v.get("S") for v in (item.get("object_refs") or {}).get("L", [])}
+    named.add((item.get("object_ref") or {}).get("S"))
+    return bool(named & refs)
