@@ -21,6 +21,10 @@ here):
   ``cancellation_details``, a payment's ``off_session``).
 - Browsers reach it from the app's pages: it answers CORS like localstripe does.
 
+- Pausing collection, plan changes with Stripe's time-based proration and their invoice
+  preview, cancelling now with ``prorate``/``invoice_now``, and Radar value lists:
+  devstack/stripe_shim_billing.py.
+
 Everything else passes through untouched.
 
     python -m devstack.stripe_shim --port 8421 --upstream http://127.0.0.1:8420
@@ -33,6 +37,8 @@ import json
 import urllib.parse
 
 from aiohttp import ClientSession, web
+
+from devstack import stripe_shim_billing as billing
 
 # subscription id → the card the product asked for (localstripe cannot hold it).
 _subscription_cards: dict[str, str] = {}
@@ -92,10 +98,15 @@ async def _restore_default_later(request: web.Request, customer: str, card: str,
 async def _subscription_update(request: web.Request, sub_id: str,
                                body: bytes) -> tuple[str, bytes]:
     form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+    # Pausing, plan changes (devstack/stripe_shim_billing.py); the rest goes on.
+    rest = await billing.subscription_update(_forward, request, sub_id, form)
+    handled = [k for k in form if k not in rest]
+    form = rest
     card = form.pop("default_payment_method", [None])[0]
     dropped = [k for k in form if k.startswith("cancellation_details")]
     for key in dropped:  # a cancel reason: localstripe does not take it
         del form[key]
+    dropped += handled
     if card:
         _subscription_cards[sub_id] = card
     if not (card or dropped):
@@ -160,9 +171,16 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     method = request.method
     parts = request.path.strip("/").split("/")
-    if method == "POST" and len(parts) == 3 and parts[1] == "subscriptions":
-        method, body = await _subscription_update(request, parts[2], body)
-        result = await _forward(request, method, request.path_qs, body)
+    own = await billing.handle(_forward, request, parts, body)
+    if own is not None:
+        result = own
+    elif method == "POST" and len(parts) == 3 and parts[1] == "subscriptions":
+        try:
+            method, body = await _subscription_update(request, parts[2], body)
+        except billing.StripeRefusal as refusal:
+            result = refusal.response()
+        else:
+            result = await _forward(request, method, request.path_qs, body)
     elif method == "POST" and len(parts) == 4 and parts[1] == "invoices" and parts[3] == "pay":
         result = await _pay_invoice(request, parts[2], body)
     elif method == "POST" and len(parts) == 4 and parts[1] == "setup_intents" and \
@@ -182,6 +200,7 @@ def _with_cards(obj: dict) -> bytes:
     for sub in objects or []:
         if sub.get("id") in _subscription_cards:
             sub["default_payment_method"] = _subscription_cards[sub["id"]]
+        billing.decorate_subscription(sub)
     return json.dumps(obj).encode()
 
 

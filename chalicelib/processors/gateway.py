@@ -44,6 +44,9 @@ class ProcessorUnavailable(ProcessorError):
 class SavedCard:
     payment_method: Ref
     card: Card
+    # The processor's fingerprint of the card number (the same card saved twice, or by
+    # two customers, has one): what a card block matches.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,42 @@ class PaymentOutcome:
     client_secret: str | None = None
 
 
+@dataclass(frozen=True)
+class PreviewLine:
+    description: str
+    amount: int  # stored minor units; negative is a credit
+    proration: bool
+
+
+@dataclass(frozen=True)
+class PlanChangePreview:
+    """What a plan change would bill, as the processor computes it."""
+
+    currency: str
+    proration_date: int  # pass it to change_plan so the change bills what was shown
+    proration_amount: int  # the proration lines' sum (stored minor units; < 0: a credit)
+    amount_due: int  # the next invoice with the change (stored minor units)
+    next_payment_at: int | None
+    lines: tuple[PreviewLine, ...]
+
+
+@dataclass(frozen=True)
+class CustomerChanges:
+    """A change of the processor customer's details: None leaves a field as it is, ""
+    clears it; ``address`` is the whole address (line1, line2, postal_code, city, state,
+    country)."""
+
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: dict | None = None
+
+
+# What a block can push to the processor's own block lists.
+BLOCK_KINDS = ("email", "card_fingerprint", "customer_id")
+PAUSE_BEHAVIORS = ("void", "keep_as_draft", "mark_uncollectible")
+
+
 class Gateway(Protocol):
     def create_card_setup(self, customer: Ref) -> CardSetup: ...
 
@@ -76,9 +115,37 @@ class Gateway(Protocol):
     def pay_invoice(self, invoice: Ref, payment_method: Ref | None,
                     idempotency_key: str) -> PaymentOutcome: ...
 
-    def cancel_at_period_end(self, subscription: Ref, reason: str | None) -> None: ...
+    def cancel_at_period_end(self, subscription: Ref, reason: str | None,
+                             idempotency_key: str | None = None) -> None: ...
 
-    def undo_cancel(self, subscription: Ref) -> None: ...
+    def undo_cancel(self, subscription: Ref, idempotency_key: str | None = None) -> None: ...
+
+    def cancel_now(self, subscription: Ref, *, prorate: bool, invoice_now: bool,
+                   reason: str | None, idempotency_key: str) -> None:
+        """Ends the subscription at once (also one already set to end at period end).
+        ``prorate``: credit the unused time; ``invoice_now``: bill pending items now."""
+        ...
+
+    def preview_plan_change(self, subscription: Ref, price: str, prorate: bool,
+                            proration_date: int) -> PlanChangePreview: ...
+
+    def change_plan(self, subscription: Ref, price: str, prorate: bool, proration_date: int,
+                    idempotency_key: str) -> None: ...
+
+    def pause_collection(self, subscription: Ref, behavior: str, resumes_at: int | None,
+                         idempotency_key: str) -> None: ...
+
+    def resume_collection(self, subscription: Ref, idempotency_key: str) -> None: ...
+
+    def update_customer(self, customer: Ref, changes: CustomerChanges,
+                        idempotency_key: str) -> None: ...
+
+    def block_value(self, kind: str, value: str, idempotency_key: str) -> None:
+        """Put ``value`` (an e-mail, card fingerprint or processor customer id, per
+        ``kind`` of BLOCK_KINDS) on the processor's block list of that kind."""
+        ...
+
+    def unblock_value(self, kind: str, value: str) -> None: ...
 
     def refund(self, payment: Ref, amount: int | None, currency: str | None,
                idempotency_key: str) -> Ref:

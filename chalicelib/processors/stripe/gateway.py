@@ -11,10 +11,15 @@ from typing import ClassVar
 
 from chalicelib.domain.events import Card, Owner, Ref
 from chalicelib.processors.gateway import (
+    BLOCK_KINDS,
+    PAUSE_BEHAVIORS,
     AmountNotAccepted,
     CardDeclined,
     CardSetup,
+    CustomerChanges,
     PaymentOutcome,
+    PlanChangePreview,
+    PreviewLine,
     ProcessorError,
     ProcessorUnavailable,
     SavedCard,
@@ -24,6 +29,20 @@ from chalicelib.processors.stripe import currencies
 PROCESSOR = "stripe"
 # Codes with which Stripe says a payment needs the customer to authenticate (3-D Secure).
 _ACTION_CODES = {"authentication_required", "invoice_payment_intent_requires_action"}
+# The Radar value lists blocks are pushed to (one per kind, created on first use), with
+# Stripe's item type of each.
+VALUE_LISTS = {
+    "email": ("bp_blocked_emails", "Blocked e-mails (billing portal)", "email"),
+    "card_fingerprint": ("bp_blocked_cards", "Blocked cards (billing portal)",
+                         "card_fingerprint"),
+    "customer_id": ("bp_blocked_customers", "Blocked customers (billing portal)",
+                    "customer_id"),
+}
+ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
+
+
+def _options(idempotency_key: str | None) -> dict:
+    return {"idempotency_key": idempotency_key} if idempotency_key else {}
 
 
 def _ref(stripe_id: str) -> Ref:
@@ -89,7 +108,8 @@ class StripeGateway:
             card = pm.to_dict().get("card") or {}
             cards.append(SavedCard(payment_method=_ref(pm.id), card=Card(
                 brand=card.get("brand"), last4=card.get("last4"),
-                exp_month=card.get("exp_month"), exp_year=card.get("exp_year"))))
+                exp_month=card.get("exp_month"), exp_year=card.get("exp_year")),
+                fingerprint=card.get("fingerprint") or None))
         return cards
 
     def detach_card(self, payment_method: Ref) -> None:
@@ -203,12 +223,135 @@ class StripeGateway:
 
     # --- subscriptions ----------------------------------------------------------------
 
-    def cancel_at_period_end(self, subscription: Ref, reason: str | None) -> None:
+    def cancel_at_period_end(self, subscription: Ref, reason: str | None,
+                             idempotency_key: str | None = None) -> None:
         params: dict = {"cancel_at_period_end": True}
         if reason:
             params["cancellation_details"] = {"comment": reason[:500]}
-        self._call(self._client.subscriptions.update, _own(subscription), params=params)
+        self._call(self._client.subscriptions.update, _own(subscription), params=params,
+                   options=_options(idempotency_key))
 
-    def undo_cancel(self, subscription: Ref) -> None:
+    def undo_cancel(self, subscription: Ref, idempotency_key: str | None = None) -> None:
         self._call(self._client.subscriptions.update, _own(subscription),
-                   params={"cancel_at_period_end": False})
+                   params={"cancel_at_period_end": False}, options=_options(idempotency_key))
+
+    def cancel_now(self, subscription: Ref, *, prorate: bool, invoice_now: bool,
+                   reason: str | None, idempotency_key: str) -> None:
+        # A DELETE: Stripe ignores idempotency keys on it (deleting twice is refused by
+        # the subscription's own state), so none is sent.
+        del idempotency_key
+        params: dict = {"prorate": prorate, "invoice_now": invoice_now}
+        if reason:
+            params["cancellation_details"] = {"comment": reason[:500]}
+        self._call(self._client.subscriptions.cancel, _own(subscription), params=params)
+
+    def _item_id(self, subscription: Ref) -> str:
+        sub = self._call(self._client.subscriptions.retrieve, _own(subscription)).to_dict()
+        items = (sub.get("items") or {}).get("data") or []
+        if len(items) != 1:
+            raise ProcessorError("Only a subscription of one price can change its plan here.")
+        return items[0]["id"]
+
+    def _behavior(self, prorate: bool) -> str:
+        return "create_prorations" if prorate else "none"
+
+    def preview_plan_change(self, subscription: Ref, price: str, prorate: bool,
+                            proration_date: int) -> PlanChangePreview:
+        invoice = self._call(self._client.invoices.create_preview, params={
+            "subscription": _own(subscription),
+            "subscription_details": {
+                "items": [{"id": self._item_id(subscription), "price": price}],
+                "proration_behavior": self._behavior(prorate),
+                "proration_date": proration_date,
+            }}).to_dict()
+        currency = invoice.get("currency") or ""
+        lines = []
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            # Older API versions say proration on the line, newer ones on its parent.
+            parent = (line.get("parent") or {})
+            details = parent.get("subscription_item_details") or \
+                parent.get("invoice_item_details") or {}
+            proration = bool(line.get("proration") or details.get("proration"))
+            lines.append(PreviewLine(description=line.get("description") or "",
+                                     amount=currencies.to_stored(line.get("amount") or 0,
+                                                                 currency),
+                                     proration=proration))
+        return PlanChangePreview(
+            currency=currency, proration_date=proration_date,
+            proration_amount=sum(line.amount for line in lines if line.proration),
+            amount_due=currencies.to_stored(invoice.get("amount_due") or 0, currency),
+            next_payment_at=invoice.get("next_payment_attempt"), lines=tuple(lines))
+
+    def change_plan(self, subscription: Ref, price: str, prorate: bool, proration_date: int,
+                    idempotency_key: str) -> None:
+        self._call(self._client.subscriptions.update, _own(subscription), params={
+            "items": [{"id": self._item_id(subscription), "price": price}],
+            "proration_behavior": self._behavior(prorate), "proration_date": proration_date,
+        }, options=_options(idempotency_key))
+
+    def pause_collection(self, subscription: Ref, behavior: str, resumes_at: int | None,
+                         idempotency_key: str) -> None:
+        if behavior not in PAUSE_BEHAVIORS:
+            raise ValueError(f"unknown pause behaviour {behavior!r}")
+        pause: dict = {"behavior": behavior}
+        if resumes_at:
+            pause["resumes_at"] = resumes_at
+        self._call(self._client.subscriptions.update, _own(subscription),
+                   params={"pause_collection": pause}, options=_options(idempotency_key))
+
+    def resume_collection(self, subscription: Ref, idempotency_key: str) -> None:
+        # An empty value unsets the field (Stripe's way to resume collection).
+        self._call(self._client.subscriptions.update, _own(subscription),
+                   params={"pause_collection": ""}, options=_options(idempotency_key))
+
+    # --- customers ----------------------------------------------------------------------
+
+    def update_customer(self, customer: Ref, changes: CustomerChanges,
+                        idempotency_key: str) -> None:
+        params: dict = {name: getattr(changes, name) for name in ("name", "email", "phone")
+                        if getattr(changes, name) is not None}
+        if changes.address is not None:
+            params["address"] = {k: str(changes.address.get(k) or "") for k in ADDRESS_FIELDS}
+        if not params:
+            return
+        self._call(self._client.customers.update, _own(customer), params=params,
+                   options=_options(idempotency_key))
+
+    # --- Radar block lists ------------------------------------------------------------
+
+    def _value_list(self, kind: str) -> str:
+        if kind not in BLOCK_KINDS:
+            raise ValueError(f"unknown block kind {kind!r}")
+        alias, name, item_type = VALUE_LISTS[kind]
+        found = self._call(self._client.radar.value_lists.list, params={"alias": alias})
+        if found.data:
+            return found.data[0].id
+        try:
+            return self._call(self._client.radar.value_lists.create, params={
+                "alias": alias, "name": name, "item_type": item_type}).id
+        except ProcessorError:
+            # Created meanwhile by a concurrent block: use that one.
+            found = self._call(self._client.radar.value_lists.list, params={"alias": alias})
+            if found.data:
+                return found.data[0].id
+            raise
+
+    def _listed(self, value_list: str, value: str) -> list:
+        return self._call(self._client.radar.value_list_items.list, params={
+            "value_list": value_list, "value": value}).data
+
+    def block_value(self, kind: str, value: str, idempotency_key: str) -> None:
+        value_list = self._value_list(kind)
+        if self._listed(value_list, value):
+            return
+        try:
+            self._call(self._client.radar.value_list_items.create, params={
+                "value_list": value_list, "value": value}, options=_options(idempotency_key))
+        except ProcessorError:
+            if not self._listed(value_list, value):  # not a concurrent add of the same
+                raise
+
+    def unblock_value(self, kind: str, value: str) -> None:
+        value_list = self._value_list(kind)
+        for item in self._listed(value_list, value):
+            self._call(self._client.radar.value_list_items.delete, item.id)
