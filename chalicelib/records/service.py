@@ -399,13 +399,14 @@ def _ask_owner(find_owner, hints) -> Owner:
 
 
 def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent],
-                     outbox: list[dict] | None = None) -> None:
+                     outbox: list[dict] | None = None, also: list[tuple] | None = None) -> None:
     """Apply what the processor has just confirmed to a self-service call, at once.
 
     The webhook that follows carries the same facts; to keep a quick change and its undo
     in one second apart, a confirmed change is dated after anything the record knows of
     the fields it sets, so it wins over that webhook's equal news and over older ones.
-    Outbox events (for integrations) are written in the same transaction.
+    Outbox events (for integrations) are written in the same transaction, and ``also``
+    (a merchant action's answer and activity entry, ``store.actions.finish_ops``).
     """
     for attempt in range(MAX_ATTEMPTS):
         state = _load_live(account_id, customer_id)
@@ -420,7 +421,7 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         try:
             store.commit(writes, None, None, outbox=[
                 {**item, "account_id": account_id, "customer_id": state.customer_id}
-                for item in outbox or []])
+                for item in outbox or []], also=also)
         except store.Conflict:
             store.forget_collection(state.customer_id)
             if not state.from_copy:

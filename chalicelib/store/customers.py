@@ -341,9 +341,10 @@ def _profile_item(w: RecordWrite) -> ProfileItem:
 
 
 def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | None,
-           outbox: list[dict] | None = None) -> None:
+           outbox: list[dict] | None = None, also: list[tuple] | None = None) -> None:
     """Write one or more records, the event marker, the delivery audit and outbox events
-    atomically.
+    atomically. ``also``: more ``(kind, item, condition)`` puts for the same transaction
+    (a merchant action's answer and activity entry: store.actions.finish_ops).
 
     Raises AlreadyApplied if the marker exists, Conflict on any other lost race.
     """
@@ -410,6 +411,7 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
             ops.append(("event", event_log_item(delivery), None))
     for event in outbox or []:
         ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
+    ops.extend(also or [])
     if len(ops) > 100:
         raise ValueError(f"a record write of {len(ops)} items exceeds one transaction")
     try:

@@ -220,3 +220,27 @@ def customer_notes_pk(customer_id: str) -> str:
 
 def history_sk(at_iso: str, item_id: str) -> str:
     return f"{at_iso}#{item_id}"
+
+
+# --- merchant actions and the refund ledger (chalicelib/store/actions.py) ---------------
+
+def action(account_id: str, key_hash: str) -> tuple[str, str]:
+    """A merchant action by the SHA-256 of its source and idempotency key."""
+    return f"ACCT#{account_id}#ACTION#{key_hash}", "ACTION"
+
+
+REFUND_LEDGER_SK = "LEDGER"
+
+
+def refund_ledger_pk(account_id: str, payment_id: str) -> str:
+    """One payment's refund ledger (``LEDGER``), its reservations (``RESV#<action key
+    hash>``) and the processor refunds it counted (``REFUND#<processor ref>``)."""
+    return f"ACCT#{account_id}#REFUNDS#{payment_id}"
+
+
+def refund_reservation_sk(key_hash: str) -> str:
+    return f"RESV#{key_hash}"
+
+
+def refund_seen_sk(processor_ref: str) -> str:
+    return f"REFUND#{processor_ref}"

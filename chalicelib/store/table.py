@@ -352,3 +352,64 @@ class OutboxItem(TableItem, discriminator="Outbox"):
     customer_id = UnicodeAttribute()
     occurred_at = UnicodeAttribute()
     data = JSONAttribute(default=dict)
+
+
+# --- merchant actions and the refund ledger (chalicelib/store/actions.py) -----------------
+
+class ActionItem(TableItem, discriminator="Action"):
+    """One merchant action claimed by its idempotency key (``ACCT#<acct>#ACTION#<sha256>``
+    / ``ACTION``): the request's hash, who ran it, and once done its stored answer, kept
+    ``actions.service.RETENTION_DAYS`` (≥ 7: the processor forgets its keys after 24 h)."""
+
+    account_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    request_hash = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    source = UnicodeAttribute()  # dashboard, api
+    status = UnicodeAttribute()  # running, done
+    lease_until = NumberAttribute()  # epoch seconds: a running action older than this was cut off
+    result = JSONAttribute(null=True)
+    result_status = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute()
+
+
+class RefundLedgerItem(TableItem, discriminator="RefundLedger"):
+    """What may still be refunded of one payment (``ACCT#<acct>#REFUNDS#<payment>`` /
+    ``LEDGER``): ``available = paid - refunded - reserved``, kept by atomic updates;
+    a reservation takes from ``available`` only on the condition ``available >= amount``."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    payment_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    paid = NumberAttribute()
+    refunded = NumberAttribute(default=0)
+    reserved = NumberAttribute(default=0)
+    available = NumberAttribute()
+
+
+class RefundReservationItem(TableItem, discriminator="RefundReservation"):
+    """An amount held for one refund action (``RESV#<action key hash>`` beside its ledger):
+    pending until the processor answers, then confirmed (with the processor's refund id)
+    or released (a definite refusal). A pending one is retried with ``processor_key``."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    payment_id = UnicodeAttribute()
+    amount = NumberAttribute()
+    status = UnicodeAttribute()  # pending, confirmed, released
+    processor_key = UnicodeAttribute()  # the idempotency key of the processor call
+    request = JSONAttribute(default=dict)  # what was asked of the processor (to retry it)
+    refund_ref = UnicodeAttribute(null=True)  # stripe:re_… once confirmed
+    created_at = UnicodeAttribute()
+
+
+class RefundSeenItem(TableItem, discriminator="RefundSeen"):
+    """A processor refund counted in its payment's ledger (``REFUND#<processor ref>``):
+    written with ``attribute_not_exists`` together with the ledger's update, so each
+    refund (ours, or one the processor reported some other way) is counted once."""
+
+    amount = NumberAttribute()
