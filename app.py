@@ -4,8 +4,10 @@ from __future__ import annotations
 from chalice import Chalice
 
 from chalicelib.dashboard.auth_routes import bp as dashboard_auth
+from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
@@ -14,10 +16,12 @@ from chalicelib.webhooks.routes import bp as webhooks
 app = Chalice(app_name="billing-portal")
 app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
+app.register_blueprint(merchant_api_subscriptions)
 app.register_blueprint(portal)
 app.register_blueprint(dashboard_auth)
 app.register_blueprint(dashboard_pages)
 app.register_blueprint(dashboard_staff)
+app.register_blueprint(dashboard_exports)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -40,3 +44,16 @@ def headers_and_metrics(event, get_response):
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+# The customers CSV export, built in the background (chalicelib/exports/service.py): its own
+# Lambda function fed by the export queue in AWS (infra/template.yaml: ExportQueue, whose
+# ARN replaces the one Chalice derives from this name); devstack's queue worker calls this
+# same handler locally. One message per invocation; an exception hands the message back
+# to the queue, which delivers it again and, after its limit, to the dead-letter queue.
+@app.on_sqs_message(queue="billing-portal-exports", batch_size=1, name="export_worker")
+def export_worker(event):
+    from chalicelib.exports import service as exports
+
+    for record in event:
+        exports.handle_message(record.body)

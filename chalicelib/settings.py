@@ -67,6 +67,16 @@ class Settings:
     rate_step_up_per_staff: str = "10/60"
     # How long activity-log entries are kept (DynamoDB TTL).
     activity_retention_days: int = 400
+    # --- customers CSV export (chalicelib/exports) ---
+    # The SQS queue whose messages start an export in the background (infra/template.yaml
+    # ExportQueue; moto's SQS in make dev and the tests). Empty: exports are unavailable.
+    export_queue_url: str = ""
+    # Export items and their files are kept this many days (TTL; the bucket's lifecycle
+    # rule on exports/ expires the files after 7 days in the template).
+    export_retention_days: int = 7
+    # A download link lives this long; rows in one export at most.
+    export_url_seconds: int = 300
+    export_max_rows: int = 100_000
 
 
 @lru_cache(maxsize=1)
@@ -100,4 +110,8 @@ def get_settings() -> Settings:
         step_up_attempts=int(env.get("STEP_UP_ATTEMPTS", "5")),
         rate_step_up_per_staff=env.get("RATE_STEP_UP_PER_STAFF", "10/60"),
         activity_retention_days=int(env.get("ACTIVITY_RETENTION_DAYS", "400")),
+        export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
+        export_retention_days=max(1, int(env.get("EXPORT_RETENTION_DAYS", "7"))),
+        export_url_seconds=int(env.get("EXPORT_URL_SECONDS", "300")),
+        export_max_rows=int(env.get("EXPORT_MAX_ROWS", "100000")),
     )

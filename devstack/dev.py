@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             mailbox_server = mailbox.serve(stack.moto_url, 0)
         mailbox_url = f"http://127.0.0.1:{mailbox_server.server_address[1]}/"
         mailbox.watch(stack.moto_url)
+        # The export queue's consumer (Lambda's SQS event source in AWS): the same handler.
+        from devstack import queue_worker
+
+        queue_worker.start_thread()
 
         from chalicelib.accounts import service as accounts
 

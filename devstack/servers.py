@@ -54,6 +54,10 @@ DDB_LOCAL_INTEGRITY = (
 DDB_LOCAL_SUBDIR = "package/lib/dynamodb_local_2026-05-28"
 DEFAULT_DDB_LOCAL_DIR = "~/.cache/billing-portal/dynamodb-local"
 
+# The customers export queue, as infra/template.yaml's ExportQueue (moto's SQS).
+EXPORT_QUEUE_NAME = "billing-portal-exports"
+MOTO_ACCOUNT_ID = "123456789012"
+
 # Sender identities verified in moto's SES at provision time: moto refuses to send from
 # an address whose address or domain was not created as an identity first.
 DEFAULT_SENDER_IDENTITIES = ("demo-shop.test", "example.com")
@@ -358,8 +362,10 @@ def _venv_script(name: str) -> str:
 def start_moto(port: int | None = None, *, log_dir: Path = LOG_ROOT,
                wait: bool = True, name: str = "moto") -> Server:
     port = port or free_port()
-    cmd = [_venv_script("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    server = launch(name, cmd, port, ready_path="/moto-api/", log_dir=log_dir)
+    # moto_server with devstack's fix of /moto-api/data.json (devstack/moto_server.py).
+    cmd = [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    server = launch(name, cmd, port, ready_path="/moto-api/", log_dir=log_dir,
+                    cwd=REPO_ROOT)
     if wait:
         server.wait_until_ready()
     return server
@@ -474,6 +480,10 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
         "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
         "AWS_ENDPOINT_URL_SCHEDULER": moto_url,
         "AWS_ENDPOINT_URL_KMS": kms_url or moto_url,
+        "AWS_ENDPOINT_URL_SQS": moto_url,
+        # The export queue (devstack.queue_worker creates it in provision()); moto names
+        # a queue's URL after its endpoint and its default account.
+        "EXPORT_QUEUE_URL": f"{moto_url}/{MOTO_ACCOUNT_ID}/{EXPORT_QUEUE_NAME}",
         "SECRETS_KEY_ID": SECRETS_KEY_ALIAS,
         # Fake credentials: the stand-ins accept anything, and real ones must never be
         # picked up from a profile by accident.
@@ -537,6 +547,9 @@ def provision(sender_identities: str | Iterable[str] = DEFAULT_SENDER_IDENTITIES
 
     verify_senders(sender_identities)
     ensure_secrets_key()
+    from devstack import queue_worker
+
+    queue_worker.ensure_queues()
 
 
 def ensure_secrets_key() -> str:

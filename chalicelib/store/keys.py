@@ -222,6 +222,11 @@ def history_sk(at_iso: str, item_id: str) -> str:
     return f"{at_iso}#{item_id}"
 
 
+def exports_pk(account_id: str) -> str:
+    """An account's customers CSV exports (chalicelib/exports), by id (newest last)."""
+    return f"ACCT#{account_id}#EXPORTS"
+
+
 # --- merchant actions and the refund ledger (chalicelib/store/actions.py) ---------------
 
 def action(account_id: str, key_hash: str) -> tuple[str, str]:

@@ -334,6 +334,27 @@ class ActivityItem(TableItem, discriminator="Activity"):
     ip = UnicodeAttribute(null=True)
 
 
+# --- customers CSV exports (chalicelib/store/exports.py) -----------------------------------
+
+class ExportItem(TableItem, discriminator="Export"):
+    """One CSV export of an account's customers: ``ACCT#<acct>#EXPORTS`` / ``<export id>``
+    (a ULID: newest last). The file is in the receipts bucket under ``exports/``."""
+
+    account_id = UnicodeAttribute()
+    export_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # queued, running, ready, failed
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()  # staff id
+    created_by_email = UnicodeAttribute(null=True)
+    rows = NumberAttribute(default=0)
+    truncated = NumberAttribute(default=0)  # 1: stopped at the export's row cap
+    s3_key = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)  # worker runs started (SQS delivers at least once)
+    lease_until = NumberAttribute(default=0)  # epoch seconds: a run in progress holds it
+    error = UnicodeAttribute(null=True)
+
+
 class RateCounterItem(TableItem, discriminator="RateCounter"):
     count = NumberAttribute(default=0)
 

@@ -1,0 +1,1 @@
+"""Customers CSV export, built in the background (SQS) into S3."""
