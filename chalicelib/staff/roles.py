@@ -3,8 +3,9 @@ checks on the server (``dashboard.web.require``), never only by hiding a button.
 
   owner      everything, including the account's settings and its staff
   admin      every action and export; not settings, not staff
-  support    notes, customer edits, resending e-mails, cancelling at period end, and
-             refunds up to the account's ``staff.support_refund_limit``
+  support    notes, customer edits, resending e-mails, cancelling at period end,
+             retrying a failed payment, and refunds up to the account's
+             ``staff.support_refund_limit``
   read_only  reads only
 
 The riskiest permissions (``STEP_UP``) also ask for a fresh code mailed to the staff
@@ -19,11 +20,11 @@ ROLE_NAMES = {OWNER: "Owner", ADMIN: "Admin", SUPPORT: "Support", READ_ONLY: "Re
 PERMISSIONS = (
     "view", "note", "edit_customer", "resend_email", "cancel_at_period_end", "refund",
     "refund_over_limit", "cancel_now", "block", "export", "manage_settings", "manage_staff",
-    "view_activity",
+    "view_activity", "change_subscription", "retry_payment",
 )
 
 _SUPPORT = frozenset({"view", "note", "edit_customer", "resend_email", "cancel_at_period_end",
-                      "refund"})
+                      "refund", "retry_payment"})
 _ADMIN = frozenset(PERMISSIONS) - {"manage_settings", "manage_staff"}
 GRANTS: dict[str, frozenset[str]] = {
     OWNER: frozenset(PERMISSIONS),
