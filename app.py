@@ -8,7 +8,6 @@ from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
-from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
@@ -17,7 +16,6 @@ from chalicelib.webhooks.routes import bp as webhooks
 app = Chalice(app_name="billing-portal")
 app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
-app.register_blueprint(merchant_api_subscriptions)
 app.register_blueprint(merchant_api_subscriptions)
 app.register_blueprint(portal)
 app.register_blueprint(dashboard_auth)
