@@ -24,6 +24,8 @@ here):
 - Pausing collection, plan changes with Stripe's time-based proration and their invoice
   preview, cancelling now with ``prorate``/``invoice_now``, and Radar value lists:
   devstack/stripe_shim_billing.py.
+- Refunds (remaining amount, reasons, idempotency keys) and disputes:
+  devstack/stripe_shim_refunds.py.
 
 Everything else passes through untouched.
 
@@ -39,6 +41,7 @@ import urllib.parse
 from aiohttp import ClientSession, web
 
 from devstack import stripe_shim_billing as billing
+from devstack import stripe_shim_refunds as refunds
 
 # subscription id → the card the product asked for (localstripe cannot hold it).
 _subscription_cards: dict[str, str] = {}
@@ -172,6 +175,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     method = request.method
     parts = request.path.strip("/").split("/")
     own = await billing.handle(_forward, request, parts, body)
+    if own is None:  # refunds' checks and idempotency, disputes (stripe_shim_refunds.py)
+        own = await refunds.handle(_forward, request, parts, body)
     if own is not None:
         result = own
     elif method == "POST" and len(parts) == 3 and parts[1] == "subscriptions":

@@ -57,3 +57,28 @@ def api_context(request, account_id: str) -> ActionContext:
     return ActionContext(account_id=account_id, actor_id=API_ACTOR, actor_email=None,
                          role=roles.ADMIN, ip=http.client_ip(request), source="api",
                          idempotency_key=idempotency_key(request))
+
+
+MAX_JSON_BODY = 16 * 1024
+
+
+def json_body(request, allowed: set[str]) -> dict:
+    """An action request's JSON object: bounded, only ``allowed`` fields (400 otherwise);
+    an empty body is ``{}``."""
+    import json
+
+    raw = request.raw_body or b""
+    if len(raw) > MAX_JSON_BODY:
+        raise BadRequest("The request body is too large.", code="bad_request")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The request body is not valid JSON.", code="bad_request") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.", code="bad_request")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"Unknown field: {unknown[0][:50]}.", code="bad_request")
+    return body

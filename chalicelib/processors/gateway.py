@@ -101,6 +101,34 @@ BLOCK_KINDS = ("email", "card_fingerprint", "customer_id")
 PAUSE_BEHAVIORS = ("void", "keep_as_draft", "mark_uncollectible")
 
 
+# --- refunds and disputes (chalicelib/actions/refunds.py) ----------------------------------
+# The reasons a processor takes for a refund (Stripe's three; "other" sends none).
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+class RefundRefused(ProcessorError):
+    """The processor definitely refused the refund (nothing was refunded): more than
+    remains, a disputed charge, …; ``message`` is for the merchant's staff."""
+
+    status = 409
+    code = "refund_refused"
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    refund: Ref
+    amount: int  # stored minor units
+    currency: str
+    status: str  # succeeded, pending, requires_action, failed, canceled
+
+
+@dataclass(frozen=True)
+class DisputeState:
+    dispute: Ref
+    status: str  # warning_needs_response, needs_response, under_review, won, lost, …
+    refundable: bool  # the processor still takes a refund of the disputed charge
+
+
 class Gateway(Protocol):
     def create_card_setup(self, customer: Ref) -> CardSetup: ...
 
@@ -152,5 +180,15 @@ class Gateway(Protocol):
         """``amount`` in the project's stored minor units of ``currency`` (None: all that is
         left); AmountNotAccepted when the processor's unit cannot hold it exactly."""
         ...
+
+    def create_refund(self, payment: Ref, amount: int | None, currency: str,
+                      reason: str | None, idempotency_key: str,
+                      metadata: dict[str, str] | None = None) -> RefundOutcome:
+        """As ``refund``, with a reason of REFUND_REASONS (None: none) and what the processor
+        made. RefundRefused on a definite refusal; ProcessorUnavailable when the outcome
+        is unknown (no answer, a 5xx): retry with the same key."""
+        ...
+
+    def disputes_of(self, payment: Ref) -> list[DisputeState]: ...
 
     def owner_of(self, obj: Ref) -> Owner | None: ...

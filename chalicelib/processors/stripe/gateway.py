@@ -13,15 +13,19 @@ from chalicelib.domain.events import Card, Owner, Ref
 from chalicelib.processors.gateway import (
     BLOCK_KINDS,
     PAUSE_BEHAVIORS,
+    REFUND_REASONS,
     AmountNotAccepted,
     CardDeclined,
     CardSetup,
     CustomerChanges,
+    DisputeState,
     PaymentOutcome,
     PlanChangePreview,
     PreviewLine,
     ProcessorError,
     ProcessorUnavailable,
+    RefundOutcome,
+    RefundRefused,
     SavedCard,
 )
 from chalicelib.processors.stripe import currencies
@@ -56,6 +60,11 @@ def _own(ref: Ref) -> str:
 
 
 class StripeGateway:
+    # Seconds to wait for Stripe's answer (the library's default, 80, outlives API
+    # Gateway's 29 s): past it the outcome is unknown and the call is retried with the
+    # same idempotency key (``max_network_retries``), then reported as unavailable.
+    TIMEOUT_SECONDS: ClassVar[float] = 20
+
     def __init__(self, secret_key: str, api_base: str = "", http_client=None,
                  max_network_retries: int = 2):
         import stripe  # heavy; only the self-service paths need it
@@ -64,8 +73,8 @@ class StripeGateway:
         kwargs = {"max_network_retries": max_network_retries}
         if api_base:
             kwargs["base_addresses"] = {"api": api_base}
-        if http_client is not None:
-            kwargs["http_client"] = http_client
+        kwargs["http_client"] = http_client if http_client is not None else \
+            stripe.RequestsClient(timeout=self.TIMEOUT_SECONDS)
         self._client = stripe.StripeClient(secret_key, **kwargs).v1
 
     # --- errors --------------------------------------------------------------------
@@ -159,6 +168,58 @@ class StripeGateway:
                                   client_secret=intent.get("client_secret"))
         error = intent.get("last_payment_error") or {}
         return PaymentOutcome("declined", error.get("message") or "The payment did not go through.")
+
+    def create_refund(self, payment: Ref, amount: int | None, currency: str,
+                      reason: str | None, idempotency_key: str,
+                      metadata: dict[str, str] | None = None) -> RefundOutcome:
+        params = {"payment_intent" if payment.id.startswith("pi_") else "charge": _own(payment)}
+        if amount is not None:
+            try:
+                params["amount"] = currencies.from_stored(amount, currency)
+            except ValueError as exc:
+                raise AmountNotAccepted(str(exc)) from None
+        if reason is not None:
+            if reason not in REFUND_REASONS:
+                raise ValueError(f"not a refund reason: {reason!r}")
+            params["reason"] = reason
+        if metadata:
+            params["metadata"] = metadata
+        try:
+            refund = self._call(self._client.refunds.create, params=params,
+                                options={"idempotency_key": idempotency_key})
+        except ProcessorUnavailable:
+            raise
+        except ProcessorError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, self._stripe.InvalidRequestError | self._stripe.CardError):
+                detail = getattr(cause, "user_message", None) or \
+                    (cause.error.message if getattr(cause, "error", None) else None)
+                refused = RefundRefused(f"Stripe refused the refund: {detail or 'no reason given'}")
+                refused.processor_code = getattr(cause, "code", None)
+                raise refused from None
+            raise
+        found = refund.to_dict()
+        return RefundOutcome(
+            refund=_ref(found["id"]),
+            amount=currencies.to_stored(int(found.get("amount") or 0), found.get("currency") or
+                                        currency),
+            currency=(found.get("currency") or currency).lower(),
+            status=found.get("status") or "pending")
+
+    def disputes_of(self, payment: Ref) -> list[DisputeState]:
+        """The disputes of a charge (or of an intent's charge), as Stripe has them now."""
+        charge = _own(payment)
+        if charge.startswith("pi_"):
+            intent = self._call(self._client.payment_intents.retrieve, charge).to_dict()
+            latest = intent.get("latest_charge")
+            charge = latest.get("id") if isinstance(latest, dict) else latest
+            if not charge:
+                return []
+        page = self._call(self._client.disputes.list, params={"charge": charge, "limit": 100})
+        found = [d.to_dict() for d in page.data]
+        return [DisputeState(dispute=_ref(d["id"]), status=d.get("status") or "",
+                             refundable=bool(d.get("is_charge_refundable")))
+                for d in found]
 
     def refund(self, payment: Ref, amount: int | None, currency: str | None,
                idempotency_key: str) -> Ref:
