@@ -247,3 +247,55 @@ def _every_control_reachable_by_tab(page) -> None:
                             sorted(reached))
     assert missing == [], missing
 
+
+
+def test_read_only_signs_in_by_pasted_code_sees_no_action_and_a_forged_post_is_refused(
+        browser, app_server, world, sent_emails):
+    """A read-only member pastes the e-mailed code (as copied from a mail client, with a
+    space), reaches the record page, finds no form that changes anything, and a POST made
+    from their signed-in browser anyway answers 403 and changes nothing."""
+    from playwright.sync_api import expect
+
+    from chalicelib.accounts.service import get_account
+    from chalicelib.staff import service as staff
+
+    shop, root, cid = world["shop"], world["root"], world["customer_id"]
+    viewer = f"viewer-{secrets.token_hex(4)}@shop.test"
+    staff.add_staff(shop.account_id, viewer, "read_only")
+    context = _context(browser, app_server)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        page.goto(f"{root}/sign-in")
+        page.get_by_label("Work e-mail address").fill(viewer)
+        page.get_by_role("button", name="E-mail me a sign-in link").click()
+        expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+        _, code = staff_mail(sent_emails, viewer)
+        page.goto(f"{root}/code")
+        page.locator("#email").fill(viewer)
+        field = page.locator("#code")
+        assert field.get_attribute("autocomplete") == "one-time-code"
+        page.evaluate("code => navigator.clipboard.writeText(code)", f"{code[:3]} {code[3:]}")
+        field.focus()
+        page.keyboard.press("Control+v")
+        assert field.input_value().replace(" ", "") == code
+        field.press("Enter")
+        expect(page.get_by_role("heading", name="Customers", exact=True)).to_be_visible()
+
+        page.goto(f"{root}/customers/{cid}")
+        expect(page.locator("main")).to_contain_text(shop.email)
+        # Nothing on the page changes anything: the only forms are the header's search
+        # (GET) and signing out.
+        actions = page.locator("main form[method='post'], main form[method='POST']")
+        assert actions.count() == 0, [actions.nth(i).get_attribute("action")
+                                      for i in range(actions.count())]
+        expect(page.get_by_role("link", name="Settings")).to_have_count(0)
+
+        before = get_account(shop.account_id)["settings"]
+        csrf = page.evaluate("() => (document.querySelector('input[name=csrf]') || {}).value")
+        forged = page.request.post(f"{app_server}{root}/settings", form={
+            "csrf": csrf or "", "color": "#000000", "company_address": "Forged 1"})
+        assert forged.status == 403
+        assert get_account(shop.account_id)["settings"] == before
+    finally:
+        context.close()
