@@ -9,6 +9,7 @@ cases per operation (plus Schemathesis' boundary cases); ``make soak``: 2,500.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -72,7 +73,14 @@ def _call(app_client, case, api_key: str, run: str) -> Response | None:  # noqa:
     url = case.formatted_path + (f"?{query}" if query else "")
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
     headers["Authorization"] = f"Bearer {api_key}"
-    raw = app_client.http.request(method, url, headers=headers, body=b"")
+    body = b""
+    if method == "POST":  # the actions: a JSON body (generated, or none)
+        headers["Content-Type"] = "application/json"
+        if isinstance(case.body, bytes | str):
+            body = case.body.encode() if isinstance(case.body, str) else case.body
+        elif case.body is not None and type(case.body).__name__ != "NotSet":
+            body = json.dumps(case.body).encode()
+    raw = app_client.http.request(method, url, headers=headers, body=body)
     found = {k.lower(): [v] for k, v in raw.headers.items()}
     # API Gateway answers a Lambda proxy response without Content-Type as application/json
     # (and so does `chalice local`); Chalice's test client leaves the header out.

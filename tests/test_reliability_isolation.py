@@ -27,16 +27,32 @@ def _seeded(app_client):  # noqa: F811
     sub = s.subscription(cus, 1500)
     s.invoice(cus, sub, 1500)
     s.one_time(cus, 2500, email="owner@example.com")
+    # An ended subscription: the actions on it resolve for the owner (409: not applicable)
+    # without a processor call.
+    ended = s.subscription(cus, 900, status="canceled")
     owner.deliver_until_applied(s.events)
     customer = owner.customers()[0]
     record = owner.get_json(f"/api/v1/customers/{customer['id']}")
     ids = {"customer_id": customer["id"], "order_id": record["orders"][0]["id"],
-           "payment_id": record["payments"][0]["id"]}
+           "payment_id": record["payments"][0]["id"],
+           "subscription_id": next(x["id"] for x in record["subscriptions"]
+                                   if x["processor_ref"] == f"stripe:{ended}")}
     return owner, ids
 
 
 # Routes that need a query parameter to answer 200 (the owner's real objects).
 QUERIES = {"/api/v1/customers/{customer_id}/events": "?object={payment_id}"}
+SUBSCRIPTION_ACTIONS = "/api/v1/customers/{customer_id}/subscriptions/"
+NOW = object()  # the time of the request
+# The actions (POST): a valid body each; on the owner's ended subscription and paid
+# payment they answer 409 (found, not applicable), to another account 404.
+ACTION_BODIES = {
+    "/api/v1/customers/{customer_id}/subscriptions/{subscription_id}/cancel": {"at": "now"},
+    "/api/v1/customers/{customer_id}/subscriptions/{subscription_id}/plan-preview": {
+        "price": "price_isolation"},
+    "/api/v1/customers/{customer_id}/subscriptions/{subscription_id}/plan": {
+        "price": "price_isolation", "prorate": True, "proration_date": NOW},
+}
 
 
 def _fill(path: str, ids: dict) -> str:
@@ -50,9 +66,19 @@ def _fill(path: str, ids: dict) -> str:
     return template
 
 
-def _call(merchant, method: str, path: str, key: str | None):
+def _call(merchant, method: str, path: str, key: str | None, route: str = ""):
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    return merchant.client.http.request(method, path, headers=headers, body=b"")
+    body = b""
+    if method == "POST":
+        import secrets
+        import time
+
+        headers.update({"Content-Type": "application/json",
+                        "Idempotency-Key": secrets.token_hex(12)})
+        values = {k: int(time.time()) if v is NOW else v
+                  for k, v in ACTION_BODIES.get(route, {}).items()}
+        body = json.dumps(values).encode()
+    return merchant.client.http.request(method, path, headers=headers, body=body)
 
 
 def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F811
@@ -64,16 +90,28 @@ def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F8
     for path, method in routes:
         url = _fill(path, ids)
         # The owner sees it (the ids are real) ...
-        mine = _call(owner, method, url, owner.api_key)
-        assert mine.status_code == 200, (method, url, mine.status_code, mine.body)
+        mine = _call(owner, method, url, owner.api_key, path)
+        if method != "POST":
+            assert mine.status_code == 200, (method, url, mine.status_code, mine.body)
+        elif path in ACTION_BODIES or path.startswith(SUBSCRIPTION_ACTIONS) or \
+                path.endswith("/retry"):
+            assert mine.status_code == 409, (method, url, mine.status_code, mine.body)
+        else:  # an action without a body here yet: at least not refused as unknown
+            assert mine.status_code not in (401, 403, 404) and mine.status_code < 500, (
+                method, url, mine.status_code, mine.body)
         # ... no key, a malformed key, an unknown key: 401, and nothing of the owner's.
         for key in (None, "", "bp_live_" + "x" * 43, owner.api_key + "x", "Basic abc"):
-            r = _call(owner, method, url, key)
+            r = _call(owner, method, url, key, path)
             assert r.status_code == 401, (method, url, key, r.status_code)
             assert b"owner@example.com" not in r.body
         # ... another account's key: the ids do not exist for it.
-        theirs = _call(other, method, url, other.api_key)
-        if "{" in path:
+        theirs = _call(other, method, url, other.api_key, path)
+        known = method != "POST" or path in ACTION_BODIES or \
+            path.startswith(SUBSCRIPTION_ACTIONS) or path.endswith("/retry")
+        if not known:  # no valid body here yet (add one to ACTION_BODIES): refused at least
+            assert 400 <= theirs.status_code < 500 and theirs.status_code != 401, (
+                method, url, theirs.status_code, theirs.body)
+        elif "{" in path:
             assert theirs.status_code == 404, (method, url, theirs.status_code, theirs.body)
         else:
             assert theirs.status_code == 200, (method, url, theirs.status_code)
