@@ -197,3 +197,43 @@ def test_retry_a_failed_payment_declined_then_paid_with_another_card(shop, stack
     assert _post(shop, path, {})[0] == 409  # paid: nothing to retry
     assert _post(shop, path, {"card_id": "pm_123"})[0] == 400
     assert len(_activity(shop, "payment.retry")) == 2
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "support", "read_only"])
+def test_each_role_may_do_what_its_permissions_say_and_nothing_else(shop, stack, role):
+    from chalicelib.actions.service import ActionContext
+    from chalicelib.actions.subscriptions import SubscriptionActions
+    from chalicelib.errors import Forbidden
+    from chalicelib.staff import roles
+
+    def acting():
+        return SubscriptionActions(ActionContext(
+            account_id=shop.account_id, actor_id=f"stf_{role}", actor_email=f"{role}@shop.test",
+            role=role, ip="198.18.0.9", source="dashboard",
+            idempotency_key=secrets.token_urlsafe(24)), shop.customer_id())
+
+    sub_id = shop.sub(shop.subscription)["id"]
+    attempts = [
+        ("cancel_at_period_end", lambda: acting().cancel(sub_id, "period_end"), "canceling"),
+        ("cancel_at_period_end", lambda: acting().recover(sub_id), "active"),
+        ("change_subscription", lambda: acting().pause(sub_id, "void"), "paused"),
+        ("change_subscription", lambda: acting().resume(sub_id), "active"),
+        ("cancel_now", lambda: acting().cancel(sub_id, "now"), "canceled"),
+    ]
+    for permission, attempt, status in attempts:
+        before = (_at_stripe(stack, shop.subscription), shop.sub(shop.subscription)["status"])
+        if roles.allows(role, permission):
+            attempt()
+            assert shop.sub(shop.subscription)["status"] == status, (role, permission)
+        else:
+            with pytest.raises(Forbidden):
+                attempt()
+            after = (_at_stripe(stack, shop.subscription), shop.sub(shop.subscription)["status"])
+            assert after == before, (role, permission)
+    refused = [e for e in _activity(shop, "staff.forbidden") if e["actor"] == f"stf_{role}"]
+    done = [e for e in _activity(shop, "subscription.") if e["actor"] == f"stf_{role}"]
+    expected = [p for p, _, _ in attempts if not roles.allows(role, p)]
+    assert len(refused) == len(expected)
+    assert len(done) == len(attempts) - len(expected)
+    if role in ("support", "read_only"):
+        assert _outbox(shop, "subscription.canceled") == []
