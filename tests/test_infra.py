@@ -44,18 +44,29 @@ BUCKET_LIST_ACTIONS = {"s3:ListBucket"}
 EMAIL_ACTIONS = {"ses:SendEmail"}
 LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+EXPORT_SEND_ACTIONS = {"sqs:SendMessage"}  # the dashboard queues a customers export
+EXPORT_FILE_ACTIONS = {"s3:GetObject"}  # and hands its file by a presigned GET
 FUNCTION_ACTIONS = (TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | BUCKET_ACTIONS
-                    | BUCKET_LIST_ACTIONS | EMAIL_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
+                    | BUCKET_LIST_ACTIONS | EMAIL_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS
+                    | EXPORT_SEND_ACTIONS | EXPORT_FILE_ACTIONS)
+# The export worker (app.export_worker): updates the export item, reads GSI1, writes the
+# file by multipart upload, and its queue's event source receives and deletes with it.
+WORKER_TABLE_ACTIONS = {"dynamodb:UpdateItem"}
+WORKER_FILE_ACTIONS = {"s3:PutObject", "s3:AbortMultipartUpload"}
+WORKER_QUEUE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+WORKER_ACTIONS = (WORKER_TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | WORKER_FILE_ACTIONS
+                  | WORKER_QUEUE_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
 # The account's API Gateway logging role (ApiGatewayCloudWatchRole=create).
 APIGW_LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogGroups",
                      "logs:DescribeLogStreams", "logs:PutLogEvents"}
-ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS,
+ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_ACTIONS,
                 "ApiGatewayCloudWatchLogsRole": APIGW_LOG_ACTIONS}
 
 # checkov checks the packaged template does not meet, on purpose; each is waived in
 # infra/template.yaml with its reason (resource → check ids).
 CHECKOV_WAIVED = {
     "APIHandler": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "ExportWorker": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "RestAPI": {"CKV_AWS_120"},
     "ReceiptsAccessLogBucket": {"CKV_AWS_18"},
 }
@@ -383,8 +394,8 @@ def test_iam_is_least_privilege(template: dict):
     assert _role_actions(template) == ROLE_ACTIONS
 
 
-def _function_statements(template: dict) -> dict[str, dict]:
-    (_, document), = [d for d in _policy_documents(template) if d[0].startswith("ApiHandlerRole/")]
+def _function_statements(template: dict, role: str = "ApiHandlerRole") -> dict[str, dict]:
+    (_, document), = [d for d in _policy_documents(template) if d[0].startswith(f"{role}/")]
     return {s["Sid"]: s for s in document["Statement"]}
 
 
@@ -407,10 +418,55 @@ def test_role_grants_are_scoped_to_the_stack_resources(template: dict):
         "Logs": (LOG_ACTIONS, [{"Fn::Sub": arn % ("logs", f"log-group:${{{log_group}}}")},
                                {"Fn::GetAtt": [log_group, "Arn"]}], None),
         "XRay": (XRAY_ACTIONS, ["*"], None),
+        "ExportQueue": (EXPORT_SEND_ACTIONS, [{"Fn::GetAtt": ["ExportQueue", "Arn"]}], None),
+        "ExportFiles": (EXPORT_FILE_ACTIONS, [{"Fn::Sub": "${ReceiptsBucket.Arn}/exports/*"}],
+                        None),
     }
     actual = {sid: (set(as_list(s["Action"])), as_list(s["Resource"]), s.get("Condition"))
               for sid, s in _function_statements(template).items()}
     assert actual == expected
+    worker_log = "ExportWorkerLogGroup"
+    worker = {
+        "Table": (WORKER_TABLE_ACTIONS, [{"Fn::GetAtt": [table, "Arn"]}], None),
+        "TableIndexes": expected["TableIndexes"], "TableKey": expected["TableKey"],
+        "ExportFiles": (WORKER_FILE_ACTIONS, [{"Fn::Sub": "${ReceiptsBucket.Arn}/exports/*"}],
+                        None),
+        "ExportQueue": (WORKER_QUEUE_ACTIONS, [{"Fn::GetAtt": ["ExportQueue", "Arn"]}], None),
+        "Logs": (LOG_ACTIONS, [{"Fn::Sub": arn % ("logs", f"log-group:${{{worker_log}}}")},
+                               {"Fn::GetAtt": [worker_log, "Arn"]}], None),
+        "XRay": (XRAY_ACTIONS, ["*"], None),
+    }
+    actual = {sid: (set(as_list(s["Action"])), as_list(s["Resource"]), s.get("Condition"))
+              for sid, s in _function_statements(template, "ExportWorkerRole").items()}
+    assert actual == worker
+
+
+def test_the_export_queue_feeds_the_worker_and_dead_letters(template: dict):
+    resources = template["Resources"]
+    queue = resources["ExportQueue"]["Properties"]
+    dlq = resources["ExportDeadLetterQueue"]["Properties"]
+    worker = resources["ExportWorker"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ExportDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3}
+    # Lambda refuses an event source queue whose visibility timeout is under the timeout.
+    assert queue["VisibilityTimeout"] >= worker["Timeout"] == 900
+    assert queue["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == "alias/aws/sqs"
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    (event,) = worker["Events"].values()
+    # The queue's own ARN, from its name (the merge can only replace Chalice's Fn::Sub).
+    assert queue["QueueName"] == {"Fn::Sub": "${AWS::StackName}-exports"}
+    assert event["Properties"]["Queue"] == {"Fn::Sub": "arn:${AWS::Partition}:sqs:"
+                                                       "${AWS::Region}:${AWS::AccountId}:"
+                                                       "${AWS::StackName}-exports"}
+    assert resources["ExportWorker"]["DependsOn"] == "ExportQueue"
+    assert event["Properties"]["BatchSize"] == 1
+    api = resources["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert api["EXPORT_QUEUE_URL"] == {"Ref": "ExportQueue"}
+    rules = {r["Id"]: r for r in resources["ReceiptsBucket"]["Properties"]
+             ["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-customer-exports"]["Prefix"] == "exports/"
+    assert rules["expire-customer-exports"]["ExpirationInDays"] == 7
 
 
 def test_the_api_gateway_logging_role_is_optional_and_scoped(template: dict):
@@ -562,7 +618,7 @@ def test_data_key_encrypts_the_table_and_the_stack_log_groups(template: dict):
     assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
     named = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
     groups = resources_of_type(template, "AWS::Logs::LogGroup")
-    assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup"}
+    assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup", "ExportWorkerLogGroup"}
     prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     assert sorted(n["Fn::Sub"] for n in named) == sorted(
         prefix + g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values())
