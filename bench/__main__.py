@@ -4,7 +4,8 @@ its own and rewrite docs/benchmarks.md from this one run.
   python -m bench                 everything (about 10 minutes on 2 cores)
   python -m bench --quick         small sizes, a smoke run (docs not rewritten unless --doc)
   python -m bench --only search   one part: webhooks, search, coldstart, signin, portal,
-                                  dashboard
+                                  dashboard, exports (or python -m bench.exports: that part
+                                  alone, rewriting its own section of docs/benchmarks.md)
   python -m bench --no-doc        leave docs/benchmarks.md alone
   python -m bench --render        rewrite docs/benchmarks.md from the last results only
 
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("coldstart", "webhooks", "search", "signin", "portal", "dashboard")
+PARTS = ("coldstart", "webhooks", "search", "signin", "portal", "dashboard", "exports")
 QUICK_ENV = {"BENCH_STEADY_CUSTOMERS": "30", "BENCH_STEADY_ROUNDS": "2", "BENCH_FIRST_SIGHT": "40",
              "BENCH_FLOOR_N": "100", "BENCH_HTTP_EVENTS": "20", "BENCH_SEARCH_SMALL": "200",
              "BENCH_SEARCH_LARGE": "5000", "BENCH_SEARCH_REPEAT": "10", "BENCH_COLD_ROUNDS": "3",
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             from chalice.test import Client
 
             from app import app
-            from bench import dashboard, portal, search, signin, webhooks
+            from bench import dashboard, exports, portal, search, signin, webhooks
 
             with Client(app) as client:
                 if "webhooks" in parts:
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["portal"] = portal.run(stack, client)
                 if "dashboard" in parts:
                     results["dashboard"] = dashboard.run(stack, client)
+                if "exports" in parts:
+                    results["exports"] = exports.run(stack, client)
         finally:
             stack.stop()
 
