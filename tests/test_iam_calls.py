@@ -4,7 +4,9 @@ moto and DynamoDB Local enforce no IAM, so a missing grant would only show on AW
 s3:ListBucket once did: every receipt answered 503). This test records every AWS call the
 product code makes while the product's flows run in this process: Stripe webhooks of each
 kind, portal sign-in (link and code) and sign-out, receipts (page, PDF, presigned
-download), self-service at localstripe (cancel, keep), the merchant API's reads. Each call
+download), self-service at localstripe (cancel, keep), the merchant API's reads, and a
+customers CSV export (asked for and downloaded by the API function; built by the export
+worker, whose own role is checked against what its run calls). Each call
 goes through an explicit table (``ACTIONS``) to the IAM actions it needs, each with the
 resource it needs them on; an operation missing from the table fails the test. What the
 calls need must equal what infra/template.yaml grants the function's role: its inline
@@ -31,6 +33,12 @@ import botocore.client
 import botocore.signers
 import pytest
 from app_fixtures import app_client  # noqa: F401
+from dashboard_helpers import (  # noqa: F401 - dashboard_settings is a fixture
+    dashboard_settings,
+    make_staff_shop,
+    staff_sign_in,
+    step_up_code,
+)
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     ask_link,
@@ -59,6 +67,8 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 #   table-key           the table's customer-managed key, through DynamoDB (kms:ViaService)
 #   receipts            objects under receipts/ in the receipts bucket; bucket: the bucket
 #   payloads            objects under payloads/ (webhook bodies too large for their item)
+#   exports             objects under exports/ (customers CSV exports)
+#   export-queue        the export queue (SQS)
 #   bucket-key          the receipts bucket's KMS key, if it had SSE-KMS (it has SSE-S3)
 #   ses                 SES identities (scoped by From address in the template)
 #   secrets:<key>       the secrets key, for an encryption context with that one key
@@ -97,7 +107,8 @@ def _receipt_object(action: str, *more: Need) -> Callable[[dict], set[Need]]:
     def needs(p: dict) -> set[Need]:
         key = p.get("Key", "")
         where = "receipts" if key.startswith("receipts/") else \
-            "payloads" if key.startswith("payloads/") else "bucket-object"
+            "payloads" if key.startswith("payloads/") else \
+            "exports" if key.startswith("exports/") else "bucket-object"
         return {(action, where), *more}
     return needs
 
@@ -128,6 +139,12 @@ ACTIONS: dict[tuple[str, str], Callable[[dict], set[Need]]] = {
     ("s3", "HeadObject"): _receipt_object("s3:GetObject", ("s3:ListBucket", "bucket")),
     ("s3", "GetObject"): _receipt_object("s3:GetObject"),
     ("s3", "PutObject"): _receipt_object("s3:PutObject"),
+    # A multipart upload's calls are authorized as s3:PutObject, except its abort.
+    ("s3", "CreateMultipartUpload"): _receipt_object("s3:PutObject"),
+    ("s3", "UploadPart"): _receipt_object("s3:PutObject"),
+    ("s3", "CompleteMultipartUpload"): _receipt_object("s3:PutObject"),
+    ("s3", "AbortMultipartUpload"): _receipt_object("s3:AbortMultipartUpload"),
+    ("sqs", "SendMessage"): lambda p: {("sqs:SendMessage", "export-queue")},
     ("kms", "Decrypt"): _secrets("kms:Decrypt"),
     ("kms", "Encrypt"): _secrets("kms:Encrypt"),
     ("kms", "GenerateDataKey"): _secrets("kms:GenerateDataKey"),
@@ -138,6 +155,9 @@ _DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Tr
 # and, with active tracing, its trace segments.
 RUNTIME_ONLY = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
                 "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# What Lambda's SQS event source does with the export worker's role: it polls the queue,
+# hands the function the messages and deletes those it handled.
+EVENT_SOURCE_ONLY = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 
 def needs_of(call: Call, template: dict) -> set[Need]:
@@ -174,6 +194,8 @@ def _resource_name(resource) -> str:
         '{"Fn::GetAtt": ["DataKey", "Arn"]}': "table-key",
         '{"Fn::Sub": "${ReceiptsBucket.Arn}/receipts/*"}': "receipts",
         '{"Fn::Sub": "${ReceiptsBucket.Arn}/payloads/*"}': "payloads",
+        '{"Fn::Sub": "${ReceiptsBucket.Arn}/exports/*"}': "exports",
+        '{"Fn::GetAtt": ["ExportQueue", "Arn"]}': "export-queue",
         '{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}': "bucket",
         '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}': "ses",
     }
@@ -181,21 +203,24 @@ def _resource_name(resource) -> str:
     return known[text]
 
 
-def granted(template: dict) -> set[Need]:
+def granted(template: dict, role_name: str = "ApiHandlerRole") -> set[Need]:
     out: set[Need] = set()
-    role = template["Resources"]["ApiHandlerRole"]["Properties"]
+    role = template["Resources"][role_name]["Properties"]
+    runtime = RUNTIME_ONLY | (EVENT_SOURCE_ONLY if role_name == "ExportWorkerRole" else set())
     for policy in role["Policies"]:
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
             actions = set(as_list(statement["Action"]))
-            if actions <= RUNTIME_ONLY:
+            if actions <= runtime:
                 continue
-            assert not actions & RUNTIME_ONLY, statement
+            assert not actions & runtime, statement
             for resource in as_list(statement["Resource"]):
                 name = _resource_name(resource)
                 if name == "table-key":
                     assert statement["Condition"] == {"StringEquals": {"kms:ViaService": {
                         "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}, statement
                 out |= {(action, name) for action in actions}
+    if role_name != "ApiHandlerRole":
+        return out
     # The secrets key's policy names the role: each statement's context keys.
     for statement in template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]:
         if "Fn::If" in statement or statement["Principal"] != {
@@ -258,7 +283,8 @@ def recording(monkeypatch):
         if _from_product():
             # The object's key, after the bucket's name if the path has it (path style).
             path = request_dict.get("url_path", "")
-            key = path[path.find("/receipts/") + 1:] if "/receipts/" in path else path
+            found = [path.find(f"/{p}/") for p in ("receipts", "exports") if f"/{p}/" in path]
+            key = path[found[0] + 1:] if found else path
             rec.add(Call(self._service_id.hyphenize(), operation_name, {"Key": key},
                          presigned=True))
         return presign(self, request_dict, operation_name, *args, **kwargs)
@@ -358,6 +384,29 @@ def _merchant_api(shop) -> None:
             shop.merchant.get_json(f"{base}/events?object={payment['id']}")
 
 
+def _export_asked(staff_shop, app_client, sent_emails) -> tuple[PortalClient, str]:  # noqa: F811
+    """A staff owner asks for a customers export through the pages (step-up code): the
+    API function's part. Returns the signed-in client and the export's page."""
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, staff_shop.root, staff_shop.owner, sent_emails)
+    c.get(f"{staff_shop.root}/exports")
+    c.post(f"{staff_shop.root}/exports", {})
+    confirmed = c.post(f"{staff_shop.root}/exports/confirm",
+                       {"code": step_up_code(sent_emails, staff_shop.owner)})
+    assert confirmed.status_code == 303, text(confirmed)[:300]
+    return c, confirmed.headers["Location"]
+
+
+def _export_downloaded(c: PortalClient, page: str) -> None:
+    import requests
+
+    assert "The file is ready" in text(c.get(page))
+    link = c.get(f"{page}/download")
+    assert link.status_code == 303
+    got = requests.get(link.headers["Location"], timeout=10, proxies={"http": None, "https": None})
+    assert got.status_code == 200 and got.content.startswith("\ufeffid,".encode())
+
+
 def _product_imports_crypto() -> bool:
     """Whether product code (other than chalicelib/crypto.py itself) uses the secrets key."""
     pattern = re.compile(r"^\s*(from chalicelib import .*\bcrypto\b|from chalicelib\.crypto "
@@ -380,16 +429,29 @@ def _once_per_deployment() -> set[Need]:
 
 
 def test_the_role_grants_exactly_what_the_calls_need(
-        monkeypatch, app_client, stack, app_server, stripe_client, sent_emails):  # noqa: F811
+        monkeypatch, app_client, stack, app_server, stripe_client, sent_emails,  # noqa: F811
+        dashboard_settings):  # noqa: F811
     template = load_template(TEMPLATE)
     shop = make_shop(app_client, stack)
     stripe_shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
+
+    staff_shop = make_staff_shop(app_client, stack)
+    seed_customer(staff_shop.shop)
+    from devstack import queue_worker
 
     with recording(monkeypatch) as rec:
         _webhooks_of_every_kind(shop)
         _portal(shop, app_client, sent_emails)
         _self_service(stripe_shop, app_client, sent_emails)
         _merchant_api(shop)
+        export_client, export_page = _export_asked(staff_shop, app_client, sent_emails)
+    # The export worker's own function and role (app.export_worker, run as Lambda's SQS
+    # event source would run it).
+    with recording(monkeypatch) as worker_rec:
+        assert queue_worker.drain() == (1, 0)
+    with recording(monkeypatch) as rec_after:
+        _export_downloaded(export_client, export_page)
+    rec.calls += rec_after.calls
 
     operations = rec.operations()
     # The flows reached what they are meant to (else the comparison below proves little).
@@ -413,6 +475,17 @@ def test_the_role_grants_exactly_what_the_calls_need(
     unused = grants - needed
     assert not missing, f"calls the template does not allow: {sorted(missing)}"
     assert not unused, f"grants no call needs: {sorted(unused)}"
+
+    # The export worker: what its run called, against its own role.
+    assert ("s3", "CompleteMultipartUpload") in worker_rec.operations()
+    worker_needed: set[Need] = set()
+    for call in worker_rec.calls:
+        worker_needed |= needs_of(call, template)
+    worker_grants = granted(template, "ExportWorkerRole")
+    assert not worker_needed - worker_grants, sorted(worker_needed - worker_grants)
+    # Abort runs only when a run fails (tests/test_exports.py): granted, not called here.
+    assert worker_grants - worker_needed == {("s3:AbortMultipartUpload", "exports")}, \
+        sorted(worker_grants - worker_needed)
 
 
 def test_the_table_maps_transactions_to_their_items_and_fails_unknown_operations():
