@@ -28,6 +28,7 @@ from chalice import Blueprint, Response
 
 from chalicelib.activity import service as activity
 from chalicelib.dashboard import service, web
+from chalicelib.dashboard.action_routes_subscriptions import NOTICES as action_notices
 from chalicelib.errors import BadRequest, TooManyRequests
 from chalicelib.signin import step_up
 
@@ -96,6 +97,8 @@ def customer(request, slug: str, customer_id: str):
     context = _record_context(visit, request, customer_id)
     if _params(request).get("done") == "link_sent" and context["customer"].get("email"):
         context["notice"] = SENT_NOTICE.format(email=context["customer"]["email"])
+    elif _params(request).get("done") in action_notices:
+        context["notice"] = action_notices[_params(request)["done"]]
     return web.page(request, visit, "customer.html", **context)
 
 
