@@ -5,33 +5,18 @@ in by the e-mailed link read back from moto's SES. axe-core (axe-playwright-pyth
 this Chromium) checks the sign-in, customers and record pages."""
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from pathlib import Path
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
+from browser_helpers import browser, needs_chromium  # noqa: F401 - browser is a fixture
 from dashboard_helpers import staff_mail
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--no-proxy-server"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / ".devstack" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ def world(app_client, stack, app_server, stripe_client):  # noqa: F811
             "root": f"/dashboard/{shop.shop.slug}", "customer_id": shop.customer_id()}
 
 
-def _context(browser, app_server, **kwargs):
+def _context(browser, app_server, **kwargs):  # noqa: F811
     context = browser.new_context(base_url=app_server, **kwargs)
     context.set_default_timeout(15_000)
     return context
@@ -81,7 +66,7 @@ def _numbers(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def test_record_page_search_keyboard_and_axe(browser, app_server, world, sent_emails):
+def test_record_page_search_keyboard_and_axe(browser, app_server, world, sent_emails):  # noqa: F811
     from playwright.sync_api import expect
 
     shop, root, cid = world["shop"], world["root"], world["customer_id"]
@@ -250,7 +235,7 @@ def _every_control_reachable_by_tab(page) -> None:
 
 
 def test_read_only_signs_in_by_pasted_code_sees_no_action_and_a_forged_post_is_refused(
-        browser, app_server, world, sent_emails):
+        browser, app_server, world, sent_emails):  # noqa: F811
     """A read-only member pastes the e-mailed code (as copied from a mail client, with a
     space), reaches the record page, finds no form that changes anything, and a POST made
     from their signed-in browser anyway answers 403 and changes nothing."""

@@ -2,36 +2,20 @@
 the app under `chalice local` (app_server), with mail read back from moto's SES."""
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
+from browser_helpers import browser, needs_chromium  # noqa: F401 - browser is a fixture
 from portal_helpers import latest_link_and_code, make_shop, pdf_text, seed_customer
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--no-proxy-server"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
+pytestmark = needs_chromium
 
 
 @pytest.fixture
-def page(browser, app_server):
+def page(browser, app_server):  # noqa: F811
     context = browser.new_context(base_url=app_server, accept_downloads=True)
     context.set_default_timeout(15_000)
     page = context.new_page()
