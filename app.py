@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from chalice import Chalice
 
+from chalicelib.dashboard.action_routes_customer import bp as dashboard_customer_actions
 from chalicelib.dashboard.action_routes_money import bp as dashboard_money
 from chalicelib.dashboard.action_routes_subscriptions import bp as dashboard_subscriptions
 from chalicelib.dashboard.auth_routes import bp as dashboard_auth
@@ -27,6 +28,7 @@ app.register_blueprint(dashboard_pages)
 app.register_blueprint(dashboard_staff)
 app.register_blueprint(dashboard_money)
 app.register_blueprint(dashboard_subscriptions)
+app.register_blueprint(dashboard_customer_actions)
 app.register_blueprint(dashboard_exports)
 
 SECURITY_HEADERS = {

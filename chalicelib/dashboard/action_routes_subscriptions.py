@@ -43,6 +43,8 @@ NOTICES = {
     "paused": "Collection of the subscription is paused.",
     "resumed": "Collection of the subscription is resumed.",
     "plan_changed": "The subscription's plan is changed.",
+    "billing_link_sent": ("A sign-in link is on its way to the customer: it opens the card "
+                          "page of this subscription. It works for 15 minutes, once."),
 }
 PAUSE_LABELS = {
     "void": "Do not bill while paused (invoices are voided)",

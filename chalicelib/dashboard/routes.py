@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from chalice import Blueprint, Response
 
+from chalicelib.actions.web import action_id
 from chalicelib.activity import service as activity
 from chalicelib.dashboard import service, web
 from chalicelib.dashboard.action_routes_subscriptions import NOTICES as action_notices
@@ -74,7 +75,7 @@ def _record_context(visit: web.StaffVisit, request, customer_id: str, **extra) -
             "portal_link": service.portal_url(visit.http.base if visit.http else "", visit.slug),
             "can_send_link": visit.can("resend_email"),
             "address_lines": _address_lines(page["customer"].get("address")),
-            "notice": None, "problem": None, **page, **extra}
+            "notice": None, "problem": None, "note_action_id": action_id(), **page, **extra}
 
 
 def _address_lines(address) -> list[str]:
@@ -118,6 +119,7 @@ def history(request, slug: str, customer_id: str):
 def transaction(request, slug: str, customer_id: str, payment_id: str):
     visit = _visit(request, slug)
     return web.page(request, visit, "transaction.html", current="customers",
+                    note_action_id=action_id(),
                     **service.transaction_page(visit.account_id, customer_id, payment_id))
 
 

@@ -372,9 +372,11 @@ def portal_url(base_url: str, slug: str) -> str:
 
 
 def send_sign_in_link(account_id: str, slug: str, customer_id: str, client_ip: str,
-                      base_url: str) -> str:
+                      base_url: str, subscription_id: str | None = None) -> str:
     """E-mail the customer a portal sign-in link (the portal's own request: its limits,
-    its mail, recorded in the customer's e-mail history); the address it went to."""
+    its mail, recorded in the customer's e-mail history); the address it went to. With
+    ``subscription_id`` ("update billing") the link lands on that subscription's card page
+    (404 for one not the customer's)."""
     from chalicelib.portal import service as portal
 
     customer_id = _customer_id(customer_id)
@@ -386,7 +388,14 @@ def send_sign_in_link(account_id: str, slug: str, customer_id: str, client_ip: s
     shop = portal.portal_for_slug(slug)
     if shop.account_id != account_id:
         raise NotFound("There is no such customer.")
-    return portal.request_sign_in(shop, record["email"], client_ip, base_url)
+    landing = None
+    if subscription_id is not None:
+        full = records.get_record(account_id, customer_id)
+        if full is None or not any(s["id"] == subscription_id for s in
+                                   full["subscriptions"] + full["payment_plans"]):
+            raise NotFound("There is no such subscription.")
+        landing = portal.landing_for_subscription(subscription_id)
+    return portal.request_sign_in(shop, record["email"], client_ip, base_url, landing)
 
 
 # --- webhook deliveries --------------------------------------------------------------------

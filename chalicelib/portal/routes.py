@@ -39,6 +39,10 @@ from chalicelib.portal.web import CSRF_COOKIE, SESSION_COOKIE, Visit, portal_vie
 from chalicelib.signin import service as signin
 
 bp = Blueprint(__name__)
+# The page a staff member's "update billing" link asks to open, between opening the link
+# and signing in (the link's lifetime).
+LANDING_COOKIE = "bp_landing"
+LANDING_COOKIE_MAX_AGE = 15 * 60
 FORM = ["application/x-www-form-urlencoded"]
 
 
@@ -117,6 +121,10 @@ def open_link(visit: Visit):
         return _sign_in_page(visit, status=410, error=service.LINK_GONE)
     if head:
         return visit.page("continue.html", head=True)
+    landing = visit.query("next")
+    if landing and service.LANDING_RE.match(landing):
+        # Kept for the POST that signs in, which checks it is the customer's own page.
+        visit.set_cookie(LANDING_COOKIE, landing, LANDING_COOKIE_MAX_AGE)
     return visit.page("continue.html", csrf=visit.anonymous_csrf(), token=token)
 
 
@@ -129,13 +137,18 @@ def use_link(visit: Visit):
         session = service.redeem_link(visit.portal, form.get("token"), visit.client_ip)
     except Gone as exc:
         return _sign_in_page(visit, status=exc.status, error=exc.message)
-    return _signed_in(visit, session)
+    landing = None
+    if visit.cookies.get(LANDING_COOKIE):
+        visit.clear_cookie(LANDING_COOKIE)
+        landing = service.landing_path(visit.portal, session.subject_id,
+                                       visit.cookies[LANDING_COOKIE])
+    return _signed_in(visit, session, landing)
 
 
-def _signed_in(visit: Visit, session: signin.NewSession):
+def _signed_in(visit: Visit, session: signin.NewSession, landing: str | None = None):
     visit.set_cookie(SESSION_COOKIE, session.cookie_value, session.max_age)
     visit.clear_cookie(CSRF_COOKIE)
-    return visit.redirect(f"{visit.root}/")
+    return visit.redirect(f"{visit.root}/{landing or ''}")
 
 
 @bp.route("/portal/{slug}/sign-out", methods=["POST"], content_types=FORM)

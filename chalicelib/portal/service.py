@@ -156,8 +156,32 @@ CUSTOMERS = signin.Audience(
 )
 
 
-def request_sign_in(portal: Portal, email_input: str | None, client_ip: str, base_url: str) -> str:
-    return signin.request_sign_in(CUSTOMERS, portal, email_input, client_ip, base_url)
+def request_sign_in(portal: Portal, email_input: str | None, client_ip: str, base_url: str,
+                    landing: str | None = None) -> str:
+    """``landing``: see ``landing_path`` (the staff's "update billing" link)."""
+    return signin.request_sign_in(CUSTOMERS, portal, email_input, client_ip, base_url, landing)
+
+
+# A page a sign-in link may ask to open: only a subscription's own page (its card section).
+LANDING_RE = re.compile(r"^subscriptions/(sub_[a-z2-7]{24})$")
+
+
+def landing_for_subscription(subscription_id: str) -> str:
+    return f"subscriptions/{subscription_id}"
+
+
+def landing_path(portal: Portal, customer_id: str, landing: str | None) -> str | None:
+    """The page (below the portal's root, with its card anchor) a just-signed-in customer
+    lands on, when ``landing`` (from the link) names one of this customer's own
+    subscriptions or payment plans; None otherwise (the overview): never an open redirect."""
+    found = LANDING_RE.match(landing or "")
+    if found is None:
+        return None
+    record = records.get_record(portal.account_id, customer_id)
+    if record is None or not any(s["id"] == found.group(1) for s in
+                                 record["subscriptions"] + record["payment_plans"]):
+        return None
+    return f"subscriptions/{found.group(1)}#card-h"
 
 
 def link_usable(portal: Portal, token: str | None) -> bool:

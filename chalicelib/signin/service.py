@@ -59,6 +59,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from chalicelib import timeutil
 from chalicelib.errors import BadRequest, Forbidden, Gone, RetryLater, TooManyRequests
@@ -271,8 +272,12 @@ def code_hash(token_hash: str, code: str) -> str:
 
 
 def request_sign_in(audience: Audience, site, email_input: str | None, client_ip: str,
-                    base_url: str) -> str:
+                    base_url: str, landing: str | None = None) -> str:
     """Send a sign-in mail if the address has a usable subject; always answer the same.
+
+    ``landing``: a page of the site (a path below its root, e.g. ``subscriptions/sub_…``)
+    the link asks to open after sign-in; the site checks it again when the link is used
+    (it only ever lands on the signed-in subject's own page).
 
     Returns the normalized address (to prefill the code form). Raises BadRequest for an
     invalid address, TooManyRequests over a limit (at once), RetryLater when mail cannot
@@ -285,11 +290,12 @@ def request_sign_in(audience: Audience, site, email_input: str | None, client_ip
     limit(_scope(audience, "request-ip"), client_network(client_ip),
           settings.rate_login_requests_per_ip)
     with no_sooner_than(settings.login_min_response_ms):
-        _send_link_if_known(audience, site, email, base_url)
+        _send_link_if_known(audience, site, email, base_url, landing)
     return email
 
 
-def _send_link_if_known(audience: Audience, site, email: str, base_url: str) -> None:
+def _send_link_if_known(audience: Audience, site, email: str, base_url: str,
+                        landing: str | None = None) -> None:
     settings = get_settings()
     subject_id = audience.find_subject(site.account_id, email)
     if subject_id is None:
@@ -303,6 +309,8 @@ def _send_link_if_known(audience: Audience, site, email: str, base_url: str) -> 
                                     email_hash, code_hash(token_hash, code), email=email,
                                     audience=audience.name)
     link = f"{base_url}/{audience.path}/{site.slug}/link?token={token}"
+    if landing:
+        link += f"&next={quote(landing, safe='/')}"
     try:
         audience.send_mail(brand=site.brand, to=email, link=link, code=code,
                            minutes=settings.login_token_minutes, account_id=site.account_id,
