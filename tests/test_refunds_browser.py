@@ -4,12 +4,11 @@ payment history leads to the form, the refund is made, and the page, the custome
 portal and localstripe agree on what was refunded and what remains."""
 from __future__ import annotations
 
-import os
 import secrets
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
-from dashboard_helpers import staff_mail
+from browser_helpers import browser, needs_chromium, new_context, staff_sign_in  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     make_stripe_shop,
@@ -19,43 +18,7 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
 )
 from test_refunds import World
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--no-proxy-server"]
-
-pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs /usr/bin/chromium"),
-              pytest.mark.usefixtures("portal_settings")]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def _context(browser, app_server):
-    context = browser.new_context(base_url=app_server)
-    context.set_default_timeout(15_000)
-    return context
-
-
-def _sign_in(page, root: str, email: str, sent_emails) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{root}/sign-in")
-    page.get_by_label("Work e-mail address").fill(email)
-    page.get_by_role("button", name="E-mail me a sign-in link").click()
-    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
-    link, _ = staff_mail(sent_emails, email)
-    page.goto(link)
-    page.get_by_role("button", name="Continue to the dashboard").click()
-    expect(page.get_by_role("heading", name="Customers", exact=True)).to_be_visible()
+pytestmark = [needs_chromium, pytest.mark.usefixtures("portal_settings")]
 
 
 def test_refund_on_the_record_page(browser, app_client, stack, app_server, stripe_client,  # noqa: F811
@@ -68,10 +31,10 @@ def test_refund_on_the_record_page(browser, app_client, stack, app_server, strip
     owner = f"owner-{secrets.token_hex(4)}@shop.test"
     staff.add_staff(world.account_id, owner, "owner")
     root = f"/dashboard/{world.shop.shop.slug}"
-    context = _context(browser, app_server)
+    context = new_context(browser, app_server)
     page = context.new_page()
     try:
-        _sign_in(page, root, owner, sent_emails)
+        staff_sign_in(page, root, owner, sent_emails)
         page.goto(f"{root}/customers/{world.customer_id}/history")
         page.get_by_role("link", name="Refund €100.00").first.click()
         expect(page.locator("h1")).to_contain_text("Refund")

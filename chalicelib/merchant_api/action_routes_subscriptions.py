@@ -14,8 +14,6 @@ with another body is 422); the preview is a read and takes none.
 """
 from __future__ import annotations
 
-import json
-
 from chalice import Blueprint
 
 from chalicelib.accounts.service import authenticate
@@ -29,26 +27,6 @@ from chalicelib.staff import roles
 
 bp = Blueprint(__name__)
 JSON = ["application/json"]
-MAX_BODY = 16 * 1024
-
-
-def body_of(request, allowed: set[str]) -> dict:
-    """The request's JSON object: bounded, only ``allowed`` fields (400 otherwise)."""
-    raw = request.raw_body or b""
-    if len(raw) > MAX_BODY:
-        raise BadRequest("The request body is too large.", code="bad_request")
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The request body is not valid JSON.", code="bad_request") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.", code="bad_request")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"Unknown field: {unknown[0][:50]}.", code="bad_request")
-    return body
 
 
 def _actions(customer_id: str) -> tuple[SubscriptionActions, dict]:
@@ -69,7 +47,7 @@ def _bool(body: dict, name: str, default: bool) -> bool:
 @json_errors
 def cancel(customer_id: str, subscription_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"at", "prorate", "reason", "note"})
+    body = actions_web.json_body(request, {"at", "prorate", "reason", "note"})
     return acting.cancel(subscription_id, body.get("at", "period_end"),
                          prorate=_bool(body, "prorate", False), reason=body.get("reason"),
                          note=body.get("note"))
@@ -80,7 +58,7 @@ def cancel(customer_id: str, subscription_id: str):
 @json_errors
 def recover(customer_id: str, subscription_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"note"})
+    body = actions_web.json_body(request, {"note"})
     return acting.recover(subscription_id, note=body.get("note"))
 
 
@@ -89,7 +67,7 @@ def recover(customer_id: str, subscription_id: str):
 @json_errors
 def pause(customer_id: str, subscription_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"behavior", "resumes_at", "reason", "note"})
+    body = actions_web.json_body(request, {"behavior", "resumes_at", "reason", "note"})
     return acting.pause(subscription_id, body.get("behavior", "void"), body.get("resumes_at"),
                         reason=body.get("reason"), note=body.get("note"))
 
@@ -99,7 +77,7 @@ def pause(customer_id: str, subscription_id: str):
 @json_errors
 def resume(customer_id: str, subscription_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"note"})
+    body = actions_web.json_body(request, {"note"})
     return acting.resume(subscription_id, note=body.get("note"))
 
 
@@ -121,7 +99,7 @@ def plan_preview(customer_id: str, subscription_id: str):
     ctx = ActionContext(account_id=account_id, actor_id=actions_web.API_ACTOR,
                         actor_email=None, role=roles.ADMIN, ip=http.client_ip(request),
                         source="api", idempotency_key="-")
-    body = body_of(request, {"price", "prorate"})
+    body = actions_web.json_body(request, {"price", "prorate"})
     preview = SubscriptionActions(ctx, customer_id).preview_plan_change(
         subscription_id, body.get("price"), _bool(body, "prorate", True))
     return preview_body(preview)
@@ -132,7 +110,7 @@ def plan_preview(customer_id: str, subscription_id: str):
 @json_errors
 def change_plan(customer_id: str, subscription_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"price", "prorate", "proration_date", "reason", "note"})
+    body = actions_web.json_body(request, {"price", "prorate", "proration_date", "reason", "note"})
     if "proration_date" not in body:
         raise BadRequest('"proration_date" is required: send the preview\'s.', code="bad_request")
     return acting.change_plan(subscription_id, body.get("price"), _bool(body, "prorate", True),
@@ -145,5 +123,5 @@ def change_plan(customer_id: str, subscription_id: str):
 @json_errors
 def retry_payment(customer_id: str, payment_id: str):
     acting, request = _actions(customer_id)
-    body = body_of(request, {"card_id", "note"})
+    body = actions_web.json_body(request, {"card_id", "note"})
     return acting.retry_payment(payment_id, body.get("card_id"), note=body.get("note"))
