@@ -18,6 +18,7 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     sign_in,
     text,
 )
+from test_dashboard_browser import _axe
 
 pytestmark = [needs_chromium, pytest.mark.usefixtures("portal_settings")]
 
@@ -69,16 +70,19 @@ def test_cancel_at_period_end_then_recover_on_the_record_page(
         actions.get_by_role("link", name="Cancel at period end").click()
         expect(page.locator("h1")).to_contain_text("Cancel at period end")
         expect(page.locator("#what")).to_contain_text("Keep active until the next rebill date")
+        assert _axe(page) == [], "cancel page"
         page.get_by_label("Reason (kept in the activity log; optional)").fill("moving abroad")
         page.get_by_role("button", name="Cancel at period end").click()
         expect(page.locator(".alert-ok")).to_contain_text(
             "stays active until the next rebill date")
         expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("Canceling")
+        assert _axe(page) == [], "record page with the actions"
         assert _at_stripe(stack, shop.subscription)["cancel_at_period_end"] is True
         assert "This subscription ends" in _portal_page(app_client, shop, sent_emails, sub["id"])
 
         page.locator(f"#sub-actions-{sub['id']}").get_by_role("link", name="Recover").click()
         expect(page.locator("#what")).to_contain_text("is taken back")
+        assert _axe(page) == [], "recover page"
         page.get_by_role("button", name="Recover the subscription").click()
         expect(page.locator(".alert-ok")).to_contain_text("scheduled cancellation is taken back")
         expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("Active")
