@@ -205,3 +205,37 @@ def test_retry_declined_with_the_reason_then_paid_with_another_card(app_client, 
     from chalicelib.activity import service as activity
 
     assert len(activity.list(shop.account_id, limit=200, action_prefix="payment.retry")[0]) == 2
+
+
+def test_retry_needing_authentication_offers_the_payment_link(app_client, shop, sent_emails,  # noqa: F811
+                                                              monkeypatch):
+    from chalicelib.processors.gateway import PaymentOutcome, ProcessorError
+    from chalicelib.processors.stripe.gateway import StripeGateway
+
+    failed = fail_an_invoice(shop)
+    c, record = _signed_in(app_client, shop, sent_emails, "support")
+    url = f"{record}/payments/{failed['payment']['id']}/retry"
+
+    def down(*args, **kwargs):
+        raise ProcessorError("The payment service did not answer. Nothing was changed.")
+
+    monkeypatch.setattr(StripeGateway, "pay_invoice", down)
+    _, action_id = _page(c, url)
+    refused = c.post(url, {"action_id": action_id, "card": "default"})
+    assert refused.status_code == 502 and "Nothing was changed" in text(refused)
+
+    monkeypatch.setattr(StripeGateway, "pay_invoice", lambda *a, **k: PaymentOutcome(
+        "requires_action", "Your bank asks you to confirm this payment."))
+    _, action_id = _page(c, url)
+    asked = c.post(url, {"action_id": action_id, "card": "default"})
+    body = html.unescape(text(asked))
+    assert asked.status_code == 200 and "Needs the customer's authentication" in body
+    tea = next(s for s in shop.record()["subscriptions"]
+               if s["processor_ref"] == failed["payment"]["subscription"])
+    assert f"/subscriptions/{tea['id']}/update-billing" in body
+    sent = c.post(f"{record}/subscriptions/{tea['id']}/update-billing", {})
+    assert sent.status_code == 303
+    from portal_helpers import latest_link_and_code
+
+    link, _ = latest_link_and_code(sent_emails, shop.email)
+    assert f"next=subscriptions/{tea['id']}" in link

@@ -188,9 +188,15 @@ def _retry_page(request, visit, customer_id: str, payment_id: str, *, status: in
         cards = SelfService(account, customer_id, gateway_for(account)).cards(record)
     except NotFound:
         cards = []
+    # The subscription the invoice belongs to: "needs authentication" offers the update
+    # billing link, which lands the customer on its page (where the portal lets them pay).
+    sub = next((s for s in record["subscriptions"] + record["payment_plans"]
+                if payment.get("subscription") and
+                s.get("processor_ref") == payment["subscription"]), None)
     return web.page(request, visit, "action_subscription_retry.html", status=status,
                     current="customers", customer=record, customer_id=customer_id,
                     payment=payment, cards=cards, problem=problem, outcome=outcome,
+                    subscription_id=sub["id"] if sub else None,
                     action_id=action_id or actions_web.action_id())
 
 
