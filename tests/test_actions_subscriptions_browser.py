@@ -9,8 +9,7 @@ import secrets
 import pytest
 import requests
 from app_fixtures import app_client  # noqa: F401
-from browser_helpers import browser, needs_chromium  # noqa: F401
-from dashboard_helpers import staff_mail
+from browser_helpers import browser, needs_chromium, staff_sign_in  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     make_stripe_shop,
@@ -26,19 +25,6 @@ pytestmark = [needs_chromium, pytest.mark.usefixtures("portal_settings")]
 def _at_stripe(stack, sub_id: str) -> dict:
     return requests.get(f"{stack.stripe_api_url}/v1/subscriptions/{sub_id}", timeout=10,
                         headers={"Authorization": "Bearer sk_test_portal"}).json()
-
-
-def _staff_sign_in(page, root: str, email: str, sent_emails) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{root}/sign-in")
-    page.get_by_label("Work e-mail address").fill(email)
-    page.get_by_role("button", name="E-mail me a sign-in link").click()
-    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
-    link, _ = staff_mail(sent_emails, email)
-    page.goto(link)
-    page.get_by_role("button", name="Continue to the dashboard").click()
-    expect(page.get_by_role("heading", name="Customers", exact=True)).to_be_visible()
 
 
 def _portal_page(app_client, shop, sent_emails, sub_id: str) -> str:  # noqa: F811
@@ -63,7 +49,7 @@ def test_cancel_at_period_end_then_recover_on_the_record_page(
     context.set_default_timeout(15_000)
     page = context.new_page()
     try:
-        _staff_sign_in(page, root, support, sent_emails)
+        staff_sign_in(page, root, support, sent_emails)
         page.goto(record_url)
         actions = page.locator(f"#sub-actions-{sub['id']}")
         expect(actions.get_by_role("link", name="Cancel now")).to_have_count(0)  # support

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
-from browser_helpers import browser, needs_chromium  # noqa: F401 - browser is a fixture
+from browser_helpers import (  # noqa: F401 - browser is a fixture
+    browser,
+    needs_chromium,
+    new_context,
+    staff_sign_in,
+)
 from dashboard_helpers import staff_mail
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / ".devstack" / "screenshots"
@@ -34,25 +39,6 @@ def world(app_client, stack, app_server, stripe_client):  # noqa: F811
             "root": f"/dashboard/{shop.shop.slug}", "customer_id": shop.customer_id()}
 
 
-def _context(browser, app_server, **kwargs):  # noqa: F811
-    context = browser.new_context(base_url=app_server, **kwargs)
-    context.set_default_timeout(15_000)
-    return context
-
-
-def _sign_in(page, root: str, email: str, sent_emails) -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{root}/sign-in")
-    page.get_by_label("Work e-mail address").fill(email)
-    page.get_by_role("button", name="E-mail me a sign-in link").click()
-    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
-    link, _ = staff_mail(sent_emails, email)
-    page.goto(link)
-    page.get_by_role("button", name="Continue to the dashboard").click()
-    expect(page.get_by_role("heading", name="Customers", exact=True)).to_be_visible()
-
-
 def _axe(page) -> list[dict]:
     """axe-core's serious and critical violations on the page as it is."""
     from axe_playwright_python.sync_playwright import Axe
@@ -71,14 +57,14 @@ def test_record_page_search_keyboard_and_axe(browser, app_server, world, sent_em
 
     shop, root, cid = world["shop"], world["root"], world["customer_id"]
     api = shop.shop.merchant.get_json(f"/api/v1/customers/{cid}")
-    context = _context(browser, app_server)
+    context = new_context(browser, app_server)
     page = context.new_page()
     csp = []
     page.on("console", lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None)
     try:
         page.goto(f"{root}/sign-in")
         assert _axe(page) == [], "sign-in page"
-        _sign_in(page, root, world["owner"], sent_emails)
+        staff_sign_in(page, root, world["owner"], sent_emails)
         assert _axe(page) == [], "customers page"
         expect(page.get_by_role("table", name="Customers, newest first")).to_contain_text(shop.email)
 
@@ -183,7 +169,7 @@ def test_record_page_search_keyboard_and_axe(browser, app_server, world, sent_em
 
         # JavaScript off: the search is a plain form; one hit opens the record.
         state = context.storage_state()
-        plain = _context(browser, app_server, java_script_enabled=False, storage_state=state)
+        plain = new_context(browser, app_server, java_script_enabled=False, storage_state=state)
         try:
             p2 = plain.new_page()
             p2.goto(f"{root}/customers")
@@ -247,7 +233,7 @@ def test_read_only_signs_in_by_pasted_code_sees_no_action_and_a_forged_post_is_r
     shop, root, cid = world["shop"], world["root"], world["customer_id"]
     viewer = f"viewer-{secrets.token_hex(4)}@shop.test"
     staff.add_staff(shop.account_id, viewer, "read_only")
-    context = _context(browser, app_server)
+    context = new_context(browser, app_server)
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     try:
