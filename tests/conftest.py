@@ -13,6 +13,7 @@ Fixtures for tests:
                  stripe_url, env, verify_sender(), register_stripe_webhook(), …
   fresh_table    the table's name, ensured to exist (not emptied: use unique ids)
   empty_table    the table dropped and created again (~50 ms); wipes everything
+  table_of_its_own  the same, once per module (modules that scan the whole table)
   moto_reset     callable: forget moto's state, recreate the bucket and senders
   sent_emails    callable: the mail moto's SES accepted (list of dicts)
   stripe_client  a stripe.StripeClient pointed at localstripe
@@ -106,6 +107,22 @@ def empty_table(stack: servers.Stack) -> str:
 
     delete_table()
     create_table()
+    return stack.env["TABLE_NAME"]
+
+
+@pytest.fixture(scope="module")
+def table_of_its_own(stack: servers.Stack) -> str:
+    """For a module whose checks scan the whole table (the reliability invariants): the
+    table dropped and created once before the module. DynamoDB Local scans about a
+    megabyte in seconds, and by then the session's other tests have filled the table.
+    The containers' copies of records and pointers are forgotten with it."""
+    from chalicelib.store import customers
+    from chalicelib.store.schema import create_table, delete_table
+
+    delete_table()
+    create_table()
+    customers.forget_all_collections()
+    customers._pointer_cache.clear()
     return stack.env["TABLE_NAME"]
 
 

@@ -10,6 +10,9 @@ from app_fixtures import DynamoCalls, app_client, make_merchant, normalize_recor
 from stripe_events import Stream
 from test_reliability_helpers import table_invariants
 
+# The invariants scan the whole table: start this module with it empty.
+pytestmark = pytest.mark.usefixtures("table_of_its_own")
+
 
 def _renewals(prefix: str, months: int) -> tuple[Stream, list[dict]]:
     s = Stream(prefix)

@@ -22,6 +22,9 @@ from test_reliability_helpers import (
     table_invariants,
 )
 
+# The invariants scan the whole table: start this module with it empty.
+pytestmark = pytest.mark.usefixtures("table_of_its_own")
+
 
 def _converge(app_client, customers: int, renewals: int, seeds: list[int], name: str):  # noqa: F811
     events = long_story(customers, renewals, prefix=name[:2])

@@ -27,6 +27,9 @@ from test_reliability_helpers import (
 
 from bench import ddbhooks
 
+# The invariants scan the whole table: start this module with it empty.
+pytestmark = pytest.mark.usefixtures("table_of_its_own")
+
 
 def _faulty_run(app_client, customers: int, renewals: int, rate: float, seed: int,  # noqa: F811
                 name: str, noisy: bool):
