@@ -193,8 +193,11 @@ def test_refund_sends_stripes_unit_and_refuses_what_it_cannot_hold(gateway, stri
     intent = stripe_client.v1.payment_intents.create(params={
         "amount": 500000, "currency": "isk", "customer": customer.id, "payment_method": pm.id})
     stripe_client.v1.payment_intents.confirm(intent.id)
-    refund = gateway.refund(_ref(intent.id), 1000, "isk", idempotency_key=f"rf-{intent.id}")
-    assert stripe_client.v1.refunds.retrieve(refund.id).amount == 100000  # ISK 1,000
-    for amount, currency in ((5124, "kwd"), (100050, "mga"), (100, None)):
+    made = gateway.create_refund(_ref(intent.id), 1000, "isk", None,
+                                 idempotency_key=f"rf-{intent.id}")
+    assert stripe_client.v1.refunds.retrieve(made.refund.id).amount == 100000  # ISK 1,000
+    assert (made.amount, made.currency) == (1000, "isk")
+    for amount, currency in ((5124, "kwd"), (100050, "mga")):
         with pytest.raises(AmountNotAccepted):
-            gateway.refund(_ref(intent.id), amount, currency, idempotency_key="never-sent")
+            gateway.create_refund(_ref(intent.id), amount, currency, None,
+                                  idempotency_key="never-sent")

@@ -175,18 +175,14 @@ class Gateway(Protocol):
 
     def unblock_value(self, kind: str, value: str) -> None: ...
 
-    def refund(self, payment: Ref, amount: int | None, currency: str | None,
-               idempotency_key: str) -> Ref:
-        """``amount`` in the project's stored minor units of ``currency`` (None: all that is
-        left); AmountNotAccepted when the processor's unit cannot hold it exactly."""
-        ...
-
     def create_refund(self, payment: Ref, amount: int | None, currency: str,
                       reason: str | None, idempotency_key: str,
                       metadata: dict[str, str] | None = None) -> RefundOutcome:
-        """As ``refund``, with a reason of REFUND_REASONS (None: none) and what the processor
-        made. RefundRefused on a definite refusal; ProcessorUnavailable when the outcome
-        is unknown (no answer, a 5xx): retry with the same key."""
+        """``amount`` in the project's stored minor units of ``currency`` (None: all that is
+        left; AmountNotAccepted when the processor's unit cannot hold it exactly), a reason
+        of REFUND_REASONS (None: none); returns what the processor made. RefundRefused on a
+        definite refusal; ProcessorUnavailable when the outcome is unknown (no answer, a
+        5xx): retry with the same key."""
         ...
 
     def disputes_of(self, payment: Ref) -> list[DisputeState]: ...

@@ -221,20 +221,6 @@ class StripeGateway:
                              refundable=bool(d.get("is_charge_refundable")))
                 for d in found]
 
-    def refund(self, payment: Ref, amount: int | None, currency: str | None,
-               idempotency_key: str) -> Ref:
-        params = {"payment_intent" if payment.id.startswith("pi_") else "charge": _own(payment)}
-        if amount is not None:
-            if not currency:
-                raise AmountNotAccepted("A partial refund needs its currency.")
-            try:
-                params["amount"] = currencies.from_stored(amount, currency)
-            except ValueError as exc:
-                raise AmountNotAccepted(str(exc)) from None
-        refund = self._call(self._client.refunds.create, params=params,
-                            options={"idempotency_key": idempotency_key})
-        return _ref(refund.id)
-
     # --- who owns an object -------------------------------------------------------------
 
     # The objects a webhook names that can lead to a customer, by id prefix, and the
