@@ -116,6 +116,7 @@ def table_of_its_own(stack: servers.Stack) -> str:
     table dropped and created once before the module. DynamoDB Local scans about a
     megabyte in seconds, and by then the session's other tests have filled the table.
     The containers' copies of records and pointers are forgotten with it."""
+    from chalicelib.signin import service as signin
     from chalicelib.store import customers
     from chalicelib.store.schema import create_table, delete_table
 
@@ -123,6 +124,7 @@ def table_of_its_own(stack: servers.Stack) -> str:
     create_table()
     customers.forget_all_collections()
     customers._pointer_cache.clear()
+    signin._signing_key_ciphertext = None  # its item went with the table
     return stack.env["TABLE_NAME"]
 
 

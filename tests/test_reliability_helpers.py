@@ -78,7 +78,9 @@ def deliver_noisy(merchant, events: list[dict], seed: int, threads: int = 4,
     def send(event):
         response = merchant.deliver(event)
         body = json.loads(response.body or b"{}")
-        return event, response.status_code, body.get("outcome") or body.get("error")
+        # An answer with neither (a bare 500) is counted under its status.
+        return (event, response.status_code,
+                body.get("outcome") or body.get("error") or f"http_{response.status_code}")
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         while pending and rounds < max_rounds:
