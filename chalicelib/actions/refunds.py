@@ -32,7 +32,14 @@ from datetime import UTC, datetime
 
 from chalicelib import money
 from chalicelib.actions import service as actions
-from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step
+from chalicelib.actions.service import (
+    ActionContext,
+    ActionSpec,
+    Result,
+    Step,
+    account_of,
+    customer_record,
+)
 from chalicelib.domain.events import Ref, RefundChanged
 from chalicelib.errors import AppError, BadRequest, Conflict, NotFound
 from chalicelib.observability import logger
@@ -48,7 +55,6 @@ from chalicelib.processors.registry import gateway_for
 from chalicelib.records import service as records
 from chalicelib.records.view import REFUND_COUNTS
 from chalicelib.staff import roles
-from chalicelib.store import accounts as account_store
 from chalicelib.store import actions as store
 
 # What a form or request may name as the reason: the processor's three and "other" (sent
@@ -83,20 +89,6 @@ class RefundPending(AppError):
 
     status = 503
     code = "refund_pending"
-
-
-def _account(account_id: str) -> dict:
-    account = account_store.get(account_id)
-    if account is None:
-        raise NotFound("no such account")
-    return account
-
-
-def _record(account_id: str, customer_id: str) -> dict:
-    record = records.get_record(account_id, customer_id, consistent=True)
-    if record is None or not records.customer_belongs(account_id, customer_id):
-        raise NotFound("No such customer.")
-    return record
 
 
 def find_payment(record: dict, payment_id: str) -> dict:
@@ -193,7 +185,7 @@ class Refunds:
     @property
     def account(self) -> dict:
         if self._account is None:
-            self._account = _account(self.ctx.account_id)
+            self._account = account_of(self.ctx.account_id)
         return self._account
 
     @property
@@ -208,7 +200,7 @@ class Refunds:
         """The payment as a refund form shows it: paid, refunded, what remains refundable
         (less amounts held by refunds still waiting for the processor), its refunds, the
         support limit, and the warnings that apply."""
-        record = _record(self.ctx.account_id, self.customer_id)
+        record = customer_record(self.ctx.account_id, self.customer_id)
         payment = find_payment(record, payment_id)
         currency = payment.get("currency") or ""
         paid = payment.get("amount") or 0
@@ -244,7 +236,7 @@ class Refunds:
         ``before_perform``: the dashboard's step-up check above the support limit."""
         reason = parse_reason(reason)
         note = parse_note(note)
-        record = _record(self.ctx.account_id, self.customer_id)
+        record = customer_record(self.ctx.account_id, self.customer_id)
         payment = find_payment(record, payment_id)
         currency = payment.get("currency") or ""
         # The permission is decided by what is asked (for "all that remains", by what the
@@ -262,7 +254,7 @@ class Refunds:
 
     def _perform(self, step: Step, payment_id: str, amount: int | None, reason: str) -> Result:
         account_id = self.ctx.account_id
-        record = _record(account_id, self.customer_id)
+        record = customer_record(account_id, self.customer_id)
         payment = find_payment(record, payment_id)
         currency = (payment.get("currency") or "").lower()
         target = processor_payment(payment)

@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 
 from chalicelib import ids, timeutil
 from chalicelib.activity import service as activity
-from chalicelib.errors import AppError, Conflict, Forbidden
+from chalicelib.errors import AppError, Conflict, Forbidden, NotFound
 from chalicelib.observability import logger
 from chalicelib.records import service as records
 from chalicelib.settings import get_settings
 from chalicelib.staff import roles
+from chalicelib.store import accounts as account_store
 from chalicelib.store import actions as store
 
 RETENTION_DAYS = 7
@@ -220,3 +221,20 @@ def _finish(ctx: ActionContext, spec: ActionSpec, action: store.Action, result: 
                                          for o in outbox], also=also)
     else:
         store.commit_ops(also)
+
+
+def account_of(account_id: str) -> dict:
+    """The account an action runs in (its settings, its processor keys)."""
+    account = account_store.get(account_id)
+    if account is None:
+        raise NotFound("no such account")
+    return account
+
+
+def customer_record(account_id: str, customer_id: str) -> dict:
+    """The customer's record as an action acts on it (read consistently); 404 for a
+    customer that is not the account's."""
+    record = records.get_record(account_id, customer_id, consistent=True)
+    if record is None or not records.customer_belongs(account_id, customer_id):
+        raise NotFound("No such customer.")
+    return record

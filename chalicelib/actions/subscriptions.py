@@ -18,15 +18,20 @@ import time
 from collections.abc import Callable
 
 from chalicelib.actions import service as actions
-from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step
+from chalicelib.actions.service import (
+    ActionContext,
+    ActionSpec,
+    Result,
+    Step,
+    account_of,
+    customer_record,
+)
 from chalicelib.domain.events import PaymentChanged, Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.processors.gateway import PAUSE_BEHAVIORS, Gateway, PlanChangePreview
 from chalicelib.processors.registry import gateway_for
-from chalicelib.records import service as records
 from chalicelib.selfservice.service import SelfService
 from chalicelib.staff import roles
-from chalicelib.store import accounts as account_store
 
 # Which states each action applies to (the record's derived status).
 RUNNING = ("active", "trialing", "past_due", "unpaid", "paused", "canceling")
@@ -41,20 +46,6 @@ DAY = 86400
 MAX_PAUSE_DAYS = 366 * 2
 
 GatewayFor = Callable[[dict], Gateway]
-
-
-def _account(account_id: str) -> dict:
-    account = account_store.get(account_id)
-    if account is None:
-        raise NotFound("no such account")
-    return account
-
-
-def _record(account_id: str, customer_id: str) -> dict:
-    record = records.get_record(account_id, customer_id, consistent=True)
-    if record is None or not records.customer_belongs(account_id, customer_id):
-        raise NotFound("No such customer.")
-    return record
 
 
 def _subscription(record: dict, subscription_id: str) -> dict:
@@ -105,7 +96,7 @@ class SubscriptionActions:
     @property
     def gateway(self) -> Gateway:
         if self._gateway is None:
-            self._gateway = self._gateway_factory(_account(self.ctx.account_id))
+            self._gateway = self._gateway_factory(account_of(self.ctx.account_id))
         return self._gateway
 
     def _spec(self, name: str, permission: str, request: dict, reason=None,
@@ -145,7 +136,7 @@ class SubscriptionActions:
                                              "prorate": prorate}, reason, note)
 
         def perform(step: Step) -> Result:
-            sub = _subscription(_record(self.ctx.account_id, self.customer_id), subscription_id)
+            sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             ref = _ref(sub["processor_ref"])
             unpaid = sub.get("remaining_balance") if "installments_total" in sub else None
             if at == "now":
@@ -186,7 +177,7 @@ class SubscriptionActions:
                           {"subscription_id": subscription_id}, None, note)
 
         def perform(step: Step) -> Result:
-            sub = _subscription(_record(self.ctx.account_id, self.customer_id), subscription_id)
+            sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             if sub["status"] != "canceling":
                 raise _not_applicable("This subscription is not set to end.")
             self.gateway.undo_cancel(_ref(sub["processor_ref"]),
@@ -217,7 +208,7 @@ class SubscriptionActions:
                            "resumes_at": resumes_at}, reason, note)
 
         def perform(step: Step) -> Result:
-            sub = _subscription(_record(self.ctx.account_id, self.customer_id), subscription_id)
+            sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             if sub["status"] == "paused":
                 raise _not_applicable("Collection is already paused.")
             if sub["status"] not in PAUSABLE:
@@ -238,7 +229,7 @@ class SubscriptionActions:
                           {"subscription_id": subscription_id}, None, note)
 
         def perform(step: Step) -> Result:
-            sub = _subscription(_record(self.ctx.account_id, self.customer_id), subscription_id)
+            sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             if sub["status"] != "paused":
                 raise _not_applicable("Collection of this subscription is not paused.")
             self.gateway.resume_collection(_ref(sub["processor_ref"]),
@@ -256,7 +247,7 @@ class SubscriptionActions:
     def _plan_target(self, subscription_id: str, price) -> dict:
         if not isinstance(price, str) or not PRICE_RE.match(price):
             raise BadRequest('"price" must be the processor\'s price id.', code="bad_request")
-        sub = _subscription(_record(self.ctx.account_id, self.customer_id), subscription_id)
+        sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
         if "installments_total" in sub:
             raise _not_applicable("A payment plan's plan cannot be changed.")
         if sub["status"] not in PLAN_CHANGEABLE:
@@ -324,7 +315,7 @@ class SubscriptionActions:
                           {"payment_id": payment_id, "card_id": card_id}, None, note)
 
         def perform(step: Step) -> Result:
-            record = _record(self.ctx.account_id, self.customer_id)
+            record = customer_record(self.ctx.account_id, self.customer_id)
             payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
             if payment is None:
                 raise NotFound("No such payment for this customer.")
@@ -332,7 +323,7 @@ class SubscriptionActions:
                 raise _not_applicable("This payment is not waiting to be paid.")
             sub = next((s for s in record["subscriptions"] + record["payment_plans"]
                         if s["processor_ref"] == payment.get("subscription")), None)
-            helper = SelfService(_account(self.ctx.account_id), self.customer_id, self.gateway)
+            helper = SelfService(account_of(self.ctx.account_id), self.customer_id, self.gateway)
             customer = helper._processor_customer(record, sub)
             card = helper._card(customer, card_id) if card_id else None
             invoice = _ref(payment["invoice"])
