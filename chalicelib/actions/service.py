@@ -44,6 +44,7 @@ from chalicelib.settings import get_settings
 from chalicelib.staff import roles
 from chalicelib.store import accounts as account_store
 from chalicelib.store import actions as store
+from chalicelib.store import activity as activity_store
 
 RETENTION_DAYS = 7
 # A run holds its key this long (longer than any processor call with its retries); after
@@ -200,19 +201,19 @@ def run(ctx: ActionContext, spec: ActionSpec, perform: Callable[[Step], Result],
 
 def _finish(ctx: ActionContext, spec: ActionSpec, action: store.Action, result: Result) -> None:
     at = timeutil.now_iso()
-    entry = store.ActivityEntry(
+    entry = activity_store.Entry(
         account_id=ctx.account_id, entry_id=ids.new_id("act"), at=at, actor=ctx.actor_id,
         actor_email=ctx.actor_email, action=spec.name[:100],
         target=(result.target or spec.customer_id or "")[:200] or None,
         details={"source": ctx.source, "before": result.before, "after": result.after,
                  "note": spec.note, "result": result.body},
-        reason=spec.reason[:2000] if spec.reason else None, ip=(ctx.ip or "")[:64] or None,
-        expires_at=int(time.time()) + get_settings().activity_retention_days * 86400)
+        reason=spec.reason[:2000] if spec.reason else None, ip=(ctx.ip or "")[:64] or None)
+    entry_expires_at = int(time.time()) + get_settings().activity_retention_days * 86400
     outbox = [{"account_id": ctx.account_id, "customer_id": spec.customer_id or "",
                "event_id": ids.new_id("evt"), "type": item["type"], "occurred_at": at,
                "data": {**item.get("data", {}), "source": ctx.source}}
               for item in result.outbox]
-    also = store.finish_ops(action, result.body, result.status, at, entry,
+    also = store.finish_ops(action, result.body, result.status, at, entry, entry_expires_at,
                             [] if result.events else outbox)
     if result.events:
         records.record_confirmed(ctx.account_id, spec.customer_id, result.events,

@@ -27,11 +27,10 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.store import keys
+from chalicelib.store import activity, keys
 from chalicelib.store.customers import outbox_item
 from chalicelib.store.table import (
     ActionItem,
-    ActivityItem,
     RefundLedgerItem,
     RefundReservationItem,
     RefundSeenItem,
@@ -158,23 +157,9 @@ def release(account_id: str, key_hash: str, request_hash: str) -> None:
             raise
 
 
-@dataclass(frozen=True)
-class ActivityEntry:
-    account_id: str
-    entry_id: str
-    at: str
-    actor: str
-    actor_email: str | None
-    action: str
-    target: str | None
-    details: dict | None
-    reason: str | None
-    ip: str | None
-    expires_at: int
-
-
 def finish_ops(action: Action, result: dict, result_status: int, finished_at: str,
-               entry: ActivityEntry, outbox: list[dict]) -> list[tuple[str, TableItem, object]]:
+               entry: activity.Entry, entry_expires_at: int,
+               outbox: list[dict]) -> list[tuple[str, TableItem, object]]:
     """The writes that mark ``action`` done, in the transaction of what it changed: the
     action's answer (on the condition it is still this run's), the activity entry and the
     outbox events (each ``{"account_id", "customer_id", "event_id", "type",
@@ -189,12 +174,8 @@ def finish_ops(action: Action, result: dict, result_status: int, finished_at: st
     ops: list[tuple[str, TableItem, object]] = [
         ("action", done, (ActionItem.status == "running") &
          (ActionItem.request_hash == action.request_hash))]
-    ops.append(("activity", ActivityItem(
-        keys.activity_pk(entry.account_id), f"{entry.at}#{entry.entry_id}",
-        account_id=entry.account_id, at=entry.at, actor=entry.actor,
-        actor_email=entry.actor_email, action=entry.action, target=entry.target,
-        details=entry.details, reason=entry.reason, ip=entry.ip, ttl=_ttl(entry.expires_at)),
-        TableItem.PK.does_not_exist()))
+    ops.append(("activity", activity.item_of(entry, entry_expires_at),
+                TableItem.PK.does_not_exist()))
     for event in outbox:
         ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
     return ops

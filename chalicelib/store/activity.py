@@ -37,15 +37,20 @@ class Entry:
     ip: str | None
 
 
+def item_of(entry: Entry, expires_at: int) -> ActivityItem:
+    """The entry's item (also written inside an action's own transaction)."""
+    return ActivityItem(keys.activity_pk(entry.account_id), f"{entry.at}#{entry.entry_id}",
+                        account_id=entry.account_id, at=entry.at, actor=entry.actor,
+                        actor_email=entry.actor_email, action=entry.action,
+                        target=entry.target, details=entry.details, reason=entry.reason,
+                        ip=entry.ip, ttl=datetime.fromtimestamp(expires_at, UTC))
+
+
 def put(entry: Entry, expires_at: int) -> str:
     """Write the entry; returns its sort key."""
-    sk = f"{entry.at}#{entry.entry_id}"
-    ActivityItem(keys.activity_pk(entry.account_id), sk, account_id=entry.account_id,
-                 at=entry.at, actor=entry.actor, actor_email=entry.actor_email,
-                 action=entry.action, target=entry.target, details=entry.details,
-                 reason=entry.reason, ip=entry.ip,
-                 ttl=datetime.fromtimestamp(expires_at, UTC)).save()
-    return sk
+    item = item_of(entry, expires_at)
+    item.save()
+    return item.SK
 
 
 def query(account_id: str, *, limit: int, after: str | None = None,
