@@ -9,14 +9,12 @@ e-mail's existing record as soon as the e-mail is learnt.
 from __future__ import annotations
 
 import json
-import random
 import re
-import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from chalicelib import ids, timeutil
+from chalicelib import backoff, ids, timeutil
 from chalicelib.domain.events import CustomerChanged, DomainEvent, Owner, Ref, Translation
 from chalicelib.errors import BadRequest, NotFound, RetryLater
 from chalicelib.records import moves
@@ -352,7 +350,7 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             if state.from_copy and len(writes) == 1:
                 continue  # another container wrote it since: read it now (a fold shows there)
             store.forget_pointers_to(state.customer_id)
-            time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # de-synchronize the racers
+            backoff.pause(attempt)  # de-synchronize the racers
             continue
         except Exception:
             # Unknown outcome (a timeout, a 5xx): the write may have landed.
@@ -425,7 +423,7 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         except store.Conflict:
             store.forget_collection(state.customer_id)
             if not state.from_copy:
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                backoff.pause(attempt)
             continue
         except Exception:
             store.forget_collection(state.customer_id)
