@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from chalicelib import backoff, ids, timeutil
 from chalicelib.domain.events import CustomerChanged, DomainEvent, Owner, Ref, Translation
 from chalicelib.errors import BadRequest, NotFound, RetryLater
-from chalicelib.records import moves
+from chalicelib.records import moves, reactions
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
@@ -85,6 +85,8 @@ class _State:
         self.known_refs = {ref for by_id in self.facts.values() for fact in by_id.values()
                            for ref in fact.refs()}
         self.changed_facts: set[tuple[str, str]] = set()
+        # Each changed fact's values before this write, for the reactions to it.
+        self.before: dict[tuple[str, str], dict | None] = {}
         self.new_pointers: list[tuple[str, str]] = []
         self.repoint: list[tuple[str, str, str]] = []
         self.claim_email: str | None = None
@@ -113,6 +115,8 @@ class _State:
         if kind is None or ref is None:
             return
         fid = fact_id(self.account_id, kind, ref)
+        known = self.facts.get(kind, {}).get(fid)
+        self.before.setdefault((kind, fid), dict(known.values) if known else None)
         fact = self.facts.setdefault(kind, {}).setdefault(fid, Fact())
         values = event.values()
         values[FACT_KINDS[kind][1]] = ref
@@ -142,10 +146,29 @@ class _State:
         for kind, by_id in other.facts.items():
             mine = self.facts.setdefault(kind, {})
             for fid, fact in by_id.items():
-                mine.setdefault(fid, Fact()).absorb(fact)
+                merged = mine.setdefault(fid, Fact())
+                merged.absorb(fact)
+                # A fold moves what was known; it is no news to react to.
+                self.before[(kind, fid)] = dict(merged.values)
                 self.changed_facts.add((kind, fid))
                 for processor, ext in fact.refs():
                     self.repoint.append((processor, ext, other.customer_id))
+
+    def changes(self) -> list[reactions.Change]:
+        """The facts this write changes, with their values before it (records.reactions)."""
+        out = []
+        for kind, fid in sorted(self.changed_facts):
+            if (kind, fid) not in self.before:
+                continue
+            before, after = self.before[(kind, fid)], self.facts[kind][fid].values
+            if before != after:
+                out.append(reactions.Change(kind, fid, before, dict(after)))
+        return out
+
+    def effects(self, source: str) -> reactions.Effects:
+        context = reactions.Context(self.account_id, self.customer_id, self.profile.get("email"),
+                                    source, timeutil.now_iso(), self.view)
+        return reactions.effects_of(context, self.changes())
 
     def to_write(self) -> store.RecordWrite:
         """What to write for the changes made; also keeps, as ``self.written``, the
@@ -334,11 +357,13 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
         for event in translation.events:
             state.apply(event)
         writes.insert(0, state.to_write())
+        effects = state.effects("webhook")
         delivery = {**delivery, "outcome": "applied", "customer_id": state.customer_id,
                     "object_refs": touched_refs(translation),
                     "occurred_at": timeutil.iso_from_epoch(translation.occurred_at)}
         try:
-            store.commit(writes, mark, delivery)
+            store.commit(writes, mark, delivery, outbox=_outbox_of(state, effects.outbox),
+                         also=effects.ops)
         except store.AlreadyApplied:
             store.save_delivery({**delivery, "outcome": "duplicate"})
             return Outcome("duplicate", state.customer_id)
@@ -416,10 +441,14 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         for event in events:
             state.apply(_dated_after_known(state, event))
         writes = [state.to_write()]
+        effects = state.effects("confirmed")
+        # An action names its own product events: a reaction's event of the same type is
+        # that one, not a second.
+        named = {item["type"] for item in outbox or []}
         try:
-            store.commit(writes, None, None, outbox=[
-                {**item, "account_id": account_id, "customer_id": state.customer_id}
-                for item in outbox or []], also=also)
+            store.commit(writes, None, None, outbox=_outbox_of(state, list(outbox or []) + [
+                e for e in effects.outbox if e["type"] not in named]),
+                also=list(also or []) + effects.ops)
         except store.Conflict:
             store.forget_collection(state.customer_id)
             if not state.from_copy:
@@ -431,6 +460,11 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         _written(writes, state)
         return
     raise RetryLater("too many concurrent writes to this record")
+
+
+def _outbox_of(state: _State, events: list[dict]) -> list[dict]:
+    return [{**event, "account_id": state.account_id, "customer_id": state.customer_id}
+            for event in events]
 
 
 def _written(writes: list[store.RecordWrite], state: _State) -> None:
