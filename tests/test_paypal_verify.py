@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
+from chalicelib import outbound as fetch
 from chalicelib.processors.errors import InvalidSignature
-from chalicelib.processors.paypal import fetch, webhook
+from chalicelib.processors.paypal import webhook
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = json.loads((REPO / "tests/fixtures/paypal/signed-deliveries.json").read_text())

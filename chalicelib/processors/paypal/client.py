@@ -18,10 +18,10 @@ import threading
 import time
 from urllib.parse import quote
 
+from chalicelib import outbound as fetch
 from chalicelib.domain.events import Owner, Ref
 from chalicelib.observability import logger
 from chalicelib.processors.gateway import ProcessorError, ProcessorUnavailable
-from chalicelib.processors.paypal import fetch
 from chalicelib.processors.paypal.translate import PROCESSOR, ref, subscription_ref
 from chalicelib.processors.paypal.webhook import CERT_HOSTS, LIVE, SANDBOX, Transmission
 

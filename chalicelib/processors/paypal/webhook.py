@@ -41,10 +41,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from chalicelib import outbound as fetch
 from chalicelib.errors import RetryLater
 from chalicelib.observability import logger
 from chalicelib.processors.errors import InvalidSignature
-from chalicelib.processors.paypal import fetch
 
 LIVE, SANDBOX = "live", "sandbox"
 MODES = (LIVE, SANDBOX)
