@@ -77,6 +77,10 @@ class Settings:
     # A download link lives this long; rows in one export at most.
     export_url_seconds: int = 300
     export_max_rows: int = 100_000
+    # --- merchants' endpoints (chalicelib/integrations) ---
+    # Development only: endpoints may be http:// URLs of loopback hosts (make dev's receiver,
+    # the tests' receiver). Off in every deployment: https only, public addresses only.
+    allow_http_loopback_endpoints: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -114,4 +118,6 @@ def get_settings() -> Settings:
         export_retention_days=max(1, int(env.get("EXPORT_RETENTION_DAYS", "7"))),
         export_url_seconds=int(env.get("EXPORT_URL_SECONDS", "300")),
         export_max_rows=int(env.get("EXPORT_MAX_ROWS", "100000")),
+        allow_http_loopback_endpoints=env.get("ALLOW_HTTP_LOOPBACK_ENDPOINTS", "")
+        .lower() in ("1", "true", "yes"),
     )

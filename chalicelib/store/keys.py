@@ -249,3 +249,31 @@ def refund_reservation_sk(key_hash: str) -> str:
 
 def refund_seen_sk(processor_ref: str) -> str:
     return f"REFUND#{processor_ref}"
+
+
+# --- integrations: merchants' endpoints and deliveries to them (store/endpoints.py) -----
+
+def endpoints_pk(account_id: str) -> str:
+    """An account's endpoints (``EP#<endpoint id>``): few, read whole."""
+    return f"ACCT#{account_id}#ENDPOINTS"
+
+
+def endpoint_sk(endpoint_id: str) -> str:
+    return f"EP#{endpoint_id}"
+
+
+OUTBOUND_DELIVERY_SK = "DELIVERY"
+
+
+def outbound_delivery_pk(account_id: str, delivery_id: str) -> str:
+    """One event to one endpoint (``DELIVERY``) and its HTTP attempts (``ATTEMPT#<n>``)."""
+    return f"ACCT#{account_id}#OUTDLV#{delivery_id}"
+
+
+def outbound_attempt_sk(number: int) -> str:
+    return f"ATTEMPT#{number:04d}"  # zero-padded: the attempts sort in order
+
+
+def endpoint_deliveries_index_pk(account_id: str, endpoint_id: str) -> str:
+    """GSI1: an endpoint's deliveries by creation time (``<created>#<delivery id>``)."""
+    return f"ACCT#{account_id}#EP#{endpoint_id}#DELIVERIES"

@@ -375,6 +375,72 @@ class OutboxItem(TableItem, discriminator="Outbox"):
     data = JSONAttribute(default=dict)
 
 
+# --- integrations: merchants' endpoints and deliveries (chalicelib/store/endpoints.py) ----
+
+class EndpointSecret(MapAttribute):
+    """One signing secret of an endpoint: KMS ciphertext under {"account_id": <account>}."""
+
+    ciphertext = UnicodeAttribute()
+    fingerprint = UnicodeAttribute()
+    # Epoch seconds after which a rotated-out secret no longer signs; None: the current one.
+    expires_at = NumberAttribute(null=True)
+
+
+class EndpointItem(TableItem, discriminator="Endpoint"):
+    """A merchant's destination for events: ``ACCT#<acct>#ENDPOINTS`` / ``EP#<id>``."""
+
+    account_id = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # webhook, zapier, slack
+    url = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    event_types = ListAttribute(of=UnicodeAttribute, default=list)
+    enabled = NumberAttribute(default=1)
+    disabled_reason = UnicodeAttribute(null=True)
+    # Newest first; only the first has no expiry.
+    secrets = ListAttribute(of=EndpointSecret, default=list)
+    # When the current streak of failed attempts began (None: the last attempt succeeded).
+    failing_since = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class OutboundDeliveryItem(TableItem, discriminator="OutboundDelivery"):
+    """One event to one endpoint: ``ACCT#<acct>#OUTDLV#<delivery id>`` / ``DELIVERY``; in
+    GSI1 under its endpoint by creation time. The delivery id derives from the event and
+    the endpoint, so a second fan-out of the same event writes nothing."""
+
+    account_id = UnicodeAttribute()
+    delivery_id = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    webhook_id = UnicodeAttribute()  # the same on every attempt and replay
+    event = JSONAttribute()  # the outbox event, as fan_out received it
+    status = UnicodeAttribute()  # pending, succeeded, failed
+    attempts = NumberAttribute(default=0)
+    next_attempt_at = NumberAttribute(null=True)  # epoch seconds; None when not planned
+    lease_until = NumberAttribute(default=0)  # epoch seconds: an attempt in progress
+    last_status = NumberAttribute(null=True)  # the HTTP status of the last attempt
+    last_error = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class DeliveryAttemptItem(TableItem, discriminator="DeliveryAttempt"):
+    """One HTTP attempt of a delivery (``ATTEMPT#<n>`` beside it); TTL 30 days."""
+
+    account_id = UnicodeAttribute()
+    delivery_id = UnicodeAttribute()
+    number = NumberAttribute()
+    at = UnicodeAttribute()
+    status = NumberAttribute(null=True)  # the HTTP status; None when no answer came
+    duration_ms = NumberAttribute()
+    response = UnicodeAttribute(null=True)  # the first 4 KB of the answer's body
+    error = UnicodeAttribute(null=True)
+    next_attempt_at = UnicodeAttribute(null=True)
+
+
 # --- merchant actions and the refund ledger (chalicelib/store/actions.py) -----------------
 
 class ActionItem(TableItem, discriminator="Action"):
