@@ -277,3 +277,18 @@ def outbound_attempt_sk(number: int) -> str:
 def endpoint_deliveries_index_pk(account_id: str, endpoint_id: str) -> str:
     """GSI1: an endpoint's deliveries by creation time (``<created>#<delivery id>``)."""
     return f"ACCT#{account_id}#EP#{endpoint_id}#DELIVERIES"
+
+
+# --- customer notices: settings and suppressed addresses (store/notices.py) ----------------
+
+def notices_pk(account_id: str) -> str:
+    return f"ACCT#{account_id}#NOTICES"
+
+
+def notice_settings(account_id: str) -> tuple[str, str]:
+    return notices_pk(account_id), "SETTINGS"
+
+
+def notice_suppression(account_id: str, normalized_email: str) -> tuple[str, str]:
+    """``normalized_email`` empty: the prefix of every suppression of the account."""
+    return notices_pk(account_id), f"SUPPRESS#{normalized_email}"
