@@ -10,6 +10,12 @@ here). It serves, over HTTPS with a certificate of the dev stack's own CA:
   bytes the stand-in signed for that transmission;
 - ``GET`` of the objects the product reads: subscriptions (and legacy agreements),
   checkout orders, captures, sales, v1 payments, from its state.
+- the gateway's calls, as PayPal documents them (status checks, 422
+  ``UNPROCESSABLE_ENTITY`` with PayPal's ``issue``, ``PayPal-Request-Id`` answering the
+  first answer again): a subscription's cancel, suspend, activate, capture of the
+  outstanding balance and transactions; refunds of v2 captures and of v1 sales. Each change
+  queues the webhooks PayPal would send (``/_stub/events``), sent signed to the target set
+  with ``PUT /_stub/webhook-target`` when there is one (the dev stack's app).
 
 And for the dev stack and tests (``/_stub/…``): put an object into the state, sign a
 webhook (answering the headers), send a signed webhook to a URL, list the requests it
@@ -141,6 +147,44 @@ class Stub:
         self.tokens: set[str] = set()
         self.signed: dict[str, bytes] = {}  # transmission id → body
         self.requests: list[dict] = []
+        # (path, PayPal-Request-Id) → the first answer (status, body).
+        self.answered: dict[tuple[str, str], tuple[int, dict]] = {}
+        self.events: list[dict] = []  # the webhooks PayPal would have sent, in order
+        self.target: dict | None = None  # {"url", "webhook_id"}: where to send them
+
+    def emit(self, event_type: str, resource_type: str, resource: dict,
+             version: str | None = "2.0") -> dict:
+        """Queue the webhook PayPal would send now (a copy of ``resource``), and send it to
+        the target when one is set (in the background, as PayPal does after answering)."""
+        event = {"id": "WH-" + secrets.token_hex(10).upper(), "event_version": "1.0",
+                 "create_time": _now(), "resource_type": resource_type,
+                 "event_type": event_type, "summary": event_type.lower().replace(".", " "),
+                 "resource": json.loads(json.dumps(
+                     {k: v for k, v in resource.items() if not k.startswith("_stub")}))}
+        if version:
+            event["resource_version"] = version
+        self.events.append(event)
+        if self.target is not None:
+            import asyncio
+
+            target = dict(self.target)
+            asyncio.get_running_loop().run_in_executor(None, self.send, event, target["url"],
+                                                       target["webhook_id"])
+        return event
+
+    def send(self, event: dict, url: str, webhook_id: str, cert: str = "CERT-devstack"
+             ) -> tuple[int, bytes]:
+        body = json.dumps(event).encode()
+        headers = self.sign(body, webhook_id, cert)
+        outgoing = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(outgoing, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError as exc:
+            return 0, str(exc).encode()
 
     def cert_url(self, name: str = "CERT-devstack") -> str:
         return f"{self.base}/v1/notifications/certs/{name}"
@@ -167,6 +211,27 @@ class Stub:
         return context
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _decimal(value):
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return Decimal(-1)
+
+
+def _money(value, currency: str) -> str:
+    """PayPal's string of an amount: no decimals for JPY, HUF and TWD, else two."""
+    from decimal import Decimal
+
+    places = Decimal(1) if currency in ("JPY", "HUF", "TWD") else Decimal("0.01")
+    return str(value.quantize(places))
+
+
 # --- the HTTP side ------------------------------------------------------------------------------
 
 _PATHS = {"subscriptions": "/v1/billing/subscriptions/", "agreements": "/v1/payments/billing-agreements/",
@@ -188,8 +253,15 @@ def build_app(stub: Stub) -> web.Application:
     @web.middleware
     async def log(request, handler):
         if not request.path.startswith("/_stub/"):
-            stub.requests.append({"method": request.method, "path": request.path,
-                                  "at": time.time()})
+            entry = {"method": request.method, "path": request.path, "at": time.time(),
+                     "query": request.query_string,
+                     "request_id": request.headers.get("PayPal-Request-Id")}
+            if request.body_exists and request.content_type == "application/json":
+                try:
+                    entry["body"] = json.loads(await request.read())
+                except ValueError:
+                    entry["body"] = None
+            stub.requests.append(entry)
         return await handler(request)
 
     @routes.post("/v1/oauth2/token")
@@ -243,13 +315,262 @@ def build_app(stub: Stub) -> web.Application:
             if not authorized(request):
                 return error(401, "AUTHENTICATION_FAILURE")
             found = stub.objects.get(kind, {}).get(request.match_info["id"])
-            return web.json_response(found) if found else error(404, "RESOURCE_NOT_FOUND")
+            if not found:
+                return error(404, "RESOURCE_NOT_FOUND")
+            return web.json_response({k: v for k, v in found.items() if not k.startswith("_stub")})
         return read
 
     for kind, prefix in _PATHS.items():
         routes.get(prefix + "{id}")(reader(kind))
 
+    # --- the gateway's calls ---
+
+    def unprocessable(issue: str, description: str) -> web.Response:
+        return web.json_response({
+            "name": "UNPROCESSABLE_ENTITY", "debug_id": secrets.token_hex(6),
+            "message": "The requested action could not be performed, semantically incorrect, "
+                       "or failed business validation.",
+            "details": [{"issue": issue, "description": description}]}, status=422)
+
+    def invalid(issue: str, field: str) -> web.Response:
+        return web.json_response({
+            "name": "INVALID_REQUEST", "debug_id": secrets.token_hex(6),
+            "message": "Request is not well-formed, syntactically incorrect, or violates schema.",
+            "details": [{"field": field, "issue": issue}]}, status=400)
+
+    async def body_of(request) -> dict | None:
+        try:  # read() is cached: the log middleware may have read it already
+            data = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def idempotent(handler):
+        """PayPal-Request-Id: the same id on the same path answers the first answer."""
+        async def wrapped(request):
+            if not authorized(request):
+                return error(401, "AUTHENTICATION_FAILURE")
+            key = request.headers.get("PayPal-Request-Id")
+            if key and (request.path, key) in stub.answered:
+                status, body = stub.answered[(request.path, key)]
+                return web.json_response(body, status=status)
+            response = await handler(request)
+            if key and response.status < 500:
+                stub.answered[(request.path, key)] = (
+                    response.status, json.loads(response.body) if response.body else {})
+            return response
+        return wrapped
+
+    def reason_of(data: dict | None, required: bool) -> web.Response | None:
+        if data is None:
+            return invalid("MALFORMED_REQUEST_JSON", "/")
+        reason = data.get("reason")
+        if reason is None and not required:
+            return None
+        if not isinstance(reason, str) or not reason:
+            return invalid("MISSING_REQUIRED_PARAMETER", "/reason")
+        if len(reason) > 128:
+            return invalid("INVALID_STRING_MAX_LENGTH", "/reason")
+        return None
+
+    def subscription_of(request) -> dict | None:
+        return stub.objects.get("subscriptions", {}).get(request.match_info["id"])
+
+    def changed(sub: dict, status: str, event_type: str) -> None:
+        sub["status"] = status
+        sub["status_update_time"] = _now()
+        stub.emit(event_type, "subscription", sub)
+
+    _STATE_CHANGES = {  # action: (from, to, event, PayPal's description of the 422)
+        "cancel": (("ACTIVE", "SUSPENDED"), "CANCELLED", "BILLING.SUBSCRIPTION.CANCELLED",
+                   "Invalid subscription status for cancel action; subscription status should "
+                   "be active or suspended."),
+        "suspend": (("ACTIVE",), "SUSPENDED", "BILLING.SUBSCRIPTION.SUSPENDED",
+                    "Invalid subscription status for suspend action; subscription status "
+                    "should be active."),
+        "activate": (("SUSPENDED",), "ACTIVE", "BILLING.SUBSCRIPTION.ACTIVATED",
+                     "Invalid subscription status for activate action; subscription status "
+                     "should be suspended."),
+    }
+
+    def state_change(action: str):
+        allowed, to, event_type, description = _STATE_CHANGES[action]
+
+        async def handle(request):
+            if not authorized(request):
+                return error(401, "AUTHENTICATION_FAILURE")
+            refused = reason_of(await body_of(request), required=action != "activate")
+            if refused is not None:
+                return refused
+            sub = subscription_of(request)
+            if sub is None:
+                return error(404, "RESOURCE_NOT_FOUND")
+            if sub.get("status") not in allowed:
+                return unprocessable("SUBSCRIPTION_STATUS_INVALID", description)
+            changed(sub, to, event_type)
+            return web.Response(status=204)
+        return handle
+
+    for action in _STATE_CHANGES:
+        routes.post(f"/v1/billing/subscriptions/{{id}}/{action}")(state_change(action))
+
+    @routes.post("/v1/billing/subscriptions/{id}/capture")
+    @idempotent
+    async def capture_outstanding(request):
+        data = await body_of(request)
+        if data is None:
+            return invalid("MALFORMED_REQUEST_JSON", "/")
+        for name in ("note", "capture_type", "amount"):
+            if name not in data:
+                return invalid("MISSING_REQUIRED_PARAMETER", f"/{name}")
+        if data["capture_type"] != "OUTSTANDING_BALANCE":
+            return invalid("INVALID_PARAMETER_VALUE", "/capture_type")
+        sub = subscription_of(request)
+        if sub is None:
+            return error(404, "RESOURCE_NOT_FOUND")
+        if sub.get("status") not in ("ACTIVE", "SUSPENDED", "EXPIRED"):
+            return unprocessable("SUBSCRIPTION_STATUS_INVALID",
+                                 "Invalid subscription status for capture action; subscription "
+                                 "status should be active or suspended or expired.")
+        billing = sub.setdefault("billing_info", {})
+        balance = billing.get("outstanding_balance") or {"currency_code": "USD", "value": "0"}
+        amount = data["amount"] if isinstance(data["amount"], dict) else {}
+        if amount.get("currency_code") != balance["currency_code"]:
+            return unprocessable("CURRENCY_MISMATCH", "The currency code is different from "
+                                 "the subscription's currency code.")
+        if _decimal(balance["value"]) <= 0:
+            return unprocessable("ZERO_OUTSTANDING_BALANCE",
+                                 "Current outstanding balance should be greater than zero.")
+        if _decimal(amount.get("value")) > _decimal(balance["value"]):
+            return unprocessable("AMOUNT_GREATER_THAN_OUTSTANDING_BALANCE",
+                                 "The capture amount can not be greater than the current "
+                                 "outstanding balance.")
+        txn = {"id": secrets.token_hex(8).upper(), "time": _now(),
+               "amount_with_breakdown": {"gross_amount": dict(amount)},
+               "payer_email": (sub.get("subscriber") or {}).get("email_address")}
+        stub.objects.setdefault("transactions", {}).setdefault(sub["id"], []).append(txn)
+        if sub.get("_stub_decline_capture"):  # a test's switch: the payer's funding fails
+            txn["status"] = "DECLINED"
+            return web.json_response(txn)
+        txn["status"] = "COMPLETED"
+        left = _decimal(balance["value"]) - _decimal(amount["value"])
+        billing["outstanding_balance"] = {"currency_code": balance["currency_code"],
+                                          "value": _money(left, balance["currency_code"])}
+        billing["last_payment"] = {"amount": dict(amount), "time": txn["time"]}
+        sale = {"id": txn["id"], "state": "completed", "billing_agreement_id": sub["id"],
+                "amount": {"total": amount["value"], "currency": amount["currency_code"]},
+                "create_time": txn["time"], "update_time": txn["time"]}
+        stub.objects.setdefault("sales", {})[sale["id"]] = sale
+        stub.emit("PAYMENT.SALE.COMPLETED", "sale", sale, version=None)
+        stub.emit("BILLING.SUBSCRIPTION.UPDATED", "subscription", sub)
+        return web.json_response(txn)
+
+    @routes.get("/v1/billing/subscriptions/{id}/transactions")
+    async def transactions(request):
+        if not authorized(request):
+            return error(401, "AUTHENTICATION_FAILURE")
+        if "start_time" not in request.query or "end_time" not in request.query:
+            return invalid("MISSING_REQUIRED_PARAMETER", "start_time")
+        sub = subscription_of(request)
+        if sub is None:
+            return error(404, "RESOURCE_NOT_FOUND")
+        found = [{k: v for k, v in t.items() if k != "payer_email" or v}
+                 for t in stub.objects.get("transactions", {}).get(sub["id"], [])
+                 if request.query["start_time"] <= t["time"] <= request.query["end_time"]]
+        return web.json_response({"transactions": found, "total_items": len(found),
+                                  "total_pages": 1})
+
+    @routes.post("/v2/payments/captures/{id}/refund")
+    @idempotent
+    async def refund_capture(request):
+        data = await body_of(request)
+        if data is None:
+            return invalid("MALFORMED_REQUEST_JSON", "/")
+        capture = stub.objects.get("captures", {}).get(request.match_info["id"])
+        if capture is None:
+            return error(404, "RESOURCE_NOT_FOUND")
+        paid = capture["amount"]
+        code = paid["currency_code"]
+        refunded = _decimal(capture.get("_stub_refunded", "0"))
+        left = _decimal(paid["value"]) - refunded
+        if capture.get("status") not in ("COMPLETED", "PARTIALLY_REFUNDED") or left <= 0:
+            return unprocessable("CAPTURE_FULLY_REFUNDED",
+                                 "The capture has already been fully refunded")
+        amount = data.get("amount")
+        if amount is None:
+            value = left
+        else:
+            if not isinstance(amount, dict) or "value" not in amount or "currency_code" not in amount:
+                return invalid("MISSING_REQUIRED_PARAMETER", "/amount")
+            if amount["currency_code"] != code:
+                return unprocessable("REFUND_CAPTURE_CURRENCY_MISMATCH",
+                                     "Refund must be in the same currency as the capture")
+            if "." in str(amount["value"]) and code in ("JPY", "HUF", "TWD"):
+                return unprocessable("DECIMALS_NOT_SUPPORTED",
+                                     "Currency does not support decimals.")
+            value = _decimal(amount["value"])
+            if value <= 0:
+                return unprocessable("CANNOT_BE_ZERO_OR_NEGATIVE",
+                                     "Must be greater than zero.")
+            if value > left:
+                return unprocessable("REFUND_AMOUNT_EXCEEDED",
+                                     "The refund amount must be less than or equal to the "
+                                     "capture amount that has not yet been refunded.")
+        capture["_stub_refunded"] = str(refunded + value)
+        capture["status"] = "REFUNDED" if value == left else "PARTIALLY_REFUNDED"
+        refund_id = secrets.token_hex(8).upper()
+        refund = {"id": refund_id, "status": "COMPLETED",
+                  "amount": {"currency_code": code, "value": _money(value, code)},
+                  "create_time": _now(), "update_time": _now(),
+                  "links": [{"href": f"{stub.base}/v2/payments/refunds/{refund_id}",
+                             "rel": "self", "method": "GET"},
+                            {"href": f"{stub.base}/v2/payments/captures/{capture['id']}",
+                             "rel": "up", "method": "GET"}]}
+        stub.emit("PAYMENT.CAPTURE.REFUNDED", "refund", refund)
+        return web.json_response(refund, status=201)
+
+    @routes.post("/v1/payments/sale/{id}/refund")
+    @idempotent
+    async def refund_sale(request):
+        data = await body_of(request)
+        if data is None:
+            return invalid("MALFORMED_REQUEST_JSON", "/")
+        sale = stub.objects.get("sales", {}).get(request.match_info["id"])
+        if sale is None:
+            return error(404, "INVALID_RESOURCE_ID")
+        code = sale["amount"]["currency"]
+        refunded = _decimal(sale.get("_stub_refunded", "0"))
+        left = _decimal(sale["amount"]["total"]) - refunded
+        if sale.get("state") not in ("completed", "partially_refunded") or left <= 0:
+            return web.json_response({"name": "TRANSACTION_REFUSED", "debug_id": secrets.token_hex(6),
+                                      "message": "The request was refused."}, status=400)
+        amount = data.get("amount")
+        value = left if amount is None else _decimal((amount or {}).get("total"))
+        if amount is not None and (amount.get("currency") != code or value <= 0 or value > left):
+            return web.json_response({"name": "TRANSACTION_REFUSED", "debug_id": secrets.token_hex(6),
+                                      "message": "Refund amount exceeds transaction amount or "
+                                                 "is invalid."}, status=400)
+        sale["_stub_refunded"] = str(refunded + value)
+        sale["state"] = "refunded" if value == left else "partially_refunded"
+        refund = {"id": secrets.token_hex(8).upper(), "state": "completed", "sale_id": sale["id"],
+                  "amount": {"total": _money(value, code), "currency": code},
+                  "create_time": _now(), "update_time": _now()}
+        stub.emit("PAYMENT.SALE.REFUNDED", "refund", {
+            **refund, "amount": {"total": "-" + refund["amount"]["total"], "currency": code}},
+            version=None)
+        return web.json_response(refund, status=201)
+
     # --- the dev stack's and tests' controls ---
+
+    @routes.get("/_stub/events")
+    async def events(request):
+        return web.json_response(stub.events)
+
+    @routes.put("/_stub/webhook-target")
+    async def webhook_target(request):
+        data = await request.json()
+        stub.target = {"url": data["url"], "webhook_id": data["webhook_id"]} if data else None
+        return web.json_response({"ok": True})
 
     @routes.put("/_stub/objects/{kind}/{id}")
     async def put_object(request):
@@ -269,16 +590,12 @@ def build_app(stub: Stub) -> web.Application:
 
     @routes.post("/_stub/send")
     async def send(request):
+        import asyncio
+
         data = await request.json()
-        body = json.dumps(data["event"]).encode()
-        headers = stub.sign(body, data["webhook_id"], data.get("cert", "CERT-devstack"))
-        outgoing = urllib.request.Request(data["url"], data=body, headers=headers, method="POST")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(outgoing, timeout=30) as response:
-                status, answer = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, answer = exc.code, exc.read()
+        status, answer = await asyncio.get_running_loop().run_in_executor(
+            None, stub.send, data["event"], data["url"], data["webhook_id"],
+            data.get("cert", "CERT-devstack"))
         return web.json_response({"status": status, "body": answer.decode(errors="replace")})
 
     @routes.get("/_stub/requests")

@@ -40,6 +40,14 @@ class ProcessorUnavailable(ProcessorError):
     code = "processor_unavailable"
 
 
+class NotSupported(AppError):
+    """The processor has no such operation (PayPal: a card update, a plan change with a
+    proration preview, block lists): refused before any call, nothing changed."""
+
+    status = 422
+    code = "not_supported_by_processor"
+
+
 @dataclass(frozen=True)
 class SavedCard:
     payment_method: Ref

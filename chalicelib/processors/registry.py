@@ -13,13 +13,12 @@ class ProcessorNotConfigured(AppError):
 
 def gateway_for(account: dict, processor: str = "stripe") -> Gateway:
     if processor == "paypal":
-        # Only who-owns-what and PayPal's signature check so far (processors/paypal/client.py).
         paypal = account.get("paypal")
         if not paypal or not account.get("paypal_client_secret"):
             raise ProcessorNotConfigured("PayPal is not set up for this shop yet.")
-        from chalicelib.processors.paypal.client import PayPalClient
+        from chalicelib.processors.paypal.gateway import PayPalGateway
 
-        return PayPalClient(paypal["client_id"], account["paypal_client_secret"], paypal["mode"])
+        return PayPalGateway(paypal["client_id"], account["paypal_client_secret"], paypal["mode"])
     if processor != "stripe" or not account.get("stripe_secret_key"):
         raise ProcessorNotConfigured("Payments are not set up for this shop yet.")
     from chalicelib.processors.stripe.gateway import StripeGateway

@@ -7,7 +7,7 @@ account's mode (``api-m.paypal.com`` or ``api-m.sandbox.paypal.com``), or to
 ``PAYPAL_API_BASE`` when set, which must itself be a PayPal host or the dev stack's
 stand-in. Failures become the gateway's errors (``processors.gateway``): PayPal
 unreachable or 5xx is ProcessorUnavailable; nothing of PayPal's leaks past this module.
-The self-service gateway (cancel, suspend, capture, refund) is not here yet.
+The gateway's own calls (cancel, suspend, capture, refund) are in ``gateway.py``.
 """
 from __future__ import annotations
 
@@ -87,12 +87,16 @@ class PayPalClient:
             _tokens[key] = (now + max(lifetime - TOKEN_MARGIN_SECONDS, 30), token)
         return token
 
-    def _call(self, method: str, path: str, payload: dict | None = None) -> tuple[int, dict]:
+    def _call(self, method: str, path: str, payload: dict | None = None,
+              headers: dict | None = None) -> tuple[int, dict]:
+        """``(status, JSON body)`` of an authorized call; a token PayPal no longer takes
+        (401) is renewed once. ``headers``: more headers (``PayPal-Request-Id``)."""
         body = json.dumps(payload).encode() if payload is not None else None
         for renew in (False, True):
             answer = self._send(method, path, body=body, headers={
                 "Authorization": f"Bearer {self._token(renew)}", "Accept": "application/json",
-                **({"Content-Type": "application/json"} if body is not None else {})})
+                **({"Content-Type": "application/json"} if body is not None else {}),
+                **(headers or {})})
             if answer.status != 401:
                 break
         try:
