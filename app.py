@@ -10,6 +10,7 @@ from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.merchant_api.action_routes_customer import bp as merchant_api_customer
 from chalicelib.merchant_api.action_routes_money import bp as merchant_api_money
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
 from chalicelib.merchant_api.routes import bp as merchant_api
@@ -22,6 +23,7 @@ app.register_blueprint(webhooks)
 app.register_blueprint(merchant_api)
 app.register_blueprint(merchant_api_subscriptions)
 app.register_blueprint(merchant_api_money)
+app.register_blueprint(merchant_api_customer)
 app.register_blueprint(portal)
 app.register_blueprint(dashboard_auth)
 app.register_blueprint(dashboard_pages)

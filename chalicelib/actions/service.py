@@ -99,6 +99,9 @@ class Result:
     before: dict | None = None
     after: dict | None = None
     target: str | None = None  # the activity entry's target (default: the customer)
+    # More writes of the action, in its one transaction: (name, item, condition) as
+    # store.actions.finish_ops gives (e.g. store.blocks.state_write).
+    writes: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,7 @@ def _finish(ctx: ActionContext, spec: ActionSpec, action: store.Action, result: 
                "data": {**item.get("data", {}), "source": ctx.source}}
               for item in result.outbox]
     also = store.finish_ops(action, result.body, result.status, at, entry, entry_expires_at,
-                            [] if result.events else outbox)
+                            [] if result.events else outbox) + list(result.writes)
     if result.events:
         records.record_confirmed(ctx.account_id, spec.customer_id, result.events,
                                  outbox=[{k: v for k, v in o.items()

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from chalicelib.accounts.service import DEFAULT_SETTINGS, logo_origin
+from chalicelib.blocks import service as blocks
 from chalicelib.domain.events import Ref
 from chalicelib.errors import (
     AppError,
@@ -134,7 +135,8 @@ def _find_customer(account_id: str, email: str) -> str | None:
     customer_id = customer_store.find_by_email(account_id, email)
     customer = signin_store.customer_for_sign_in(customer_id) if customer_id else None
     if customer is None or customer.account_id != account_id or customer.blocked \
-            or customer.merged_into or customer.email != email:
+            or customer.merged_into or customer.email != email \
+            or blocks.email_blocked(account_id, email):
         return None
     return customer.customer_id
 

@@ -9,12 +9,14 @@ done unless the processor said so; what it confirmed is recorded at once
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chalicelib import ids
+from chalicelib.blocks import service as blocks
 from chalicelib.domain.events import PaymentChanged, PaymentMethodChanged, Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound
 from chalicelib.processors.gateway import Gateway, PaymentOutcome, SavedCard
@@ -44,6 +46,15 @@ class CardView:
     exp_year: int | None
     expired: bool
     used_by: tuple[str, ...]  # subscription ids charged to it
+
+
+def _unless_blocked(method):
+    """A self-service change: 403 for a customer whose details the merchant blocked."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        blocks.check_self_service(self.account_id, self.customer_id)
+        return method(self, *args, **kwargs)
+    return guarded
 
 
 class SelfService:
@@ -113,10 +124,12 @@ class SelfService:
                                 tuple(charged_to.get(cid, ()))))
         return out
 
+    @_unless_blocked
     def start_card_setup(self) -> str:
         """A client secret for the processor's card form (the card never reaches us)."""
         return self.gateway.create_card_setup(self._processor_customer(self.record())).client_secret
 
+    @_unless_blocked
     def set_card(self, subscription_id: str | None, chosen_card_id: str, for_all: bool) -> None:
         record = self.record()
         targets = ([s for s in record["subscriptions"] + record["payment_plans"]
@@ -145,6 +158,7 @@ class SelfService:
             self.gateway.set_default_card(customer, card.payment_method)
         records.record_confirmed(self.account_id, self.customer_id, events)
 
+    @_unless_blocked
     def remove_card(self, chosen_card_id: str) -> None:
         for card in self.cards():
             if card.id == chosen_card_id:
@@ -163,6 +177,7 @@ class SelfService:
 
     # --- paying a failed invoice --------------------------------------------------------
 
+    @_unless_blocked
     def pay_now(self, payment_id: str, chosen_card_id: str, attempt: str) -> PaymentOutcome:
         record = self.record()
         payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
@@ -192,6 +207,7 @@ class SelfService:
         return bool(allowed) and "installments_total" not in sub and sub["status"] in (
             "active", "trialing", "past_due")
 
+    @_unless_blocked
     def cancel(self, subscription_id: str, reason: str | None) -> None:
         record = self.record()
         sub = self._subscription(record, subscription_id)
@@ -210,6 +226,7 @@ class SelfService:
         allowed = (self.account.get("settings") or {}).get("portal", {}).get("self_cancel", True)
         return bool(allowed) and "installments_total" not in sub and sub["status"] == "canceling"
 
+    @_unless_blocked
     def keep(self, subscription_id: str) -> None:
         record = self.record()
         sub = self._subscription(record, subscription_id)

@@ -292,3 +292,14 @@ def notice_settings(account_id: str) -> tuple[str, str]:
 def notice_suppression(account_id: str, normalized_email: str) -> tuple[str, str]:
     """``normalized_email`` empty: the prefix of every suppression of the account."""
     return notices_pk(account_id), f"SUPPRESS#{normalized_email}"
+
+
+# --- blocked customer details (store/blocks.py) -------------------------------------------
+
+def blocks_pk(account_id: str) -> str:
+    """An account's blocked e-mails, cards and processor customers (``<kind>#<value>``)."""
+    return f"ACCT#{account_id}#BLOCKS"
+
+
+def block_sk(kind: str, value: str) -> str:
+    return f"{kind}#{value}"

@@ -494,6 +494,24 @@ class RefundReservationItem(TableItem, discriminator="RefundReservation"):
     created_at = UnicodeAttribute()
 
 
+class BlockItem(TableItem, discriminator="Block"):
+    """A customer detail an account blocks or once blocked (``ACCT#<acct>#BLOCKS`` /
+    ``<kind>#<value>``; chalicelib/store/blocks.py): an e-mail (normalized), a card (the
+    processor's fingerprint) or a processor customer (``stripe:cus_…``). Unblocking keeps
+    the item (``status`` unblocked) for its log of who blocked and unblocked it, when, why."""
+
+    account_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # email, card, customer
+    value = UnicodeAttribute()
+    status = UnicodeAttribute()  # blocked, unblocked
+    label = UnicodeAttribute(null=True)  # what staff see: "visa •••• 4242"
+    customer_id = UnicodeAttribute(null=True)  # the record it was last blocked from
+    # A card's ids on that record (the fingerprint's saved cards when it was blocked).
+    card_ids = ListAttribute(of=UnicodeAttribute, default=list)
+    changed_at = UnicodeAttribute()
+    log = JSONAttribute(default=list)  # newest last: {"action", "at", "by", "by_email", "reason", "key"}
+
+
 class RefundSeenItem(TableItem, discriminator="RefundSeen"):
     """A processor refund counted in its payment's ledger (``REFUND#<processor ref>``):
     written with ``attribute_not_exists`` together with the ledger's update, so each

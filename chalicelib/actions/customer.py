@@ -1,0 +1,274 @@
+"""Merchant actions on a customer's own details, on the one action mechanism
+(``actions.service.run``): block and unblock the customer's e-mail, cards (by the
+processor's fingerprint) and processor customer ids (chalicelib/blocks says what a block
+stops).
+
+Every detail named is looked up on the customer's own record first (another customer's or
+an unknown one is 404 before anything is called); the new state of each detail, its log
+entry (who, when, why), the activity entry and the outbox event are written in the
+action's one transaction. A block pushed to the processor's block lists (the account's
+``blocks.push_to_radar``) is recorded only once the processor took it.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from chalicelib import timeutil
+from chalicelib.actions import service as actions
+from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step, account_of
+from chalicelib.blocks import service as blocks
+from chalicelib.domain.events import Ref
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.processors.gateway import Gateway
+from chalicelib.processors.registry import gateway_for
+from chalicelib.records import service as records
+from chalicelib.selfservice.service import card_id as card_id_of
+from chalicelib.store import blocks as block_store
+
+GatewayFor = Callable[[dict], Gateway]
+MAX_REASON = 500
+MAX_NOTE = 2000
+MAX_DETAILS = 20  # of each kind in one request
+CARD_ID_RE = re.compile(r"^card_[a-z2-7]{24}$")
+PROCESSOR_CUSTOMER_RE = re.compile(r"^(?:([a-z]{2,20}):)?([A-Za-z0-9_-]{1,255})$")
+
+
+def _text(value, limit: int, name: str, required: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise BadRequest(f"{name} is required.", code="reason_required"
+                             if name == "The reason" else "bad_request")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be text.", code="bad_request")
+    value = value.strip()
+    if len(value) > limit:
+        raise BadRequest(f"{name} is longer than {limit} characters.", code="bad_request")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise BadRequest(f"{name} has control characters.", code="bad_request")
+    return value
+
+
+def _list(value, name: str, parse: Callable[[str], str]) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_DETAILS or \
+            not all(isinstance(v, str) for v in value):
+        raise BadRequest(f'"{name}" must be a list of at most {MAX_DETAILS} texts.',
+                         code="bad_request")
+    return sorted({parse(v) for v in value})
+
+
+def _email(value: str) -> str:
+    email = records.normalize_email(value)
+    if not email or len(email) > 254:
+        raise BadRequest("Enter e-mail addresses.", code="bad_request")
+    return email
+
+
+def _card(value: str) -> str:
+    if not CARD_ID_RE.match(value.strip()):
+        raise BadRequest("Name cards by the ids the record shows (card_…).", code="bad_request")
+    return value.strip()
+
+
+def _processor_customer(value: str) -> str:
+    found = PROCESSOR_CUSTOMER_RE.match(value.strip())
+    if not found:
+        raise BadRequest("Name processor customers by their ids (cus_…).", code="bad_request")
+    return f"{found.group(1) or 'stripe'}:{found.group(2)}"
+
+
+def _ref(value: str) -> Ref:
+    processor, _, ext = value.partition(":")
+    return Ref(processor, ext)
+
+
+class CustomerActions:
+    """The actions on one customer's details, for one staff member or API client."""
+
+    def __init__(self, ctx: ActionContext, customer_id: str,
+                 gateway_factory: GatewayFor = gateway_for):
+        self.ctx = ctx
+        self.customer_id = customer_id
+        self._gateway_factory = gateway_factory
+        self._gateway: Gateway | None = None
+
+    def _gateway_of(self, account: dict) -> Gateway:
+        if self._gateway is None:
+            self._gateway = self._gateway_factory(account)
+        return self._gateway
+
+    def _overview(self) -> dict:
+        overview, _ = records.get_overview(self.ctx.account_id, self.customer_id, 1)
+        if overview is None or not records.customer_belongs(self.ctx.account_id,
+                                                            self.customer_id):
+            raise NotFound("No such customer.")
+        return overview
+
+    # --- block and unblock ----------------------------------------------------------------
+
+    def block(self, *, emails=None, cards=None, processor_customers=None, all_details=False,
+              reason=None, note=None, before_perform: Callable[[], None] | None = None) -> dict:
+        """Block the named details of the customer (``all_details``: every one the record
+        has). Answers the details blocked now; 409 when all were blocked already."""
+        return self._change(True, emails, cards, processor_customers, all_details, reason,
+                            note, before_perform)
+
+    def unblock(self, *, emails=None, cards=None, processor_customers=None, all_details=False,
+                reason=None, note=None, before_perform: Callable[[], None] | None = None) -> dict:
+        return self._change(False, emails, cards, processor_customers, all_details, reason,
+                            note, before_perform)
+
+    def _change(self, blocking: bool, emails, cards, processor_customers, all_details,
+                reason, note, before_perform) -> dict:
+        if not isinstance(all_details, bool):
+            raise BadRequest('"all" must be true or false.', code="bad_request")
+        wanted = {"emails": _list(emails, "emails", _email),
+                  "cards": _list(cards, "cards", _card),
+                  "processor_customers": _list(processor_customers, "processor_customers",
+                                               _processor_customer)}
+        if not all_details and not any(wanted.values()):
+            raise BadRequest("Choose the details to " + ("block" if blocking else "unblock") +
+                             ", or all of them.", code="nothing_chosen")
+        reason = _text(reason, MAX_REASON, "The reason", required=True)
+        spec = ActionSpec(name="customer.block" if blocking else "customer.unblock",
+                          customer_id=self.customer_id, permission="block",
+                          request={**wanted, "all": all_details}, reason=reason,
+                          note=_text(note, MAX_NOTE, "The note"))
+
+        def perform(step: Step) -> Result:
+            account = account_of(self.ctx.account_id)
+            overview = self._overview()
+            targets = self._targets(account, overview, blocking, wanted, all_details)
+            previous = block_store.get_many(self.ctx.account_id,
+                                            [(t["kind"], t["value"]) for t in targets],
+                                            consistent=True)
+            changing = [t for t in targets
+                        if (previous.get((t["kind"], t["value"])) is not None and
+                            previous[(t["kind"], t["value"])].blocked) != blocking]
+            if not changing:
+                raise Conflict("These details are already blocked." if blocking else
+                               "None of these details is blocked.", code="not_applicable")
+            if blocks.push_to_radar(account):
+                self._push(account, changing, blocking, step)
+            at = timeutil.now_iso()
+            entry = {"action": "block" if blocking else "unblock", "at": at,
+                     "by": self.ctx.actor_id, "by_email": self.ctx.actor_email,
+                     "reason": reason, "key": step.key_hash}
+            writes = [block_store.state_write(
+                self.ctx.account_id, t["kind"], t["value"], blocked=blocking, at=at,
+                entry=entry, previous=previous.get((t["kind"], t["value"])),
+                label=t.get("label"), customer_id=self.customer_id,
+                card_ids=tuple(t.get("card_ids") or ())) for t in changing]
+            details = [self._detail_public(t) for t in changing]
+            event = "customer.blocked" if blocking else "customer.unblocked"
+            return Result(
+                body={"customer_id": self.customer_id,
+                      "blocked" if blocking else "unblocked": details},
+                outbox=[{"type": event, "data": {"customer_id": self.customer_id,
+                                                 "details": details, "reason": reason}}],
+                before={"details": [{**d, "blocked": not blocking} for d in details]},
+                after={"details": [{**d, "blocked": blocking} for d in details]},
+                writes=writes)
+
+        return actions.run(self.ctx, spec, perform, before_perform=before_perform).body
+
+    @staticmethod
+    def _detail_public(target: dict) -> dict:
+        if target["kind"] == "card":
+            return {"kind": "card", "card_ids": list(target.get("card_ids") or ()),
+                    "label": target.get("label")}
+        return {"kind": target["kind"], "value": target["value"]}
+
+    def _targets(self, account: dict, overview: dict, blocking: bool, wanted: dict,
+                 all_details: bool) -> list[dict]:
+        """The details to change, each ``{"kind", "value"[, "label", "card_ids"]}``; 404
+        for one that is not this customer's."""
+        email = records.normalize_email(overview.get("email"))
+        processor_ids = list(overview.get("processor_ids") or [])
+        record_cards = blocks.record_cards(overview)
+        for value in wanted["emails"]:
+            if value != email:
+                raise NotFound("This customer has no such e-mail address.")
+        for value in wanted["processor_customers"]:
+            if value not in processor_ids:
+                raise NotFound("This customer has no such processor customer.")
+        emails = [email] if all_details and email else wanted["emails"]
+        customers = processor_ids if all_details else wanted["processor_customers"]
+        targets = [{"kind": "email", "value": v} for v in emails]
+        targets += [{"kind": "customer", "value": v} for v in customers]
+        if blocking:
+            chosen = list(record_cards) if all_details else wanted["cards"]
+            for value in chosen:
+                if value not in record_cards:
+                    raise NotFound("This customer has no such card.")
+            if chosen:
+                targets += self._card_targets(account, processor_ids, chosen)
+        else:
+            card_blocks = [b for b in block_store.list_all(self.ctx.account_id)
+                           if b.kind == "card" and b.blocked]
+            if all_details:
+                ours = set(record_cards)
+                chosen_blocks = [b for b in card_blocks if ours & set(b.card_ids)
+                                 or b.customer_id == self.customer_id]
+            else:
+                chosen_blocks = []
+                for value in wanted["cards"]:
+                    found = next((b for b in card_blocks if value in b.card_ids), None)
+                    if found is None or (value not in record_cards and
+                                         found.customer_id != self.customer_id):
+                        raise NotFound("This customer has no such blocked card.")
+                    chosen_blocks.append(found)
+            targets += [{"kind": "card", "value": b.value, "label": b.label,
+                         "card_ids": list(b.card_ids)} for b in chosen_blocks]
+        unique = {}
+        for t in targets:
+            unique.setdefault((t["kind"], t["value"]), t)
+        return list(unique.values())
+
+    def _card_targets(self, account: dict, processor_ids: list[str],
+                      chosen: list[str]) -> list[dict]:
+        """The fingerprints of the chosen cards, as the processor lists the customer's
+        saved cards (the record does not keep them), with every card of the record that
+        has the same fingerprint."""
+        gateway = self._gateway_of(account)
+        saved = {}
+        for ref in processor_ids:
+            if ref.startswith("stripe:"):
+                for card in gateway.list_cards(_ref(ref)):
+                    saved[card_id_of(self.ctx.account_id, card.payment_method)] = card
+        by_fingerprint: dict[str, dict] = {}
+        for value in chosen:
+            card = saved.get(value)
+            if card is None or not card.fingerprint:
+                raise Conflict("This card is no longer saved at the processor: it cannot be "
+                               "blocked by its fingerprint.", code="card_not_saved")
+            target = by_fingerprint.setdefault(card.fingerprint, {
+                "kind": "card", "value": card.fingerprint,
+                "label": blocks.card_label({"brand": card.card.brand, "last4": card.card.last4}),
+                "card_ids": sorted(cid for cid, c in saved.items()
+                                   if c.fingerprint == card.fingerprint)})
+            if value not in target["card_ids"]:
+                target["card_ids"].append(value)
+        return list(by_fingerprint.values())
+
+    def _push(self, account: dict, targets: list[dict], blocking: bool, step: Step) -> None:
+        """Put the details on (or take them off) the processor's block lists first: a
+        refusal changes nothing here."""
+        gateway = self._gateway_of(account)
+        for target in targets:
+            kind = blocks.RADAR_KIND[target["kind"]]
+            value = target["value"]
+            if target["kind"] == "customer":
+                processor, _, value = value.partition(":")
+                if processor != "stripe":
+                    continue
+            if blocking:
+                # The value's digest, not the value: Stripe takes keys of 255 characters.
+                digest = hashlib.sha256(f"{kind}\x1f{value}".encode()).hexdigest()[:24]
+                gateway.block_value(kind, value, idempotency_key=step.key(f"radar:{digest}"))
+            else:
+                gateway.unblock_value(kind, value)

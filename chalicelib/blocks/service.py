@@ -1,0 +1,143 @@
+"""Blocked customer details: what a block stops, and what the record page shows of it.
+
+A merchant blocks a customer's e-mail address, cards (by the processor's card fingerprint:
+the same card saved again, or by someone else, is the same card) and processor customer
+ids, one by one or all at once (chalicelib/actions/customer.py runs the block and unblock
+actions; chalicelib/store/blocks.py keeps one item per detail with its log). Effects:
+
+- a blocked e-mail gets no portal sign-in link; the request answers exactly as for an
+  unknown address (``email_blocked``, asked by the portal's sign-in audience);
+- a customer whose e-mail or a processor customer is blocked cannot use the portal's
+  self-service (``check_self_service``: 403 with ``SELF_SERVICE_BLOCKED``);
+- a payment by a blocked card or processor customer raises a flag on the record page.
+  This is worked out when the page is read (``record_view``: one Query of the account's
+  blocks per page), not in the webhook's transaction: the webhook path stays as it is and
+  a block or unblock changes the flags of every record at once. A payment flags when it
+  was paid at or after the detail was blocked, by a blocked processor customer of the
+  record, or with a card of the record blocked by fingerprint (matched on the card the
+  payment names, brand and last four digits: a record's payments do not keep the
+  processor's fingerprint);
+- with the account setting ``blocks.push_to_radar``, a block is also put on the Stripe
+  Radar value list of its kind, and an unblock takes it off (``gateway.block_value``).
+"""
+from __future__ import annotations
+
+from chalicelib.records import service as records
+from chalicelib.store import blocks as store
+
+SELF_SERVICE_BLOCKED = ("Changes to your account cannot be made here. Please contact our "
+                        "support team.")
+# The kinds the processor gateway knows for its own block lists (processors.gateway).
+RADAR_KIND = {"email": "email", "card": "card_fingerprint", "customer": "customer_id"}
+
+
+def push_to_radar(account: dict) -> bool:
+    """Whether the account asks for its blocks on the processor's block lists too."""
+    return bool(((account.get("settings") or {}).get("blocks") or {}).get("push_to_radar"))
+
+
+def email_blocked(account_id: str, email: str | None) -> bool:
+    """Whether this (normalized) address is blocked in the account."""
+    normalized = records.normalize_email(email)
+    return bool(normalized) and store.is_blocked(account_id, "email", normalized)
+
+
+def customer_details(overview: dict) -> list[tuple[str, str]]:
+    """The e-mail and processor customers of a record (its overview) as block details."""
+    details = []
+    email = records.normalize_email(overview.get("email"))
+    if email:
+        details.append(("email", email))
+    details += [("customer", ref) for ref in overview.get("processor_ids") or []]
+    return details
+
+
+def customer_blocked(account_id: str, customer_id: str) -> bool:
+    """Whether the customer's e-mail or one of its processor customers is blocked."""
+    overview, _ = records.get_overview(account_id, customer_id, 1)
+    if overview is None:
+        return False
+    found = store.get_many(account_id, customer_details(overview), consistent=True)
+    return any(b.blocked for b in found.values())
+
+
+def check_self_service(account_id: str, customer_id: str) -> None:
+    """Forbidden (403) for a blocked customer's self-service action."""
+    from chalicelib.errors import Forbidden
+
+    if customer_blocked(account_id, customer_id):
+        raise Forbidden(SELF_SERVICE_BLOCKED, code="customer_blocked")
+
+
+def blocked_at(block: store.Block) -> str | None:
+    """When the detail was last blocked (its log's newest block entry)."""
+    return next((e.get("at") for e in reversed(block.log) if e.get("action") == "block"), None)
+
+
+def _entry_public(entry: dict) -> dict:
+    return {k: entry.get(k) for k in ("action", "at", "by", "by_email", "reason")}
+
+
+def _public(block: store.Block | None) -> dict | None:
+    if block is None:
+        return None
+    return {"kind": block.kind, "value": block.value if block.kind != "card" else None,
+            "label": block.label, "blocked": block.blocked,
+            "blocked_at": blocked_at(block) if block.blocked else None,
+            "log": [_entry_public(e) for e in reversed(block.log)]}
+
+
+def record_cards(overview: dict) -> dict[str, dict]:
+    """The record's cards by id: its saved cards, and the cards its subscriptions are
+    charged to (the record may know a card only from its subscription)."""
+    cards = {c["id"]: c for c in overview.get("cards") or [] if c.get("id")}
+    for sub in (overview.get("subscriptions") or []) + (overview.get("payment_plans") or []):
+        if sub.get("card_id") and sub["card_id"] not in cards:
+            cards[sub["card_id"]] = {**(sub.get("card") or {}), "id": sub["card_id"]}
+    return cards
+
+
+def card_label(card: dict | None) -> str | None:
+    if not card or not card.get("last4"):
+        return None
+    return f"{card.get('brand') or 'card'} •••• {card['last4']}"
+
+
+def record_view(account_id: str, overview: dict, payments: list[dict] | None) -> dict:
+    """What the record page shows of blocks: each detail's state and log (newest first),
+    and the payments paid by a blocked card or processor customer since its block."""
+    by_detail = {(b.kind, b.value): b for b in store.list_all(account_id)}
+    email = records.normalize_email(overview.get("email"))
+    email_block = by_detail.get(("email", email)) if email else None
+    customers = {ref: _public(by_detail.get(("customer", ref)))
+                 for ref in overview.get("processor_ids") or []}
+    card_blocks = {}
+    for block in by_detail.values():
+        if block.kind == "card":
+            for card_id in block.card_ids:
+                card_blocks[card_id] = block
+    cards = {card_id: _public(card_blocks.get(card_id)) for card_id in record_cards(overview)}
+    flagged = []
+    customer_since = min((blocked_at(b) or "" for ref in overview.get("processor_ids") or []
+                          if (b := by_detail.get(("customer", ref))) and b.blocked),
+                         default=None)
+    ours = set(cards)
+    blocked_cards = {b.label: blocked_at(b) or "" for b in by_detail.values()
+                     if b.kind == "card" and b.blocked and b.label and ours & set(b.card_ids)}
+    for p in payments or []:
+        if p.get("status") != "succeeded" or not p.get("paid_at"):
+            continue
+        why = []
+        if customer_since is not None and p["paid_at"] >= customer_since:
+            why.append("blocked processor customer")
+        label = card_label(p.get("card"))
+        if label in blocked_cards and p["paid_at"] >= blocked_cards[label]:
+            why.append(f"blocked card {label}")
+        if why:
+            flagged.append({"payment_id": p["id"], "paid_at": p["paid_at"],
+                            "amount": p.get("amount"), "currency": p.get("currency"),
+                            "why": why})
+    any_blocked = any(v and v["blocked"] for v in
+                      [_public(email_block), *customers.values(), *cards.values()])
+    return {"email": _public(email_block), "customers": customers, "cards": cards,
+            "flagged_payments": flagged, "any_blocked": any_blocked}

@@ -1,0 +1,52 @@
+"""Merchant API: actions on a customer's details (chalicelib/actions/customer.py). Each
+POST takes a JSON object and an ``Idempotency-Key`` header (the same key and body answer
+the first result; the same key with another body is 422).
+
+  POST /api/v1/customers/{id}/block     {"emails": [...], "cards": [...],
+                                         "processor_customers": [...], "all": bool,
+                                         "reason": "...", "note": "..."}
+  POST /api/v1/customers/{id}/unblock   the same fields
+
+``cards`` are the record's card ids (``card_…``), ``processor_customers`` the processor's
+customer ids (``cus_…``); a detail that is not the customer's is 404, a request that
+changes nothing (all blocked already, none blocked) 409.
+"""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.accounts.service import authenticate
+from chalicelib.actions import web as actions_web
+from chalicelib.actions.customer import CustomerActions
+from chalicelib.http import json_errors
+
+bp = Blueprint(__name__)
+JSON = ["application/json"]
+BLOCK_FIELDS = {"emails", "cards", "processor_customers", "all", "reason", "note"}
+
+
+def _acting(customer_id: str) -> tuple[CustomerActions, dict]:
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    return CustomerActions(ctx, customer_id), actions_web.json_body(request, BLOCK_FIELDS)
+
+
+@bp.route("/api/v1/customers/{customer_id}/block", methods=["POST"], content_types=JSON)
+@json_errors
+def block(customer_id: str):
+    acting, body = _acting(customer_id)
+    return acting.block(emails=body.get("emails"), cards=body.get("cards"),
+                        processor_customers=body.get("processor_customers"),
+                        all_details=body.get("all", False), reason=body.get("reason"),
+                        note=body.get("note"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/unblock", methods=["POST"], content_types=JSON)
+@json_errors
+def unblock(customer_id: str):
+    acting, body = _acting(customer_id)
+    return acting.unblock(emails=body.get("emails"), cards=body.get("cards"),
+                          processor_customers=body.get("processor_customers"),
+                          all_details=body.get("all", False), reason=body.get("reason"),
+                          note=body.get("note"))
