@@ -77,6 +77,13 @@ class Settings:
     # A download link lives this long; rows in one export at most.
     export_url_seconds: int = 300
     export_max_rows: int = 100_000
+    # --- the scheduler of due steps (chalicelib/scheduler) ---
+    # Shards of the due-steps index (GSI3): an idle sweep makes one Query per shard. Never
+    # lower it on a live table (steps in the dropped shards would not be found); raising is
+    # safe only with a migration too: keep it at 8.
+    scheduler_shards: int = 8
+    # A claimed step is someone's for this long: more than the sweep function's timeout.
+    scheduler_lease_seconds: int = 600
     # --- merchants' endpoints (chalicelib/integrations) ---
     # Development only: endpoints may be http:// URLs of loopback hosts (make dev's receiver,
     # the tests' receiver). Off in every deployment: https only, public addresses only.
@@ -118,6 +125,8 @@ def get_settings() -> Settings:
         export_retention_days=max(1, int(env.get("EXPORT_RETENTION_DAYS", "7"))),
         export_url_seconds=int(env.get("EXPORT_URL_SECONDS", "300")),
         export_max_rows=int(env.get("EXPORT_MAX_ROWS", "100000")),
+        scheduler_shards=max(1, int(env.get("SCHEDULER_SHARDS", "8"))),
+        scheduler_lease_seconds=max(60, int(env.get("SCHEDULER_LEASE_SECONDS", "600"))),
         allow_http_loopback_endpoints=env.get("ALLOW_HTTP_LOOPBACK_ENDPOINTS", "")
         .lower() in ("1", "true", "yes"),
     )

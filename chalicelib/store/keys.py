@@ -303,3 +303,21 @@ def blocks_pk(account_id: str) -> str:
 
 def block_sk(kind: str, value: str) -> str:
     return f"{kind}#{value}"
+
+
+# --- the scheduler's due steps (store/steps.py) ------------------------------------------
+
+def step(account_id: str, step_id: str) -> tuple[str, str]:
+    """A due step, by its caller-chosen id (``dunning:<invoice>:retry``): one partition each,
+    so no account's steps make a hot key."""
+    return f"ACCT#{account_id}#STEP#{step_id}", "STEP"
+
+
+def due_index_pk(shard: int) -> str:
+    """GSI3: one shard of the pending and claimed steps of every account."""
+    return f"DUE#{shard}"
+
+
+def due_index_sk(due_at_iso: str, account_id: str, step_id: str) -> str:
+    """Sorted by when the step falls due (a claimed one: when its lease ends)."""
+    return f"{due_at_iso}#{account_id}#{step_id}"

@@ -1,8 +1,8 @@
 """PynamoDB models of the single table: one base model, one subclass per item type.
 
-Item types share ``PK``/``SK`` and are told apart by the ``T`` discriminator. Two
-sparse global indexes: GSI1 (an account's customers newest first; an order by id)
-and GSI2 (prefix search on e-mail and name).
+Item types share ``PK``/``SK`` and are told apart by the ``T`` discriminator. Three
+sparse global indexes: GSI1 (an account's customers newest first; an order by id),
+GSI2 (prefix search on e-mail and name) and GSI3 (the scheduler's due steps, sharded).
 """
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ class SearchIndex(GlobalSecondaryIndex):
     GSI2SK = UnicodeAttribute(range_key=True)
 
 
+class DueStepsIndex(GlobalSecondaryIndex):
+    """The scheduler's due steps (store/steps.py): only pending and claimed steps carry
+    its attributes, under one of a few shards, in the order they fall due."""
+
+    class Meta:
+        index_name = "GSI3"
+        projection = AllProjection()
+
+    GSI3PK = UnicodeAttribute(hash_key=True)
+    GSI3SK = UnicodeAttribute(range_key=True)
+
+
 class TableItem(Model):
     class Meta:
         table_name = get_settings().table_name
@@ -52,10 +64,13 @@ class TableItem(Model):
     GSI1SK = UnicodeAttribute(null=True)
     GSI2PK = UnicodeAttribute(null=True)
     GSI2SK = UnicodeAttribute(null=True)
+    GSI3PK = UnicodeAttribute(null=True)
+    GSI3SK = UnicodeAttribute(null=True)
     ttl = TTLAttribute(null=True)
 
     customers_index = CustomersIndex()
     search_index = SearchIndex()
+    due_steps_index = DueStepsIndex()
 
 
 class EncryptedSecret(MapAttribute):
@@ -518,3 +533,24 @@ class RefundSeenItem(TableItem, discriminator="RefundSeen"):
     refund (ours, or one the processor reported some other way) is counted once."""
 
     amount = NumberAttribute()
+
+
+# --- the scheduler's due steps (chalicelib/store/steps.py) --------------------------------
+
+class StepItem(TableItem, discriminator="Step"):
+    """One thing to do at a time (``ACCT#<acct>#STEP#<step id>`` / ``STEP``): a dunning
+    retry, an e-mail, a webhook delivery's next attempt. In GSI3 while pending or claimed."""
+
+    account_id = UnicodeAttribute()
+    step_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # "<feature>.<what>": dunning.retry, notice.card_expiring, …
+    due_at = UnicodeAttribute()  # ISO UTC
+    customer_id = UnicodeAttribute(null=True)
+    data = JSONAttribute(default=dict)
+    status = UnicodeAttribute()  # pending, claimed, done, canceled, failed
+    attempts = NumberAttribute(default=0)  # claims so far
+    outcome = JSONAttribute(null=True)
+    # While claimed: until when (ISO UTC), and the claim's token (only its holder finishes).
+    lease_until = UnicodeAttribute(null=True)
+    claim_token = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
