@@ -10,6 +10,7 @@ from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.integrations.hook_routes import bp as zapier_hooks
 from chalicelib.merchant_api.action_routes_customer import bp as merchant_api_customer
 from chalicelib.merchant_api.action_routes_money import bp as merchant_api_money
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
@@ -32,6 +33,7 @@ app.register_blueprint(dashboard_money)
 app.register_blueprint(dashboard_subscriptions)
 app.register_blueprint(dashboard_customer_actions)
 app.register_blueprint(dashboard_exports)
+app.register_blueprint(zapier_hooks)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
