@@ -14,10 +14,10 @@ pending, due, lease free), an endpoint is disabled once (the e-mail goes once).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.store import keys
@@ -72,6 +72,9 @@ class Delivery:
     last_error: str | None
     created_at: str
     updated_at: str
+    # The attempt count when the delivery was last replayed: the retry schedule of a
+    # replay starts again from there.
+    round_base: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,6 @@ class Attempt:
     response: str | None
     error: str | None
     next_attempt_at: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _conditional_failed(exc: Exception) -> bool:
@@ -246,7 +248,8 @@ def _delivery(item: OutboundDeliveryItem) -> Delivery:
         event=dict(item.event or {}), status=item.status, attempts=int(item.attempts or 0),
         next_attempt_at=int(item.next_attempt_at) if item.next_attempt_at is not None else None,
         last_status=int(item.last_status) if item.last_status is not None else None,
-        last_error=item.last_error, created_at=item.created_at, updated_at=item.updated_at)
+        last_error=item.last_error, created_at=item.created_at, updated_at=item.updated_at,
+        round_base=int(item.round_base or 0))
 
 
 def create_delivery(delivery: Delivery, expires_at: int) -> tuple[Delivery, bool]:
@@ -311,9 +314,11 @@ def claim(account_id: str, delivery_id: str, now: int, lease_seconds: int) -> De
 
 
 def record_attempt(delivery: Delivery, attempt: Attempt, *, status: str,
-                   next_attempt_at: int | None, at: str, attempt_expires_at: int) -> None:
+                   next_attempt_at: int | None, at: str, attempt_expires_at: int,
+                   also: list[tuple] | None = None) -> None:
     """Log the attempt and set the delivery's outcome in one transaction (only while this
-    attempt is still the delivery's latest)."""
+    attempt is still the delivery's latest). ``also``: more ``(kind, item, condition)``
+    puts for the same transaction (the scheduler's step of the next attempt)."""
     pk = keys.outbound_delivery_pk(delivery.account_id, delivery.delivery_id)
     delivery_actions = [OutboundDeliveryItem.status.set(status),
                         OutboundDeliveryItem.lease_until.set(0),
@@ -336,6 +341,11 @@ def record_attempt(delivery: Delivery, attempt: Attempt, *, status: str,
             condition=TableItem.PK.does_not_exist())
         tx.update(OutboundDeliveryItem(pk, keys.OUTBOUND_DELIVERY_SK), actions=delivery_actions,
                   condition=OutboundDeliveryItem.attempts == attempt.number)
+        for kind, item, condition in also or []:
+            if kind == "delete":
+                tx.delete(item, condition=condition)
+            else:
+                tx.save(item, condition=condition)
 
 
 def requeue(account_id: str, delivery_id: str, now: int, at: str, expires_at: int) -> bool:
@@ -345,6 +355,7 @@ def requeue(account_id: str, delivery_id: str, now: int, at: str, expires_at: in
                                 keys.OUTBOUND_DELIVERY_SK)
     try:
         item.update(actions=[OutboundDeliveryItem.status.set(PENDING),
+                             OutboundDeliveryItem.round_base.set(OutboundDeliveryItem.attempts),
                              OutboundDeliveryItem.next_attempt_at.set(now),
                              OutboundDeliveryItem.updated_at.set(at),
                              OutboundDeliveryItem.ttl.set(datetime.fromtimestamp(expires_at, UTC))],
@@ -364,7 +375,3 @@ def list_attempts(account_id: str, delivery_id: str) -> list[Attempt]:
             for i in DeliveryAttemptItem.query(
                 keys.outbound_delivery_pk(account_id, delivery_id),
                 DeliveryAttemptItem.SK.startswith("ATTEMPT#"))]
-
-
-def is_transaction_cancelled(exc: Exception) -> bool:
-    return isinstance(exc, TransactWriteError)

@@ -440,6 +440,7 @@ class OutboundDeliveryItem(TableItem, discriminator="OutboundDelivery"):
     last_error = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
+    round_base = NumberAttribute(default=0)  # ``attempts`` when last replayed
 
 
 class DeliveryAttemptItem(TableItem, discriminator="DeliveryAttempt"):
