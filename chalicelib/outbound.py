@@ -362,8 +362,12 @@ def endpoint_url(url, *, allow_http_loopback: bool = False) -> EndpointUrl:
             literal = None
         if literal is not None and blocked_reason(str(literal)):
             raise Refused("the URL's address is not a public address")
+        last_label = host.rsplit(".", 1)[-1]
         if literal is None and (host == "localhost" or host.endswith(".localhost")
-                                or "." not in host):
+                                or "." not in host or last_label.isdigit()
+                                or last_label.startswith("0x")):
+            # No public name ends in a number: "0x7f.1" or "127.1" is an address in
+            # disguise (inet_aton's forms), refused rather than resolved.
             raise Refused("the URL's host is not a public host name")
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     return EndpointUrl(parts.scheme, host, port or (443 if parts.scheme == "https" else 80),
