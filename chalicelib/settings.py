@@ -29,6 +29,9 @@ class Settings:
     # True when PUBLIC_BASE_URL is set: sign-in links and cookie paths use it; otherwise
     # the portal derives its base URL from the API Gateway request (domain and stage).
     public_base_url_configured: bool = False
+    # SES configuration set whose event destination reports bounces and complaints
+    # (infra/template.yaml: MailFeedbackConfigurationSet); empty: none (devstack, tests).
+    ses_configuration_set: str = ""
     # Sign-in links and codes: minutes they live, code attempts before a code is dead.
     login_token_minutes: int = 15
     login_code_attempts: int = 5
@@ -102,6 +105,7 @@ def get_settings() -> Settings:
         webhook_tolerance_seconds=int(env.get("WEBHOOK_TOLERANCE_SECONDS", "300")),
         delivery_retention_days=int(env.get("DELIVERY_RETENTION_DAYS", "90")),
         public_base_url_configured=bool(env.get("PUBLIC_BASE_URL")),
+        ses_configuration_set=env.get("SES_CONFIGURATION_SET", ""),
         login_token_minutes=int(env.get("LOGIN_TOKEN_MINUTES", "15")),
         login_code_attempts=int(env.get("LOGIN_CODE_ATTEMPTS", "5")),
         session_hours=int(env.get("SESSION_HOURS", "4")),

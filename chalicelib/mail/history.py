@@ -12,7 +12,9 @@ from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.store import mail_history as store
 
 RETENTION_DAYS = 400
-STATUSES = ("sent", "failed", "planned")
+# skipped: not sent on purpose (a suppressed address, a notice no longer true; ``error``
+# says why); bounced and complained: SES's later feedback on a sent one (store.notices).
+STATUSES = ("sent", "failed", "planned", "skipped", "bounced", "complained")
 SUBJECT_MAX = 300
 KIND_MAX = 40
 

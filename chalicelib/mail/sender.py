@@ -15,6 +15,12 @@ from chalicelib.observability import logger
 _client = None
 
 
+# Mail kinds not sent to an address that bounced hard or complained (notices, dunning):
+# SES reviews an account at 5% bounces or 0.1% complaints. Sign-in links and codes still
+# go: the customer asked for them, and without them they cannot reach the portal.
+SUPPRESSIBLE_PREFIXES = ("notice", "dunning")
+
+
 class MailFailed(Exception):
     """SES did not accept the message (throttled, sender not verified, unreachable, …).
     ``code``: SES's error code (``MessageRejected``, ``TooManyRequestsException``, …), or
@@ -23,6 +29,15 @@ class MailFailed(Exception):
     def __init__(self, code: str):
         super().__init__(code)
         self.code = code
+
+
+class Suppressed(MailFailed):
+    """Not sent: the address is suppressed for this kind of mail (store.notices). Recorded
+    as ``skipped`` in the e-mail history; retrying will not help."""
+
+    def __init__(self, reason: str):
+        super().__init__("suppressed")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,18 @@ def send(message: Message, *, account_id: str | None = None, customer_id: str | 
     ``account_id``, ``customer_id`` (when the mail is a customer's) and ``kind``
     (``sign_in``, ``receipt``, …) say who the mail is for: the message, sent or refused,
     is written to that customer's e-mail history (or the account's, without a customer).
-    Without ``account_id`` nothing is recorded (and a warning is logged)."""
+    Without ``account_id`` nothing is recorded (and a warning is logged).
+
+    A suppressible kind (SUPPRESSIBLE_PREFIXES) to an address suppressed for the account
+    is not sent: recorded as skipped, and Suppressed raised."""
+    if account_id and kind.startswith(SUPPRESSIBLE_PREFIXES):
+        from chalicelib.notices import suppression
+
+        reason = suppression.reason_for(account_id, message.to)
+        if reason:
+            _record(message, account_id, customer_id, kind, status="skipped",
+                    error=f"suppressed: {reason}")
+            raise Suppressed(reason)
     body = {"Text": {"Data": message.text, "Charset": "UTF-8"}}
     if message.html is not None:
         body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
@@ -75,6 +101,18 @@ def send(message: Message, *, account_id: str | None = None, customer_id: str | 
     }
     if message.reply_to:
         kwargs["ReplyToAddresses"] = [message.reply_to]
+    # SES reports bounces and complaints through the configuration set's event destination
+    # (infra/template.yaml) with these tags: they name the history entry to mark
+    # (notices.suppression.handle_notification).
+    tags = [{"Name": "account_id", "Value": account_id}] if account_id else []
+    if account_id and customer_id:
+        tags.append({"Name": "customer_id", "Value": customer_id})
+    if tags:
+        kwargs["EmailTags"] = tags
+    from chalicelib.settings import get_settings
+
+    if get_settings().ses_configuration_set:
+        kwargs["ConfigurationSetName"] = get_settings().ses_configuration_set
     try:
         response = client().send_email(**kwargs)
     except Exception as exc:  # botocore ClientError, connection and timeout errors alike

@@ -57,7 +57,9 @@ class Effects:
 
 def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
-    return []
+    from chalicelib.notices import planning as notices
+
+    return [notices.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

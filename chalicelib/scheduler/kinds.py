@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 # feature prefix → "module:function"
 _HANDLERS = {
+    "notice": "chalicelib.notices.service:handle",
     "delivery": "chalicelib.integrations.delivery:handle_due_attempt",
     # "dunning": chalicelib.dunning (retries and dunning e-mails), "notice": customer
     # notices, "delivery": merchants' webhook deliveries: each feature adds its line.

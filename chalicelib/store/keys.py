@@ -321,3 +321,7 @@ def due_index_pk(shard: int) -> str:
 def due_index_sk(due_at_iso: str, account_id: str, step_id: str) -> str:
     """Sorted by when the step falls due (a claimed one: when its lease ends)."""
     return f"{due_at_iso}#{account_id}#{step_id}"
+
+
+def notice_sent_sk(key: str) -> str:
+    return f"SENT#{key}"

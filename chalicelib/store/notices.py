@@ -3,6 +3,10 @@
 ``ACCT#<acct>#NOTICES`` holds, in one small partition:
   ``SETTINGS``            the account's notice settings (one JSON map; an item of its own,
                           so saving them never overwrites other account settings).
+  ``SENT#<key>``          a notice about to be sent (the step id; for a receipt, each
+                          processor id of the payment): written, on the condition that it
+                          is not there, before the mail goes, so no notice is ever sent
+                          twice whatever is retried or re-planned (kept SENT_RETENTION_DAYS).
   ``SUPPRESS#<e-mail>``   an address SES reported as bouncing hard or complaining, with the
                           report (type, SES message id, when). Notices and dunning mail to it
                           are not sent (mail.sender asks ``is_suppressed``).
@@ -14,13 +18,17 @@ The bounce handler updates the history entry of the bounced message through
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pynamodb.attributes import JSONAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.store import keys
 from chalicelib.store.table import MailItem, TableItem
 
 SUPPRESSIONS_LISTED = 200
+SENT_RETENTION_DAYS = 400
 
 
 class NoticeSettingsItem(TableItem, discriminator="NoticeSettings"):
@@ -36,6 +44,40 @@ class SuppressionItem(TableItem, discriminator="Suppression"):
     detail = UnicodeAttribute(null=True)  # SES's bounce type and subtype
     message_id = UnicodeAttribute(null=True)  # the SES message it was about
     at = UnicodeAttribute()
+
+
+class NoticeSentItem(TableItem, discriminator="NoticeSent"):
+    account_id = UnicodeAttribute()
+    step_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+
+def mark_sending(account_id: str, step_id: str, sent_keys: list[str], at: str) -> bool:
+    """Claim the right to send one notice: puts ``SENT#<key>`` for every key, all on the
+    condition that none is there yet (one transaction). False: one of them was sent or
+    is being sent already."""
+    pk = keys.notices_pk(account_id)
+    try:
+        with TransactWrite(connection=NoticeSentItem._get_connection().connection) as tx:
+            for key in sorted(set(sent_keys))[:90]:
+                tx.save(NoticeSentItem(pk, keys.notice_sent_sk(key), account_id=account_id,
+                                       step_id=step_id, at=at,
+                                       ttl=timedelta(days=SENT_RETENTION_DAYS)),
+                        condition=NoticeSentItem.PK.does_not_exist())
+    except TransactWriteError as exc:
+        reasons = getattr(exc, "cancellation_reasons", None) or []
+        if any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
+               for r in reasons):
+            return False
+        raise
+    return True
+
+
+def release_sending(account_id: str, sent_keys: list[str]) -> None:
+    """Undo ``mark_sending`` when SES refused the message (it was not sent)."""
+    pk = keys.notices_pk(account_id)
+    for key in sorted(set(sent_keys))[:90]:
+        NoticeSentItem(pk, keys.notice_sent_sk(key)).delete()
 
 
 def get_settings(account_id: str) -> dict | None:
