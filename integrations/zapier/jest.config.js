@@ -1,0 +1,6 @@
+'use strict';
+
+module.exports = {
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/test/**/*.test.js'],
+};
