@@ -15,6 +15,7 @@ from chalicelib.merchant_api.action_routes_customer import bp as merchant_api_cu
 from chalicelib.merchant_api.action_routes_money import bp as merchant_api_money
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
 from chalicelib.merchant_api.routes import bp as merchant_api
+from chalicelib.notices.routes import bp as notice_settings
 from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
 from chalicelib.webhooks.routes import bp as webhooks
@@ -34,6 +35,7 @@ app.register_blueprint(dashboard_subscriptions)
 app.register_blueprint(dashboard_customer_actions)
 app.register_blueprint(dashboard_exports)
 app.register_blueprint(zapier_hooks)
+app.register_blueprint(notice_settings)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
