@@ -7,8 +7,15 @@ one subscription's card page).
   POST /dashboard/{slug}/customers/{id}/subscriptions/{sub}/update-billing
        → 303 to the record with a notice
 
-Both check the role on the server (``note``; ``resend_email``) and the session's CSRF
-token; the note carries a one-time action id (a double submission adds it once).
+  GET   /dashboard/{slug}/customers/{id}/block   the block form: each detail (e-mail,
+        processor customers, cards) with its state and log, "block all customer details"
+  POST  the same: block or unblock the chosen details (``do``), a reason required; the
+        first POST mails a step-up code (``block`` is a step-up permission), the second
+        carries it → 303 back to the form with a notice
+
+Each checks the role on the server (``note``; ``resend_email``; ``block``) and the
+session's CSRF token; the note and the block carry a one-time action id (a double
+submission acts once).
 """
 from __future__ import annotations
 
@@ -17,10 +24,14 @@ import re
 from chalice import Blueprint
 
 from chalicelib.actions import web as actions_web
+from chalicelib.actions.customer import CustomerActions
 from chalicelib.actions.notes import add_note
 from chalicelib.activity import service as activity
+from chalicelib.blocks import service as blocks
 from chalicelib.dashboard import service, web
-from chalicelib.errors import BadRequest
+from chalicelib.errors import AppError, BadRequest, NotFound
+from chalicelib.records import service as records
+from chalicelib.signin import step_up
 
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -62,3 +73,89 @@ def update_billing(request, slug: str, customer_id: str, subscription_id: str):
                     ip=visit.client_ip)
     return web.redirect(f"{visit.root}/customers/{customer_id}?done=billing_link_sent"
                         f"#sub-{subscription_id}", request)
+
+
+# --- block and unblock customer details --------------------------------------------------
+
+BLOCK_PATH = "/dashboard/{slug}/customers/{customer_id}/block"
+BLOCK_DONE = {"block": "The chosen details are blocked.",
+              "unblock": "The chosen details are unblocked."}
+
+
+def _block_state(visit, customer_id: str) -> dict:
+    if not service.CUSTOMER_ID_RE.match(customer_id or ""):
+        raise NotFound("There is no such customer.")
+    overview, _ = records.get_overview(visit.account_id, customer_id, 1)
+    if overview is None:
+        raise NotFound("There is no such customer.")
+    return {"customer": overview, "blocks": blocks.record_view(visit.account_id, overview, None)}
+
+
+def _block_page(request, visit, customer_id: str, *, status: int = 200,
+                problem: str | None = None, fields: dict | None = None,
+                action_id: str | None = None, needs_code: bool = False,
+                notice: str | None = None):
+    return web.page(request, visit, "action_block.html", status=status, current="customers",
+                    customer_id=customer_id, problem=problem, notice=notice,
+                    fields=fields or {}, action_id=action_id or actions_web.action_id(),
+                    needs_code=needs_code, **_block_state(visit, customer_id))
+
+
+@bp.route(BLOCK_PATH, methods=["GET"])
+@web.dashboard_view(bp)
+def block_form(request, slug: str, customer_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "block")
+    done = (request.query_params or {}).get("done")
+    return _block_page(request, visit, customer_id, notice=BLOCK_DONE.get(done or ""))
+
+
+@bp.route(BLOCK_PATH, methods=["POST"], content_types=FORM)
+@web.dashboard_view(bp)
+def block_or_unblock(request, slug: str, customer_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "block")
+    fields = web.form(request, visit)
+    ctx = actions_web.dashboard_context(visit, fields)
+    do = fields.get("do")
+    if do not in BLOCK_DONE:
+        raise BadRequest("Choose to block or to unblock.", code="bad_request")
+    chosen = {
+        "emails": [v for k, v in fields.items() if k == "email" and v],
+        "cards": sorted(k.removeprefix("card:") for k, v in fields.items()
+                        if k.startswith("card:") and v == "1"),
+        "processor_customers": sorted(k.removeprefix("customer:") for k, v in fields.items()
+                                      if k.startswith("customer:") and v == "1"),
+        "all_details": fields.get("all") == "1",
+    }
+    kept = {k: v for k, v in fields.items() if k not in ("csrf", "action_id", "step_up_code")}
+    acting = CustomerActions(ctx, customer_id)
+    # The code is bound to what it confirms: this action id (this form's request).
+    step_up_action = f"customer.{do}:{customer_id}:{ctx.idempotency_key}"
+    try:
+        code = (fields.get("step_up_code") or "").strip()
+        if not code:
+            # Checked before a code is mailed; the action checks all of it again.
+            if not chosen["all_details"] and not any(chosen[k] for k in
+                                                     ("emails", "cards", "processor_customers")):
+                raise BadRequest("Choose the details, or all of them.", code="nothing_chosen")
+            if not (fields.get("reason") or "").strip():
+                raise BadRequest("The reason is required.", code="reason_required")
+            step_up.issue_step_up(visit, step_up_action,
+                                  f"{'blocking' if do == 'block' else 'unblocking'} details "
+                                  f"of customer {customer_id}")
+            return _block_page(request, visit, customer_id, fields=kept,
+                               action_id=ctx.idempotency_key, needs_code=True)
+        change = acting.block if do == "block" else acting.unblock
+        change(**chosen, reason=fields.get("reason"), note=fields.get("note"),
+               before_perform=lambda: step_up.verify_step_up(visit, step_up_action, code))
+    except step_up.StepUpRefused as refused:  # the same form, to enter the code again
+        return _block_page(request, visit, customer_id, status=refused.status,
+                           problem=refused.message, fields=kept,
+                           action_id=ctx.idempotency_key, needs_code=True)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404 or exc.code == "csrf":
+            raise
+        return _block_page(request, visit, customer_id, status=exc.status,
+                           problem=exc.message, fields=kept)
+    return web.redirect(f"{visit.root}/customers/{customer_id}/block?done={do}", request)

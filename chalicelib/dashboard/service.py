@@ -26,6 +26,7 @@ import unicodedata
 from datetime import UTC, datetime
 
 from chalicelib.accounts import service as accounts
+from chalicelib.blocks import service as blocks
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.mail import history as mail_history
 from chalicelib.merchant_api import service as merchant_api
@@ -260,6 +261,7 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
     else:
         page.update({"payments": [], "payments_page": 1, "payments_pages": 0, "purchases": [],
                      "open_disputes": None, "disputes": []})
+    page["blocks"] = blocks.record_view(account_id, overview, payments)
     page["mail"] = _mail(account_id, customer_id, mail_cursor)
     page["timeline"] = _timeline(account_id, customer_id, timeline_source, timeline_cursor)
     return page
