@@ -81,7 +81,8 @@ RETRY_WITHIN_SECONDS = 23 * 3600
 REFUNDABLE_STATUSES = ("succeeded",)
 _AMOUNT_RE = re.compile(r"^[0-9]{1,15}(?:\.[0-9]{1,6})?$")
 
-GatewayFor = Callable[[dict], Gateway]
+# (account, processor) → that processor's gateway for the account.
+GatewayFor = Callable[[dict, str], Gateway]
 
 
 class RefundPending(AppError):
@@ -99,9 +100,10 @@ def find_payment(record: dict, payment_id: str) -> dict:
 
 
 def processor_payment(payment: dict) -> Ref | None:
-    """The processor object to refund: the charge, else the intent."""
+    """The processor object to refund: the charge, else the intent (Stripe); PayPal's
+    capture or sale (``txn_``)."""
     refs = [Ref(*r.split(":", 1)) for r in payment.get("processor_refs") or [] if ":" in r]
-    for prefix in ("ch_", "py_", "pi_"):
+    for prefix in ("ch_", "py_", "pi_", "txn_"):
         for ref in refs:
             if ref.id.startswith(prefix):
                 return ref
@@ -179,7 +181,7 @@ class Refunds:
         self.ctx = ctx
         self.customer_id = customer_id
         self._gateway_factory = gateway_factory
-        self._gateway: Gateway | None = None
+        self._gateways: dict[str, Gateway] = {}
         self._account: dict | None = None
 
     @property
@@ -188,11 +190,11 @@ class Refunds:
             self._account = account_of(self.ctx.account_id)
         return self._account
 
-    @property
-    def gateway(self) -> Gateway:
-        if self._gateway is None:
-            self._gateway = self._gateway_factory(self.account)
-        return self._gateway
+    def gateway_of(self, ref: Ref) -> Gateway:
+        """The gateway of the processor that holds the payment ``ref``."""
+        if ref.processor not in self._gateways:
+            self._gateways[ref.processor] = self._gateway_factory(self.account, ref.processor)
+        return self._gateways[ref.processor]
 
     # --- what the form shows ------------------------------------------------------------
 
@@ -266,7 +268,7 @@ class Refunds:
         self._settle_abandoned(payment_id, step.key_hash)
         warning = None
         if payment.get("disputes"):
-            disputes = self.gateway.disputes_of(target)
+            disputes = self.gateway_of(target).disputes_of(target)
             if any(not d.refundable for d in disputes):
                 raise Conflict("This payment is disputed and the processor no longer takes a "
                                "refund of it.", code="charge_disputed")
@@ -339,8 +341,9 @@ class Refunds:
         """Ask the processor for the reserved refund; confirm or release per its answer."""
         request = reservation.request
         try:
-            return self.gateway.create_refund(
-                Ref(*request["payment"].split(":", 1)),
+            target = Ref(*request["payment"].split(":", 1))
+            return self.gateway_of(target).create_refund(
+                target,
                 reservation.amount,
                 request["currency"], request.get("reason"), reservation.processor_key)
         except ProcessorUnavailable:

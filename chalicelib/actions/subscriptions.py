@@ -26,11 +26,11 @@ from chalicelib.actions.service import (
     account_of,
     customer_record,
 )
-from chalicelib.domain.events import PaymentChanged, Ref, SubscriptionChanged
+from chalicelib.domain.events import Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.processors.gateway import PAUSE_BEHAVIORS, Gateway, PlanChangePreview
 from chalicelib.processors.registry import gateway_for
-from chalicelib.selfservice.service import SelfService
+from chalicelib.selfservice.service import SelfService, paid_event, payable_ref
 from chalicelib.staff import roles
 
 # Which states each action applies to (the record's derived status).
@@ -45,7 +45,8 @@ MAX_NOTE = 2000
 DAY = 86400
 MAX_PAUSE_DAYS = 366 * 2
 
-GatewayFor = Callable[[dict], Gateway]
+# (account, processor) → that processor's gateway for the account.
+GatewayFor = Callable[[dict, str], Gateway]
 
 
 def _subscription(record: dict, subscription_id: str) -> dict:
@@ -91,13 +92,15 @@ class SubscriptionActions:
         self.ctx = ctx
         self.customer_id = customer_id
         self._gateway_factory = gateway_factory
-        self._gateway: Gateway | None = None
+        self._gateways: dict[str, Gateway] = {}
 
-    @property
-    def gateway(self) -> Gateway:
-        if self._gateway is None:
-            self._gateway = self._gateway_factory(account_of(self.ctx.account_id))
-        return self._gateway
+    def gateway_of(self, ref: Ref) -> Gateway:
+        """The gateway of the processor that holds ``ref`` (a customer may have Stripe and
+        PayPal subscriptions side by side)."""
+        if ref.processor not in self._gateways:
+            self._gateways[ref.processor] = self._gateway_factory(
+                account_of(self.ctx.account_id), ref.processor)
+        return self._gateways[ref.processor]
 
     def _spec(self, name: str, permission: str, request: dict, reason=None,
               note=None) -> ActionSpec:
@@ -142,7 +145,7 @@ class SubscriptionActions:
             if at == "now":
                 if sub["status"] not in RUNNING:
                     raise _not_applicable("This subscription has already ended.")
-                self.gateway.cancel_now(ref, prorate=prorate, invoice_now=prorate,
+                self.gateway_of(ref).cancel_now(ref, prorate=prorate, invoice_now=prorate,
                                         reason=spec.reason, idempotency_key=step.key("cancel"))
                 now = int(time.time())
                 event = self._changed(sub, status="canceled", canceled_at=now, ended_at=now)
@@ -156,7 +159,7 @@ class SubscriptionActions:
                                           "of its period.")
                 if sub["status"] not in CANCELABLE_AT_END:
                     raise _not_applicable("Only a running subscription can be set to end.")
-                self.gateway.cancel_at_period_end(ref, spec.reason,
+                self.gateway_of(ref).cancel_at_period_end(ref, spec.reason,
                                                   idempotency_key=step.key("cancel"))
                 event = self._changed(sub, cancel_at_period_end=True)
                 outbox = self._outbox("subscription.canceling", sub, reason=spec.reason,
@@ -180,8 +183,8 @@ class SubscriptionActions:
             sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             if sub["status"] != "canceling":
                 raise _not_applicable("This subscription is not set to end.")
-            self.gateway.undo_cancel(_ref(sub["processor_ref"]),
-                                     idempotency_key=step.key("recover"))
+            ref = _ref(sub["processor_ref"])
+            self.gateway_of(ref).undo_cancel(ref, idempotency_key=step.key("recover"))
             after = {"status": "active"}
             return Result(body={"subscription": {"id": sub["id"], **after}},
                           events=[self._changed(sub, cancel_at_period_end=False, cancel_at=0)],
@@ -213,8 +216,9 @@ class SubscriptionActions:
                 raise _not_applicable("Collection is already paused.")
             if sub["status"] not in PAUSABLE:
                 raise _not_applicable("Only a running subscription can be paused.")
-            self.gateway.pause_collection(_ref(sub["processor_ref"]), behavior, resumes_at,
-                                          idempotency_key=step.key("pause"))
+            ref = _ref(sub["processor_ref"])
+            self.gateway_of(ref).pause_collection(ref, behavior, resumes_at,
+                                                  idempotency_key=step.key("pause"))
             after = {"status": "paused", "behavior": behavior, "resumes_at": resumes_at}
             return Result(body={"subscription": {"id": sub["id"], **after}},
                           events=[self._changed(sub, status="paused")],
@@ -232,8 +236,8 @@ class SubscriptionActions:
             sub = _subscription(customer_record(self.ctx.account_id, self.customer_id), subscription_id)
             if sub["status"] != "paused":
                 raise _not_applicable("Collection of this subscription is not paused.")
-            self.gateway.resume_collection(_ref(sub["processor_ref"]),
-                                           idempotency_key=step.key("resume"))
+            ref = _ref(sub["processor_ref"])
+            self.gateway_of(ref).resume_collection(ref, idempotency_key=step.key("resume"))
             after = {"status": "active"}
             return Result(body={"subscription": {"id": sub["id"], **after}},
                           events=[self._changed(sub, status="active")],
@@ -263,8 +267,8 @@ class SubscriptionActions:
             raise actions.forbidden(self.ctx, self._spec(
                 "subscription.change_plan", "change_subscription", {}))
         sub = self._plan_target(subscription_id, price)
-        return self.gateway.preview_plan_change(_ref(sub["processor_ref"]), price, prorate,
-                                                int(time.time()))
+        ref = _ref(sub["processor_ref"])
+        return self.gateway_of(ref).preview_plan_change(ref, price, prorate, int(time.time()))
 
     def change_plan(self, subscription_id: str, price: str, prorate: bool,
                     proration_date: int, *, reason: str | None = None,
@@ -284,8 +288,8 @@ class SubscriptionActions:
         def perform(step: Step) -> Result:
             sub = self._plan_target(subscription_id, price)
             ref = _ref(sub["processor_ref"])
-            preview = self.gateway.preview_plan_change(ref, price, prorate, proration_date)
-            self.gateway.change_plan(ref, price, prorate, proration_date,
+            preview = self.gateway_of(ref).preview_plan_change(ref, price, prorate, proration_date)
+            self.gateway_of(ref).change_plan(ref, price, prorate, proration_date,
                                      idempotency_key=step.key("change_plan"))
             amount = next((line.amount for line in reversed(preview.lines)
                            if not line.proration), None)
@@ -319,26 +323,22 @@ class SubscriptionActions:
             payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
             if payment is None:
                 raise NotFound("No such payment for this customer.")
-            if payment["status"] not in RETRYABLE or not payment.get("invoice"):
+            invoice = payable_ref(payment)
+            if payment["status"] not in RETRYABLE or invoice is None:
                 raise _not_applicable("This payment is not waiting to be paid.")
             sub = next((s for s in record["subscriptions"] + record["payment_plans"]
                         if s["processor_ref"] == payment.get("subscription")), None)
-            helper = SelfService(account_of(self.ctx.account_id), self.customer_id, self.gateway)
+            gateway = self.gateway_of(invoice)
+            helper = SelfService(account_of(self.ctx.account_id), self.customer_id, gateway,
+                                 processor=invoice.processor)
             customer = helper._processor_customer(record, sub)
             card = helper._card(customer, card_id) if card_id else None
-            invoice = _ref(payment["invoice"])
-            outcome = self.gateway.pay_invoice(
+            outcome = gateway.pay_invoice(
                 invoice, card.payment_method if card else None, idempotency_key=step.key("pay"))
             body = {"payment": {"id": payment_id, "outcome": outcome.status,
                                 "message": outcome.message}}
-            events = []
-            if outcome.status == "paid":
-                now = int(time.time())
-                events.append(PaymentChanged(
-                    occurred_at=now, customer=customer, email=None, payment=invoice,
-                    invoice=invoice, status="succeeded",
-                    payment_method=card.payment_method if card else None,
-                    card=card.card if card else None, paid_at=now))
+            events = [paid_event(payment, invoice, customer, card)] \
+                if outcome.status == "paid" else []
             return Result(body=body, events=events, before={"status": payment["status"]},
                           after={"outcome": outcome.status, "card_id": card_id})
 

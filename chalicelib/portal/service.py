@@ -342,13 +342,32 @@ def subscription(who: SignedIn, subscription_id: str, with_cards: bool = True) -
     payments = [p for p in record["payments"] if found.get("processor_ref") and
                 p.get("subscription") == found["processor_ref"]]
     rules = SelfService(who.portal.account, who.customer_id, gateway=None)  # rules only
+    # A processor without cards (PayPal): the payer manages the funding source there.
+    manage_at = manage_payment_method_url(who, found)
     page = {"record": record, "subscription": found, "is_plan": found in plans,
             "payments": payments, "due": _due(record, found), "cards": [],
-            "cards_error": None, "can_choose_card": found["status"] in CARD_STATUSES,
+            "cards_error": None,
+            "can_choose_card": found["status"] in CARD_STATUSES and not manage_at,
+            "manage_payment_method_url": manage_at,
             "can_cancel": rules.can_self_cancel(found), "can_keep": rules.can_keep(found)}
-    if with_cards:
+    if with_cards and not manage_at:
         page["cards"], page["cards_error"] = _cards(who, record)
     return page
+
+
+def _processor_of(ref: str | None) -> str:
+    processor, sep, _ = (ref or "").partition(":")
+    return processor if sep and processor else PROCESSOR
+
+
+def manage_payment_method_url(who: SignedIn, sub: dict) -> str | None:
+    """Where the payer manages the payment method of a subscription whose processor keeps
+    it (PayPal's automatic payments page); None when the portal's card forms apply."""
+    if _processor_of(sub.get("processor_ref")) != "paypal":
+        return None
+    from chalicelib.processors.paypal.gateway import autopay_url
+
+    return autopay_url((who.portal.account.get("paypal") or {}).get("mode"))
 
 
 def receipt(who: SignedIn, payment_id: str) -> dict:
@@ -385,8 +404,9 @@ NOTICES = {"card", "card_all", "card_added", "card_saved", "card_removed", "paid
 CARDS_UNAVAILABLE = "Your saved cards cannot be shown right now. Please try again later."
 
 
-def _self_service(who: SignedIn) -> SelfService:
-    return SelfService(who.portal.account, who.customer_id, gateway_for(who.portal.account))
+def _self_service(who: SignedIn, processor: str = PROCESSOR) -> SelfService:
+    return SelfService(who.portal.account, who.customer_id,
+                       gateway_for(who.portal.account, processor), processor=processor)
 
 
 def publishable_key(who: SignedIn) -> str | None:
@@ -423,7 +443,7 @@ def _due(record: dict, subscription: dict | None = None) -> list[dict]:
               if s.get("processor_ref")}
     due = []
     for payment in record["payments"]:
-        if payment["status"] not in PAYABLE or not payment.get("invoice"):
+        if payment["status"] not in PAYABLE or selfservice.payable_ref(payment) is None:
             continue
         sub = by_ref.get(payment.get("subscription"))
         if subscription is not None and sub is not subscription:
@@ -507,13 +527,17 @@ def pay_now(who: SignedIn, payment_id: str, card_id: str | None,
     sub_id = sub["id"] if sub else None
     if not ATTEMPT_RE.match(attempt or ""):
         raise BadRequest("This form has expired. Please reload the page and try again.")
-    service = _self_service(who)
+    payable = selfservice.payable_ref(payment)
+    service = _self_service(who, payable.processor if payable else PROCESSOR)
     try:
-        outcome = service.pay_now(payment_id, _card_id(card_id), attempt or "")
+        # An invoice is paid with a chosen card; a balance without one (PayPal) from the
+        # payer's own payment method at the processor.
+        outcome = service.pay_now(payment_id, _card_id(card_id) if payment.get("invoice")
+                                  else None, attempt or "")
     except Conflict as exc:
         # The second of two quick submits: the first one has paid it.
         paid = next((p for p in service.record()["payments"] if p["id"] == payment_id), {})
-        if exc.code == "not_payable" and paid.get("status") == "succeeded":
+        if exc.code == "not_payable" and paid.get("status") in ("succeeded", "recovered"):
             return PaymentResult("paid", None, None, sub_id)
         raise
     return PaymentResult(outcome.status, outcome.message, outcome.client_secret, sub_id)
@@ -538,12 +562,13 @@ def cancel_form(who: SignedIn, subscription_id: str) -> dict:
 
 
 def cancel(who: SignedIn, subscription_id: str, reason: str | None) -> str:
-    _own_subscription(who, subscription_id)
-    _self_service(who).cancel(subscription_id, (reason or "")[:2000])
+    sub = _own_subscription(who, subscription_id)
+    _self_service(who, _processor_of(sub.get("processor_ref"))).cancel(
+        subscription_id, (reason or "")[:2000])
     return "canceling"
 
 
 def keep(who: SignedIn, subscription_id: str) -> str:
-    _own_subscription(who, subscription_id)
-    _self_service(who).keep(subscription_id)
+    sub = _own_subscription(who, subscription_id)
+    _self_service(who, _processor_of(sub.get("processor_ref"))).keep(subscription_id)
     return "kept"

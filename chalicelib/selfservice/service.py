@@ -32,6 +32,34 @@ def _ref(value: str | None) -> Ref | None:
     return Ref(processor, ext)
 
 
+def payable_ref(payment: dict) -> Ref | None:
+    """What the processor pays for a missed payment: its invoice; for a processor without
+    invoices (PayPal: a subscription's outstanding balance), the missed payment's own ref.
+    None: not a payment anyone can pay again."""
+    if payment.get("invoice"):
+        return _ref(payment["invoice"])
+    refs = payment.get("processor_refs") or []
+    if payment.get("subscription") and not payment.get("one_time") and len(refs) == 1:
+        return _ref(refs[0])
+    return None
+
+
+def paid_event(payment: dict, paid: Ref, customer: Ref | None,
+               card: SavedCard | None) -> PaymentChanged:
+    """What a successful payment of a missed payment records at once (the webhook that
+    follows says the same). An invoice is paid; a balance without an invoice (PayPal) is
+    recovered, not received: the processor's own payment of it (PayPal's sale) is the
+    money in, and would otherwise count twice."""
+    now = int(time.time())
+    if payment.get("invoice"):
+        return PaymentChanged(occurred_at=now, customer=customer, email=None, payment=paid,
+                              invoice=paid, status="succeeded",
+                              payment_method=card.payment_method if card else None,
+                              card=card.card if card else None, paid_at=now)
+    return PaymentChanged(occurred_at=now, customer=customer, email=None, payment=paid,
+                          status="recovered")
+
+
 def card_id(account_id: str, payment_method: Ref) -> str:
     """The id a browser sees for a saved card (never the processor's own id)."""
     return ids.stable_id("card", account_id, str(payment_method))
@@ -58,11 +86,13 @@ def _unless_blocked(method):
 
 
 class SelfService:
-    def __init__(self, account: dict, customer_id: str, gateway: Gateway, now=None):
+    def __init__(self, account: dict, customer_id: str, gateway: Gateway, now=None,
+                 processor: str = "stripe"):
         self.account = account
         self.account_id = account["account_id"]
         self.customer_id = customer_id
-        self.gateway = gateway
+        self.gateway = gateway  # the gateway of ``processor``
+        self.processor = processor
         self._now = now or (lambda: datetime.now(UTC))
 
     # --- lookups, always inside this customer's record ------------------------------------
@@ -80,9 +110,11 @@ class SelfService:
         raise NotFound("no such subscription")
 
     def _processor_customer(self, record: dict, sub: dict | None = None) -> Ref:
+        # Without a subscription: a customer of this gateway's processor (a customer may
+        # pay with Stripe and with PayPal).
         ref = _ref((sub or {}).get("processor_customer")) or next(
             (_ref(s["processor_customer"]) for s in record["subscriptions"] + record["payment_plans"]
-             if s.get("processor_customer")), None)
+             if str(s.get("processor_customer") or "").startswith(self.processor + ":")), None)
         if ref is None:
             raise NotFound("no payment account for this customer")
         return ref
@@ -178,26 +210,29 @@ class SelfService:
     # --- paying a failed invoice --------------------------------------------------------
 
     @_unless_blocked
-    def pay_now(self, payment_id: str, chosen_card_id: str, attempt: str) -> PaymentOutcome:
+    def pay_now(self, payment_id: str, chosen_card_id: str | None,
+                attempt: str) -> PaymentOutcome:
+        """Pay a missed payment: an invoice with the chosen card; a balance without an
+        invoice (PayPal) from the payment method the payer keeps at the processor
+        (``chosen_card_id`` None)."""
         record = self.record()
         payment = next((p for p in record["payments"] if p["id"] == payment_id), None)
         if payment is None:
             raise NotFound("no such payment")
-        if payment["status"] not in ("failed", "requires_action") or not payment.get("invoice"):
+        invoice = payable_ref(payment)
+        if payment["status"] not in ("failed", "requires_action") or invoice is None:
             raise Conflict("This payment is not waiting to be paid.", code="not_payable")
         sub = next((s for s in record["subscriptions"] + record["payment_plans"]
                     if s["processor_ref"] == payment.get("subscription")), None)
         customer = self._processor_customer(record, sub)
-        card = self._card(customer, chosen_card_id)
-        invoice = _ref(payment["invoice"])
+        card = self._card(customer, chosen_card_id or "") if payment.get("invoice") else None
+        method = card.payment_method if card else None
         # One key per customer's try: a double click pays once, a new try is a new attempt.
-        key = hashlib.sha256(f"{invoice}|{card.payment_method}|{attempt}".encode()).hexdigest()
-        outcome = self.gateway.pay_invoice(invoice, card.payment_method, idempotency_key=key)
+        key = hashlib.sha256(f"{invoice}|{method}|{attempt}".encode()).hexdigest()
+        outcome = self.gateway.pay_invoice(invoice, method, idempotency_key=key)
         if outcome.status == "paid":
-            records.record_confirmed(self.account_id, self.customer_id, [PaymentChanged(
-                occurred_at=int(time.time()), customer=customer, email=None, payment=invoice,
-                invoice=invoice, status="succeeded", payment_method=card.payment_method,
-                card=card.card, paid_at=int(time.time()))])
+            records.record_confirmed(self.account_id, self.customer_id,
+                                     [paid_event(payment, invoice, customer, card)])
         return outcome
 
     # --- cancel at period end, and undo ---------------------------------------------------

@@ -52,6 +52,10 @@ from chalicelib.processors.paypal.values import parse_time
 
 # PayPal takes no decimals for these, though ISO gives them two (HUF, TWD).
 NO_DECIMALS = {"JPY", "HUF", "TWD"}
+# Where a payer manages a subscription's funding source ("automatic payments" in their
+# PayPal account): a merchant cannot change it.
+AUTOPAY_URLS = {"live": "https://www.paypal.com/myaccount/autopay/",
+                "sandbox": "https://www.sandbox.paypal.com/myaccount/autopay/"}
 # A pending "cancel at period end" is carried out this long before the next billing time.
 CANCEL_LEAD_SECONDS = 48 * 3600
 # PayPal's limit on the reason of a cancel, suspend or activate, and a capture's note.
@@ -70,14 +74,21 @@ class PayPalRefused(ProcessorError):
     issue: str | None = None
 
 
+def autopay_url(mode: str | None) -> str:
+    """PayPal's automatic payments page for the account's mode (live unless sandbox)."""
+    return AUTOPAY_URLS["sandbox" if mode == "sandbox" else "live"]
+
+
 def not_supported(what: str) -> NotSupported:
     return NotSupported(f"PayPal does not support {what}.")
 
 
 def due_cancel_time(sub: dict) -> int | None:
     """When a PayPal subscription's pending "cancel at period end" is carried out at PayPal:
-    ``CANCEL_LEAD_SECONDS`` before its next billing time (the record's
-    ``current_period_end``); None when nothing is pending or no billing time is known."""
+    ``CANCEL_LEAD_SECONDS`` before its next billing time. ``sub``: ``processor_ref``,
+    ``cancel_at_period_end`` and ``current_period_end`` (epoch seconds, as the
+    subscription's fact holds them). None when nothing is pending or no billing time is
+    known. The scheduler's step: ``selfservice.pending_cancel``."""
     if not sub.get("cancel_at_period_end") or not str(sub.get("processor_ref") or "").startswith(
             PROCESSOR + ":"):
         return None

@@ -1,0 +1,111 @@
+"""A "cancel at period end" that the processor cannot keep itself (PayPal cancels at once
+and for good), carried out by the scheduler.
+
+The action (dashboard, merchant API) or the portal records the pending cancel on the
+subscription's fact (``cancel_at_period_end``), as for Stripe; PayPal's gateway asks nothing
+of PayPal then. This module:
+
+- ``react`` (a records reaction): a PayPal subscription's fact whose pending cancel is set
+  plans the due step ``pending_cancel:<sub fact>:<period end>`` (kind
+  ``pending_cancel.run``) at ``due_cancel_time``, 48 hours before the next billing time,
+  so PayPal starts no new cycle (due at once when that is already past). A mark taken
+  back ("keep my subscription", recover) or a billing time that moved drops the step (a
+  moved one plans again under its new id); a subscription that ended keeps it, to no effect.
+- ``handle`` (the scheduler's handler): when the step is due and the record still says the
+  subscription is set to end, cancels it at PayPal (PayPal's own state makes a repeat
+  harmless) and records the cancellation at once; a mark taken back meanwhile is done
+  with nothing to do.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from chalicelib.domain.events import Ref, SubscriptionChanged
+from chalicelib.errors import AppError
+from chalicelib.observability import logger
+from chalicelib.processors.gateway import ProcessorUnavailable
+from chalicelib.records.reactions import Change, Context, Effects
+from chalicelib.store import steps as steps_store
+from chalicelib.store.steps import Step
+from chalicelib.timeutil import iso
+
+KIND = "pending_cancel.run"
+ENDED = ("canceled", "incomplete_expired", "ended")
+# The processors whose period-end cancel is kept by us.
+KEPT_BY_US = ("paypal",)
+
+
+def step_id(sub_fact: str, period_end: int) -> str:
+    return f"pending_cancel:{sub_fact}:{period_end}"
+
+
+def _pending(values: dict | None) -> tuple[int, int] | None:
+    """(period end, due time) of a fact's pending cancel kept by us, or None."""
+    values = values or {}
+    ref = str(values.get("subscription") or "")
+    if ref.partition(":")[0] not in KEPT_BY_US or values.get("status") in ENDED:
+        return None
+    # Imported only for a processor that needs it (the gateway loads PayPal's client).
+    from chalicelib.processors.paypal.gateway import due_cancel_time
+
+    due = due_cancel_time({"processor_ref": ref,
+                           "cancel_at_period_end": values.get("cancel_at_period_end"),
+                           "current_period_end": values.get("current_period_end")})
+    return (values["current_period_end"], due) if due is not None else None
+
+
+def react(context: Context, changes: list[Change]) -> Effects:
+    effects = Effects()
+    for change in changes:
+        if change.kind != "SUB":
+            continue
+        before, after = _pending(change.before), _pending(change.after)
+        if before == after:
+            continue
+        # A subscription that ended keeps its step: the handler finds nothing to do (a
+        # step dropped while it runs would lose its outcome).
+        if before is not None and change.after.get("status") not in ENDED:
+            effects.ops.append(steps_store.cancel_op(context.account_id,
+                                                     step_id(change.fact_id, before[0])))
+        if after is not None:
+            due = max(after[1], int(_parse(context.now).timestamp()))
+            effects.ops.append(steps_store.plan_op(Step(
+                context.account_id, step_id(change.fact_id, after[0]), KIND,
+                iso(datetime.fromtimestamp(due, UTC)), context.customer_id,
+                {"sub_fact": change.fact_id, "subscription": change.after["subscription"]})))
+    return effects
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def handle(step: Step, now: datetime):
+    from chalicelib.actions.service import account_of
+    from chalicelib.processors.registry import gateway_for
+    from chalicelib.records import service as records
+    from chalicelib.scheduler.service import Outcome
+
+    record = records.get_record(step.account_id, step.customer_id or "", consistent=True)
+    sub = next((s for s in (record or {}).get("subscriptions", [])
+                if s["id"] == step.data.get("sub_fact")), None)
+    if sub is None or sub["status"] != "canceling":
+        return Outcome.done({"cancelled": False, "why": "no longer set to end"})
+    processor, _, paypal_id = sub["processor_ref"].partition(":")
+    ref = Ref(processor, paypal_id)
+    try:
+        gateway_for(account_of(step.account_id), processor).cancel_now(
+            ref, prorate=False, invoice_now=False,
+            reason="Cancelled at the end of the paid period", idempotency_key=step.step_id)
+    except ProcessorUnavailable:
+        raise  # unknown outcome: the sweep runs the step again when its lease ends
+    except AppError as exc:
+        logger.error("a pending cancel could not be carried out",
+                     extra={"account_id": step.account_id, "step_id": step.step_id,
+                            "error": exc.code})
+        return Outcome.failed({"cancelled": False, "error": exc.code, "message": exc.message})
+    at = int(now.timestamp())
+    records.record_confirmed(step.account_id, step.customer_id or "", [SubscriptionChanged(
+        occurred_at=at, customer=None, email=None, subscription=ref, status="canceled",
+        canceled_at=at)])
+    return Outcome.done({"cancelled": True})

@@ -1,0 +1,208 @@
+"""Merchant API actions on a PayPal customer's subscriptions and payments: the existing
+action routes pick the gateway by the object's processor (PayPal's here, against devstack's
+stand-in), what PayPal cannot do answers 422 "PayPal does not support …" and changes
+nothing, and the webhooks PayPal sends after each call converge with what the action
+recorded (one refund, not two; a retried balance counted once)."""
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from app_fixtures import app_client  # noqa: F401
+from test_paypal_webhooks import PayPalMerchant, PayPalStory, PayPalStub
+
+EMAIL = "paypal.actions@example.com"
+
+
+@pytest.fixture(scope="module")
+def stub(stack) -> PayPalStub:
+    return PayPalStub(stack.paypal.url)
+
+
+class Shop:
+    """A PayPal merchant with one customer: a subscription with a missed payment (USD 10
+    outstanding) and a paid sale, as PayPal's webhooks and its API (the stand-in) have them."""
+
+    def __init__(self, client, stub: PayPalStub):
+        self.pm = PayPalMerchant(client, stub)
+        self.stub = stub
+        self.delivered: set[str] = set()
+        story = PayPalStory(EMAIL)
+        self.story = story
+        story.subscription("BILLING.SUBSCRIPTION.ACTIVATED")
+        self.sale_id = story.sale("10.00")
+        story.subscription("BILLING.SUBSCRIPTION.PAYMENT.FAILED", outstanding="10.00",
+                           failed="2025-01-02T10:30:00Z")
+        stub.put("subscriptions", story.sub_id, story.subscription_object(
+            outstanding="10.00", failed="2025-01-02T10:30:00Z"))
+        stub.put("sales", self.sale_id, {
+            "id": self.sale_id, "state": "completed", "billing_agreement_id": story.sub_id,
+            "amount": {"total": "10.00", "currency": "USD"}})
+        for event in story.events:
+            assert self.pm.deliver(event).status_code == 200
+
+    def post(self, path: str, body: dict | None = None, key: str | None = None):
+        response = self.pm.m.client.http.post(path, body=json.dumps(body or {}).encode(), headers={
+            "Authorization": f"Bearer {self.pm.m.api_key}", "Content-Type": "application/json",
+            "Idempotency-Key": key or secrets.token_hex(12)})
+        return response.status_code, json.loads(response.body or b"{}")
+
+    def record(self) -> dict:
+        [found] = [c for c in self.pm.m.customers() if c["email"] == EMAIL]
+        return self.pm.m.get_json(f"/api/v1/customers/{found['id']}")
+
+    def sub_path(self, action: str) -> str:
+        record = self.record()
+        return f"/api/v1/customers/{record['id']}/subscriptions/{record['subscriptions'][0]['id']}/{action}"
+
+    def at_paypal(self) -> dict:
+        from chalicelib.processors.registry import gateway_for
+        from chalicelib.store import accounts
+
+        return gateway_for(accounts.get(self.pm.m.account_id), "paypal").subscription(
+            self.story.sub_id)
+
+    def deliver_paypals_webhooks(self) -> list[str]:
+        """Deliver (signed by the stand-in) the webhooks PayPal queued since the last call
+        for this customer's objects."""
+        sent = []
+        for event in self.stub.call("GET", "/_stub/events"):
+            resource = event["resource"]
+            mine = self.story.sub_id in (resource.get("id"), resource.get("billing_agreement_id")) \
+                or resource.get("sale_id") == self.sale_id
+            if mine and event["id"] not in self.delivered:
+                self.delivered.add(event["id"])
+                r = self.pm.deliver(event)
+                assert r.status_code == 200, r.body
+                sent.append(event["event_type"])
+        return sent
+
+
+@pytest.fixture(scope="module")
+def shop(app_client, stub) -> Shop:  # noqa: F811
+    return Shop(app_client, stub)
+
+
+def test_what_paypal_cannot_do_is_a_clear_422_and_changes_nothing(shop):
+    status, body = shop.post(shop.sub_path("cancel"), {"at": "now", "prorate": True})
+    assert status == 422 and body["error"] == "not_supported_by_processor", body
+    assert body["message"].startswith("PayPal does not support prorating")
+    status, body = shop.post(shop.sub_path("plan-preview"), {"price": "P-OTHER"})
+    assert status == 422 and "PayPal does not support" in body["message"], body
+    status, body = shop.post(shop.sub_path("pause"), {"behavior": "mark_uncollectible"})
+    assert status == 422 and "PayPal does not support" in body["message"], body
+    assert shop.at_paypal()["status"] == "ACTIVE"
+    assert shop.record()["subscriptions"][0]["status"] == "past_due"
+
+
+def test_refund_of_a_subscription_sale_is_made_once_at_paypal_and_converges(shop, stub):
+    record = shop.record()
+    [paid] = [p for p in record["payments"] if p["status"] == "succeeded"]
+    key = secrets.token_hex(12)
+    path = f"/api/v1/customers/{record['id']}/payments/{paid['id']}/refunds"
+    status, body = shop.post(path, {"amount": 400, "reason": "requested_by_customer"}, key)
+    assert status in (200, 201), body
+    again = shop.post(path, {"amount": 400, "reason": "requested_by_customer"}, key)
+    assert again == (status, body)
+    refunds = [r for r in stub.served() if r["path"] == f"/v1/payments/sale/{shop.sale_id}/refund"]
+    assert len(refunds) == 1 and refunds[0]["request_id"] == f"{key}:refund"
+    assert refunds[0]["body"] == {"amount": {"currency": "USD", "total": "4.00"}}
+    assert shop.deliver_paypals_webhooks() == ["PAYMENT.SALE.REFUNDED"]
+    [paid] = [p for p in shop.record()["payments"] if p["status"] == "succeeded"]
+    assert paid["refunded"] == 400 and len(paid["refunds"]) == 1, paid["refunds"]
+
+
+def test_pause_and_resume_suspend_and_activate_at_paypal(shop):
+    status, body = shop.post(shop.sub_path("pause"), {"behavior": "void"})
+    assert status == 200 and body["subscription"]["status"] == "paused", body
+    assert shop.at_paypal()["status"] == "SUSPENDED"
+    assert shop.deliver_paypals_webhooks() == ["BILLING.SUBSCRIPTION.SUSPENDED"]
+    assert shop.record()["subscriptions"][0]["status"] == "paused"
+    status, body = shop.post(shop.sub_path("resume"))
+    assert status == 200 and body["subscription"]["status"] == "active", body
+    assert shop.at_paypal()["status"] == "ACTIVE"
+    assert shop.deliver_paypals_webhooks() == ["BILLING.SUBSCRIPTION.ACTIVATED"]
+
+
+def test_retry_of_the_missed_payment_captures_the_outstanding_balance(shop):
+    record = shop.record()
+    [missed] = [p for p in record["payments"] if p["status"] == "failed"]
+    status, body = shop.post(f"/api/v1/customers/{record['id']}/payments/{missed['id']}/retry")
+    assert status == 200 and body["payment"]["outcome"] == "paid", body
+    assert shop.at_paypal()["billing_info"]["outstanding_balance"]["value"] == "0.00"
+    record = shop.record()
+    assert [p["status"] for p in record["payments"] if p["id"] == missed["id"]] == ["recovered"]
+    assert shop.deliver_paypals_webhooks() == ["PAYMENT.SALE.COMPLETED",
+                                               "BILLING.SUBSCRIPTION.UPDATED"]
+    record = shop.record()
+    assert [p["status"] for p in record["payments"] if p["id"] == missed["id"]] == ["recovered"]
+    # The first sale (less its refund) and the retry's sale: the balance counted once.
+    assert record["stats"]["lifetime_value"] == {"usd": 1000 - 400 + 1000}
+    assert record["subscriptions"][0]["status"] == "active"
+
+
+def test_cancel_at_period_end_is_kept_by_us_then_cancel_now_at_paypal(shop):
+    status, body = shop.post(shop.sub_path("cancel"), {"at": "period_end"})
+    assert status == 200 and body["subscription"]["status"] == "canceling", body
+    assert shop.at_paypal()["status"] == "ACTIVE"  # PayPal's cancel is immediate: not yet
+    sub = shop.record()["subscriptions"][0]
+    assert sub["status"] == "canceling"
+    status, body = shop.post(shop.sub_path("recover"))
+    assert status == 200 and body["subscription"]["status"] == "active", body
+    status, body = shop.post(shop.sub_path("cancel"), {"at": "now", "reason": "moved away"})
+    assert status == 200 and body["subscription"]["status"] == "canceled", body
+    assert shop.at_paypal()["status"] == "CANCELLED"
+    assert shop.deliver_paypals_webhooks() == ["BILLING.SUBSCRIPTION.CANCELLED"]
+    assert shop.record()["subscriptions"][0]["status"] == "canceled"
+
+
+def test_the_pending_cancel_is_planned_48_hours_before_the_next_billing():
+    from chalicelib.records.reactions import Change, Context
+    from chalicelib.selfservice import pending_cancel
+
+    context = Context("acct_x", "cst_x", None, "webhook", "2030-01-01T00:00:00Z", dict)
+    before = {"subscription": "paypal:I-ABC", "status": "active",
+              "current_period_end": 1_900_000_000}
+    marked = {**before, "cancel_at_period_end": True}
+    [op] = pending_cancel.react(context, [Change("SUB", "sub_1", before, marked)]).ops
+    assert op[0] == "step" and op[1].SK and op[1].kind == "pending_cancel.run"
+    assert op[1].GSI3SK.startswith("2030-03-15T")  # 1_900_000_000 - 48 h = 2030-03-15T…
+    # Kept: the step goes; a Stripe subscription's period end is Stripe's own.
+    [drop] = pending_cancel.react(context, [Change("SUB", "sub_1", marked, before)]).ops
+    assert drop[0] == "delete"
+    stripe = {**marked, "subscription": "stripe:sub_1"}
+    assert pending_cancel.react(context, [Change("SUB", "sub_1", None, stripe)]).ops == []
+    # Ended meanwhile: the step stays, and finds nothing to do.
+    ended = {**marked, "status": "canceled"}
+    assert pending_cancel.react(context, [Change("SUB", "sub_1", marked, ended)]).ops == []
+    # A billing time already closer than 48 h: due at once.
+    soon = {**marked, "current_period_end": 1_893_456_000 + 3600}  # 2030-01-01T01:00Z
+    [op] = pending_cancel.react(context, [Change("SUB", "sub_2", before, soon)]).ops
+    assert op[1].GSI3SK.startswith("2030-01-01T00:00:00")
+
+
+def test_the_due_step_cancels_at_paypal_only_while_still_set_to_end(app_client, stub):  # noqa: F811
+    from datetime import UTC, datetime
+
+    from chalicelib.selfservice import pending_cancel
+    from chalicelib.store.steps import Step
+
+    other = Shop.__new__(Shop)  # a second customer of its own, same shape
+    Shop.__init__(other, app_client, stub)
+    record = other.record()
+    sub = record["subscriptions"][0]
+    step = Step(other.pm.m.account_id, pending_cancel.step_id(sub["id"], 1), pending_cancel.KIND,
+                "2030-01-01T00:00:00Z", record["id"], {"sub_fact": sub["id"]})
+    # Not set to end: nothing asked of PayPal.
+    outcome = pending_cancel.handle(step, datetime.now(UTC))
+    assert outcome.status == "done" and outcome.result["cancelled"] is False
+    assert other.at_paypal()["status"] == "ACTIVE"
+    status, body = other.post(other.sub_path("cancel"), {"at": "period_end"})
+    assert status == 200, body
+    outcome = pending_cancel.handle(step, datetime.now(UTC))
+    assert outcome.status == "done" and outcome.result["cancelled"] is True
+    assert other.at_paypal()["status"] == "CANCELLED"
+    assert other.record()["subscriptions"][0]["status"] == "canceled"
+    assert other.deliver_paypals_webhooks() == ["BILLING.SUBSCRIPTION.CANCELLED"]
+    assert other.record()["subscriptions"][0]["status"] == "canceled"
