@@ -10,7 +10,9 @@ from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.integrations.dashboard_routes import bp as dashboard_endpoints
 from chalicelib.integrations.hook_routes import bp as zapier_hooks
+from chalicelib.integrations.routes import bp as merchant_api_endpoints
 from chalicelib.merchant_api.action_routes_customer import bp as merchant_api_customer
 from chalicelib.merchant_api.action_routes_money import bp as merchant_api_money
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
@@ -35,6 +37,8 @@ app.register_blueprint(dashboard_subscriptions)
 app.register_blueprint(dashboard_customer_actions)
 app.register_blueprint(dashboard_exports)
 app.register_blueprint(zapier_hooks)
+app.register_blueprint(merchant_api_endpoints)
+app.register_blueprint(dashboard_endpoints)
 app.register_blueprint(notice_settings)
 
 SECURITY_HEADERS = {

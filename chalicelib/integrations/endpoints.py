@@ -53,7 +53,8 @@ def public(endpoint: Endpoint) -> dict:
         "description": endpoint.description, "event_types": list(endpoint.event_types),
         "enabled": endpoint.enabled, "disabled_reason": endpoint.disabled_reason,
         "failing_since": endpoint.failing_since,
-        "secrets": [{"fingerprint": s.fingerprint, "expires_at": s.expires_at}
+        "secrets": [{"fingerprint": s.fingerprint,
+                     "expires_at": timeutil.iso_from_epoch(s.expires_at)}
                     for s in endpoint.secrets],
         "created_at": endpoint.created_at, "updated_at": endpoint.updated_at,
     }

@@ -20,7 +20,7 @@ ROLE_NAMES = {OWNER: "Owner", ADMIN: "Admin", SUPPORT: "Support", READ_ONLY: "Re
 PERMISSIONS = (
     "view", "note", "edit_customer", "resend_email", "cancel_at_period_end", "refund",
     "refund_over_limit", "cancel_now", "block", "export", "manage_settings", "manage_staff",
-    "view_activity", "change_subscription", "retry_payment",
+    "view_activity", "change_subscription", "retry_payment", "manage_endpoints",
     "manage_notices",
 )
 
