@@ -78,11 +78,14 @@ def export_worker(event):
 
 
 # SES bounces and complaints (chalicelib/notices/suppression.py): SES's configuration set
-# publishes them to this topic (infra/template.yaml: MailFeedbackTopic, whose ARN replaces
-# the one Chalice derives from this name). Recorded on the e-mail's history entry; a hard
-# bounce or a complaint suppresses the address for notices and dunning mail.
-@app.on_sns_message(topic="billing-portal-mail-feedback", name="mail_feedback")
+# (infra/template.yaml: MailFeedbackConfigurationSet) publishes them to EventBridge's default
+# bus, whose rule (made by Chalice from this pattern) invokes this function. Recorded on the
+# e-mail's history entry; a hard bounce or a complaint suppresses the address for notices
+# and dunning mail.
+@app.on_cw_event({"source": ["aws.ses"],
+                  "detail-type": ["Email Bounced", "Email Complaint Received"]},
+                 name="mail_feedback")
 def mail_feedback(event):
     from chalicelib.notices import suppression
 
-    suppression.handle_notification(event.message)
+    suppression.handle_event(event.detail)

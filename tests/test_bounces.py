@@ -32,7 +32,7 @@ def _notice(account: dict, to: str, customer_id: str, kind: str = "notice_renewa
 
 def _ses_event(kind: str, account_id: str, customer_id: str, message_id: str, to: str,
                **report) -> str:
-    """What SES's configuration set publishes to SNS (event publishing format)."""
+    """What SES's configuration set publishes (event publishing format), as JSON."""
     event = {"eventType": kind, "mail": {
         "messageId": message_id, "destination": [to],
         "tags": {"account_id": [account_id], "customer_id": [customer_id]}}}
@@ -55,9 +55,11 @@ def test_hard_bounce_suppresses_notices_but_not_sign_in(shop, app_client, sent_e
     merchant, account = shop
     to, customer_id = f"bounce-{secrets.token_hex(3)}@example.com", "cst_bounce1"
     message_id = _notice(account, to, customer_id)
-    # Through the app's SNS handler, as Lambda delivers it (twice: SNS is at-least-once).
-    event = app_client.events.generate_sns_event(
-        message=_ses_event("Bounce", merchant.account_id, customer_id, message_id, to))
+    # Through the app's handler, as EventBridge delivers it (twice: at least once).
+    event = app_client.events.generate_cw_event(
+        source="aws.ses", detail_type="Email Bounced", resources=[],
+        detail=json.loads(_ses_event("Bounce", merchant.account_id, customer_id, message_id,
+                                     to)))
     for _ in range(2):
         app_client.lambda_.invoke("mail_feedback", event)
     entry = _entry(merchant.account_id, customer_id, message_id)

@@ -2,11 +2,14 @@
 bounced hard or complained is suppressed for the account (no more notices or dunning
 mail: ``mail.sender`` asks ``reason_for``; sign-in mail still goes).
 
-SES publishes them through the configuration set's event destination to an SNS topic
-(infra/template.yaml); ``app.mail_feedback`` hands each message here. The message's tags,
+SES publishes them through the configuration set's event destination to EventBridge's
+default bus (infra/template.yaml: MailFeedbackConfigurationSet); the rule Chalice makes
+for ``app.mail_feedback`` hands each event's ``detail`` to ``handle_event``. (The same
+payload arrives as an SNS message's body where a topic is used instead:
+``handle_notification``; devstack's simulator sends one that way.) The message's tags,
 set by ``mail.sender.send``, name the account and customer; its message id names the
 history entry. A transient bounce (mailbox full, …) is noted but suppresses nothing.
-SNS delivers at least once: recording the same report twice changes nothing.
+Delivery is at least once: recording the same report twice changes nothing.
 """
 from __future__ import annotations
 
@@ -28,14 +31,19 @@ def reason_for(account_id: str, email: str) -> str | None:
 
 
 def handle_notification(body: str) -> dict:
-    """One SNS message from SES (event publishing's ``eventType`` or identity
-    notifications' ``notificationType``). Returns what was done, for logs and tests;
-    anything unreadable or of another type is logged and ignored (a retry would not fix it)."""
+    """SES's event as the JSON body of an SNS message."""
     try:
         event = json.loads(body)
     except (TypeError, ValueError):
         logger.warning("SES feedback: not JSON; ignored")
         return {"ignored": "not_json"}
+    return handle_event(event)
+
+
+def handle_event(event) -> dict:
+    """One SES event (event publishing's ``eventType``, or identity notifications'
+    ``notificationType``). Returns what was done, for logs and tests; anything unreadable
+    or of another type is logged and ignored (a retry would not fix it)."""
     if not isinstance(event, dict):
         return {"ignored": "not_an_object"}
     kind = event.get("eventType") or event.get("notificationType")
