@@ -161,6 +161,137 @@ def seed(api_base: str, api_key: str = "sk_test_demo", out=sys.stdout) -> dict[s
     return ids
 
 
+# --- PayPal: a customer who pays with PayPal, through the PayPal stand-in ----------------------
+
+PAYPAL_WEBHOOK_ID = "WH-DEVSTACK-DEMO"
+
+
+def seed_paypal(stub_url: str, app_url: str, account_id: str, ca_pem: str,
+                out=sys.stdout) -> dict[str, str]:
+    """A PayPal customer of the demo shop, as PayPal would report them: a monthly
+    subscription with one sale paid and one payment missed (USD 15 outstanding), and a
+    one-time order of USD 30 partly refunded (USD 5, by the stand-in's refund API, which
+    sends PayPal's refund webhook).
+
+    Sets the account's PayPal credentials (sandbox, made up: the stand-in takes any) and
+    the stand-in's webhook target (the app's ``/webhooks/paypal/<account>``), so what the
+    portal and the dashboard do later sends PayPal's webhooks too. The objects go into the
+    stand-in's state (for PayPal's API reads) and their events are sent signed by the
+    stand-in to the app: nothing is written to the table here but the account's settings."""
+    import base64
+    import ssl
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib.accounts.service import set_paypal
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(
+        context=ssl.create_default_context(cadata=ca_pem)))
+
+    def call(method: str, path: str, payload=None, headers: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            stub_url.rstrip("/") + path, method=method,
+            data=None if payload is None else json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})})
+        with opener.open(request, timeout=READ_TIMEOUT) as response:
+            body = response.read()
+        return json.loads(body) if body else {}
+
+    ids: dict[str, str] = {}
+    print(f"Seeding a PayPal customer through the PayPal stand-in at {stub_url}", file=out)
+    set_paypal(account_id, client_id="AZdevstackdemo0001", client_secret="EJdevstackdemo-secret-0001",
+               webhook_id=PAYPAL_WEBHOOK_ID, mode="sandbox")
+    webhook_url = f"{app_url.rstrip('/')}/webhooks/paypal/{account_id}"
+    call("PUT", "/_stub/webhook-target", {"url": webhook_url, "webhook_id": PAYPAL_WEBHOOK_ID})
+
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def at(days: float) -> str:
+        return (now + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    serial = iter(range(1, 100))
+
+    def send(event_type: str, resource_type: str, resource: dict, version: str | None = "2.0",
+             when: str | None = None) -> None:
+        event = {"id": f"WH-DEMO-{next(serial):04d}-{account_id[-8:].upper()}",
+                 "event_version": "1.0", "create_time": when or at(0),
+                 "resource_type": resource_type, "event_type": event_type,
+                 "summary": event_type.lower(), "resource": resource}
+        if version:
+            event["resource_version"] = version
+        sent = call("POST", "/_stub/send", {"event": event, "url": webhook_url,
+                                            "webhook_id": PAYPAL_WEBHOOK_ID})
+        if sent.get("status") != 200:
+            raise SeedStepFailed(f"the app answered {sent.get('status')} to PayPal's "
+                                 f"{event_type}: {str(sent.get('body'))[:200]}")
+
+    payer = {"payer_id": "DEMOPAYER01", "email_address": "frida@example.com",
+             "name": {"given_name": "Frida", "surname": "Kahlo"}}
+    sub_id = "I-DEMO" + account_id[-8:].upper().replace("_", "")
+    plan = {"name": "Studio membership (PayPal)", "billing_cycles": [
+        {"tenure_type": "REGULAR", "total_cycles": 0,
+         "frequency": {"interval_unit": "MONTH", "interval_count": 1},
+         "pricing_scheme": {"fixed_price": {"currency_code": "USD", "value": "15.00"}}}]}
+
+    def subscription(outstanding: str, failed: bool) -> dict:
+        billing = {"outstanding_balance": {"currency_code": "USD", "value": outstanding},
+                   "next_billing_time": at(12), "failed_payments_count": 1 if failed else 0,
+                   "last_payment": {"amount": {"currency_code": "USD", "value": "15.00"},
+                                    "time": at(-48)}}
+        if failed:
+            billing["last_failed_payment"] = {
+                "amount": {"currency_code": "USD", "value": "15.00"}, "time": at(-18),
+                "reason_code": "PAYMENT_DENIED"}
+        return {"id": sub_id, "status": "ACTIVE", "plan_id": "P-DEMO-STUDIO", "plan": plan,
+                "start_time": at(-48), "status_update_time": at(-48),
+                "subscriber": {"payer_id": payer["payer_id"],
+                               "email_address": payer["email_address"], "name": payer["name"]},
+                "billing_info": billing}
+
+    send("BILLING.SUBSCRIPTION.ACTIVATED", "subscription", subscription("0.00", False),
+         when=at(-48))
+    sale_id = "DEMOSALE" + account_id[-6:].upper()
+    sale = {"id": sale_id, "state": "completed", "billing_agreement_id": sub_id,
+            "amount": {"total": "15.00", "currency": "USD"}, "create_time": at(-48)}
+    call("PUT", f"/_stub/objects/sales/{sale_id}", sale)
+    send("PAYMENT.SALE.COMPLETED", "sale", sale, version=None, when=at(-48))
+    failing = subscription("15.00", True)
+    call("PUT", f"/_stub/objects/subscriptions/{sub_id}", failing)
+    send("BILLING.SUBSCRIPTION.PAYMENT.FAILED", "subscription", failing, when=at(-18))
+    ids["paypal_subscription"] = sub_id
+    print(f"  {'paypal_subscription':<24} {sub_id} USD 15.00 / month, one payment missed",
+          file=out)
+
+    order_id = "DEMOORDER" + account_id[-6:].upper()
+    capture_id = "DEMOCAPTURE" + account_id[-6:].upper()
+    capture = {"id": capture_id, "status": "COMPLETED", "create_time": at(-3),
+               "amount": {"currency_code": "USD", "value": "30.00"},
+               "supplementary_data": {"related_ids": {"order_id": order_id}}}
+    order = {"id": order_id, "status": "COMPLETED", "intent": "CAPTURE", "payer": payer,
+             "create_time": at(-3), "update_time": at(-3),
+             "purchase_units": [{"description": "Printed poster set",
+                                 "amount": {"currency_code": "USD", "value": "30.00"},
+                                 "payments": {"captures": [capture]}}]}
+    call("PUT", f"/_stub/objects/orders/{order_id}", order)
+    call("PUT", f"/_stub/objects/captures/{capture_id}", capture)
+    send("CHECKOUT.ORDER.COMPLETED", "checkout-order", order, when=at(-3))
+    # The partial refund through PayPal's own API (the stand-in's), as a merchant would.
+    basic = base64.b64encode(b"AZdevstackdemo0001:EJdevstackdemo-secret-0001").decode()
+    token = urllib.request.Request(
+        stub_url.rstrip("/") + "/v1/oauth2/token", data=b"grant_type=client_credentials",
+        method="POST", headers={"Authorization": f"Basic {basic}",
+                                "Content-Type": "application/x-www-form-urlencoded"})
+    with opener.open(token, timeout=READ_TIMEOUT) as response:
+        access = json.loads(response.read())["access_token"]
+    refund = call("POST", f"/v2/payments/captures/{capture_id}/refund",
+                  {"amount": {"currency_code": "USD", "value": "5.00"}},
+                  headers={"Authorization": f"Bearer {access}",
+                           "PayPal-Request-Id": f"demo-refund-{capture_id}"})
+    ids["paypal_order"], ids["paypal_refund"] = order_id, refund["id"]
+    print(f"  {'paypal_order':<24} {order_id} USD 30.00, USD 5.00 refunded", file=out)
+    return ids
+
+
 def wait_until_answering(url: str, timeout: float = APP_READY_SECONDS) -> bool:
     """Readiness probe: poll ``url`` until the app answers HTTP (any status), with backoff.
 

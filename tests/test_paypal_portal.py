@@ -5,6 +5,7 @@ automatic payments page); cancel at period end is kept by us and "Keep my subscr
 takes it back, PayPal's subscription running all along; receipts of PayPal payments."""
 from __future__ import annotations
 
+import io
 import re
 import secrets
 
@@ -132,3 +133,30 @@ def test_a_paypal_subscription_in_the_portal(paypal_shop, app_client, sent_email
     receipt = c.get(f"{shop.root}/receipts/{sale['id']}")
     assert receipt.status_code == 200, text(receipt)
     assert "10.00" in text(receipt)
+
+
+def test_make_devs_paypal_customer(app_client, app_server, stack):  # noqa: F811
+    """devstack.seed.seed_paypal against the app under `chalice local`: the stand-in signs
+    and sends the events, and its refund API sends PayPal's refund webhook itself."""
+    from app_fixtures import make_merchant
+    from portal_helpers import wait_for
+
+    from devstack import seed, servers
+
+    merchant = make_merchant(app_client)
+    ids = seed.seed_paypal(stack.paypal.url, app_server, merchant.account_id,
+                           servers.paypal_dev_ca(), out=io.StringIO())
+
+    def record():
+        found = [c for c in merchant.customers() if c["email"] == "frida@example.com"]
+        return merchant.get_json(f"/api/v1/customers/{found[0]['id']}") if found else None
+
+    found = wait_for(record, lambda r: r and any(p.get("refunded") for p in r["payments"]),
+                     what="the PayPal customer with the refund")
+    assert found["name"] == "Frida Kahlo"
+    [sub] = found["subscriptions"]
+    assert sub["processor_ref"] == f"paypal:{ids['paypal_subscription']}"
+    assert (sub["status"], sub["missed_payments"], sub["amount"]) == ("past_due", 1, 1500)
+    [order] = [p for p in found["payments"] if p["amount"] == 3000]
+    assert order["status"] == "succeeded" and order["refunded"] == 500
+    assert found["stats"]["lifetime_value"] == {"usd": 1500 + 3000 - 500}
