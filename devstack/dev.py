@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         seeded = None
         if not args.no_seed:
             seeded = run_seed(stack, app_url, webhook_url, webhook_secret, created.api_key,
-                              app_running=not args.no_app, log_dir=instance.log_dir)
+                              app_running=not args.no_app, log_dir=instance.log_dir,
+                              account_id=account_id)
 
         _print_summary(stack, app_url, created.api_key, webhook_url, webhook_secret,
                        app_running=not args.no_app, mailbox_url=mailbox_url,
@@ -224,7 +225,7 @@ def _start_stack(ports: dict[str, int], log_dir: Path) -> servers.Stack:
 
 def run_seed(stack: servers.Stack, app_url: str, webhook_url: str, webhook_secret: str,
              api_key: str, *, app_running: bool, log_dir: Path,
-             out: TextIO = sys.stdout) -> bool:
+             out: TextIO = sys.stdout, account_id: str | None = None) -> bool:
     """The demo data, step by step; True when every step succeeded.
 
     Never raises: a step that fails after its own retries is reported (its traceback in
@@ -262,6 +263,12 @@ def run_seed(stack: servers.Stack, app_url: str, webhook_url: str, webhook_secre
     if deliveries.failed:
         return failed("sending the payment failures localstripe does not send",
                       seed.SeedStepFailed("; ".join(deliveries.failed)))
+    if account_id is not None and stack.paypal is not None:
+        try:  # a PayPal customer too, its events signed and sent by the PayPal stand-in
+            seed.seed_paypal(stack.paypal.url, app_url, account_id, servers.paypal_dev_ca(),
+                             out=out)
+        except Exception as e:  # noqa: BLE001 (as above)
+            return failed("seeding the PayPal customer through the PayPal stand-in", e)
     _report_records(app_url, api_key, out=out)
     return True
 
