@@ -10,6 +10,7 @@ from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.integrations.catalogue_routes import bp as event_catalogue
 from chalicelib.integrations.dashboard_routes import bp as dashboard_endpoints
 from chalicelib.integrations.hook_routes import bp as zapier_hooks
 from chalicelib.integrations.routes import bp as merchant_api_endpoints
@@ -40,6 +41,7 @@ app.register_blueprint(zapier_hooks)
 app.register_blueprint(merchant_api_endpoints)
 app.register_blueprint(dashboard_endpoints)
 app.register_blueprint(notice_settings)
+app.register_blueprint(event_catalogue)
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -74,6 +74,9 @@ class Settings:
     # The SQS queue whose messages start an export in the background (infra/template.yaml
     # ExportQueue; moto's SQS in make dev and the tests). Empty: exports are unavailable.
     export_queue_url: str = ""
+    # The queue of first delivery attempts (integrations.pipeline: the fan-out sends, the
+    # sender Lambda attempts). Empty: first attempts wait for the scheduler's backstop.
+    delivery_queue_url: str = ""
     # Export items and their files are kept this many days (TTL; the bucket's lifecycle
     # rule on exports/ expires the files after 7 days in the template).
     export_retention_days: int = 7
@@ -126,6 +129,7 @@ def get_settings() -> Settings:
         rate_step_up_per_staff=env.get("RATE_STEP_UP_PER_STAFF", "10/60"),
         activity_retention_days=int(env.get("ACTIVITY_RETENTION_DAYS", "400")),
         export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
+        delivery_queue_url=env.get("DELIVERY_QUEUE_URL", ""),
         export_retention_days=max(1, int(env.get("EXPORT_RETENTION_DAYS", "7"))),
         export_url_seconds=int(env.get("EXPORT_URL_SECONDS", "300")),
         export_max_rows=int(env.get("EXPORT_MAX_ROWS", "100000")),

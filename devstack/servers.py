@@ -475,6 +475,8 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
     no_proxy = ",".join(hosts + [h for h in ("127.0.0.1", "localhost") if h not in hosts])
     env = {
         "AWS_ENDPOINT_URL_DYNAMODB": ddb_url,
+        # The table's stream (devstack.stream_worker reads it as Lambda's mapping would).
+        "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": ddb_url,
         "AWS_ENDPOINT_URL_S3": moto_url,
         "AWS_ENDPOINT_URL_SESV2": moto_url,
         "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
@@ -484,6 +486,8 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
         # The export queue (devstack.queue_worker creates it in provision()); moto names
         # a queue's URL after its endpoint and its default account.
         "EXPORT_QUEUE_URL": f"{moto_url}/{MOTO_ACCOUNT_ID}/{EXPORT_QUEUE_NAME}",
+        # The delivery queue of the webhook pipeline (devstack.stream_worker creates it).
+        "DELIVERY_QUEUE_URL": f"{moto_url}/{MOTO_ACCOUNT_ID}/billing-portal-deliveries",
         "SECRETS_KEY_ID": SECRETS_KEY_ALIAS,
         # Fake credentials: the stand-ins accept anything, and real ones must never be
         # picked up from a profile by accident.

@@ -51,7 +51,10 @@ def _at_stripe(stack, sub_id: str) -> dict:
 def _outbox(shop, kind: str) -> list[dict]:
     from chalicelib.store.customers import list_outbox
 
-    return [o for o in list_outbox(shop.account_id) if o["type"] == kind]
+    # The events the actions wrote (their data names the source), not those the shop's
+    # webhooks derived (integrations.reactions).
+    return [o for o in list_outbox(shop.account_id) if o["type"] == kind
+            and "source" in o["data"]]
 
 
 def _activity(shop, action: str) -> list[dict]:

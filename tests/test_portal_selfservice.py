@@ -69,7 +69,9 @@ def attached(shop) -> list[str]:
 def outbox(shop) -> list[dict]:
     from chalicelib.store import customers as store
 
-    return store.list_outbox(shop.account_id)
+    # What the portal's changes wrote (their data names the source), not the events the
+    # shop's webhooks derived (integrations.reactions).
+    return [e for e in store.list_outbox(shop.account_id) if "source" in e["data"]]
 
 
 # --- the journey ----------------------------------------------------------------------------

@@ -57,9 +57,10 @@ class Effects:
 
 def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
+    from chalicelib.integrations import reactions as integrations
     from chalicelib.notices import planning as notices
 
-    return [notices.react]
+    return [integrations.react, notices.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

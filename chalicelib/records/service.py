@@ -443,12 +443,16 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         writes = [state.to_write()]
         effects = state.effects("confirmed")
         # An action names its own product events: a reaction's event of the same type is
-        # that one, not a second.
-        named = {item["type"] for item in outbox or []}
+        # that one, not a second; it keeps the reaction's id and object and gains the
+        # action's data (the reason, the source).
+        named = {item["type"]: item for item in outbox or []}
+        derived = [{**e, "data": {**named[e["type"]].get("data", {}), **e["data"]}}
+                   if e["type"] in named else e for e in effects.outbox]
+        kept = [item for item in outbox or [] if item["type"] not in
+                {e["type"] for e in effects.outbox}]
         try:
-            store.commit(writes, None, None, outbox=_outbox_of(state, list(outbox or []) + [
-                e for e in effects.outbox if e["type"] not in named]),
-                also=list(also or []) + effects.ops)
+            store.commit(writes, None, None, outbox=_outbox_of(state, kept + derived),
+                         also=list(also or []) + effects.ops)
         except store.Conflict:
             store.forget_collection(state.customer_id)
             if not state.from_copy:

@@ -28,7 +28,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWri
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.store import activity, keys
-from chalicelib.store.customers import outbox_item
+from chalicelib.store.customers import outbox_ops
 from chalicelib.store.table import (
     ActionItem,
     RefundLedgerItem,
@@ -177,7 +177,7 @@ def finish_ops(action: Action, result: dict, result_status: int, finished_at: st
     ops.append(("activity", activity.item_of(entry, entry_expires_at),
                 TableItem.PK.does_not_exist()))
     for event in outbox:
-        ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
+        ops.extend(outbox_ops(event))
     return ops
 
 

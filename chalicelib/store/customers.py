@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -29,6 +29,7 @@ from chalicelib.store.table import (
     SummaryItem,
     TableItem,
 )
+from chalicelib.timeutil import iso
 
 # Processor id → customer id never changes once written, except when a record is folded
 # into another (then the old record's tombstone redirects). Caching it per Lambda container
@@ -410,7 +411,7 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
             # object's raw payloads): one small item in the same transaction.
             ops.append(("event", event_log_item(delivery), None))
     for event in outbox or []:
-        ops.append(("outbox", outbox_item(event), TableItem.PK.does_not_exist()))
+        ops.extend(outbox_ops(event))
     ops.extend(also or [])
     if len(ops) > 100:
         raise ValueError(f"a record write of {len(ops)} items exceeds one transaction")
@@ -511,6 +512,54 @@ def outbox_item(event: dict) -> OutboxItem:
         account_id=event["account_id"], event_id=event["event_id"], event_type=event["type"],
         customer_id=event["customer_id"], occurred_at=event["occurred_at"],
         data=event.get("data") or {}, ttl=timedelta(days=OUTBOX_RETENTION_DAYS))
+
+
+# The pipeline's safety net (integrations.pipeline): every outbox item is written with a due
+# step that fans it out this long after, should the table's stream not have done it by
+# then (the stream's fan-out cancels the step).
+OUTBOX_SWEEP_AFTER = timedelta(minutes=5)
+OUTBOX_STEP_KIND = "outbox.fanout"
+
+
+def outbox_step_id(event_id: str) -> str:
+    return f"outbox:{event_id}"
+
+
+def outbox_ops(event: dict) -> list[tuple]:
+    """The transaction ops that write one outbox event: its item (new only) and its
+    sweeper step (``OUTBOX_STEP_KIND``)."""
+    from chalicelib.store import steps
+
+    item = outbox_item(event)
+    due = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")) + \
+        OUTBOX_SWEEP_AFTER
+    step = steps.Step(account_id=event["account_id"], step_id=outbox_step_id(event["event_id"]),
+                      kind=OUTBOX_STEP_KIND, due_at=iso(due.astimezone(UTC)),
+                      customer_id=event.get("customer_id") or None, data={"sk": item.SK})
+    return [("outbox", item, TableItem.PK.does_not_exist()), steps.plan_op(step)]
+
+
+def get_outbox(account_id: str, sk: str) -> dict | None:
+    """One outbox event by its sort key (``<occurred at>#<event id>``)."""
+    try:
+        item = OutboxItem.get(keys.outbox_pk(account_id), sk)
+    except DoesNotExist:
+        return None
+    return _outbox_event(item) if item.account_id == account_id else None
+
+
+def outbox_event_of_image(image: dict) -> dict | None:
+    """The outbox event in a stream record's NewImage (DynamoDB JSON); None for any other
+    item type."""
+    if (image.get("T") or {}).get("S") != "Outbox":
+        return None
+    return _outbox_event(OutboxItem.from_raw_data(image))
+
+
+def _outbox_event(item: OutboxItem) -> dict:
+    return {"event_id": item.event_id, "type": item.event_type, "account_id": item.account_id,
+            "customer_id": item.customer_id, "occurred_at": item.occurred_at,
+            "data": item.data or {}}
 
 
 def list_outbox(account_id: str, limit: int = 100) -> list[dict]:
