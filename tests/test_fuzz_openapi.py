@@ -74,7 +74,7 @@ def _call(app_client, case, api_key: str, run: str) -> Response | None:  # noqa:
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
     headers["Authorization"] = f"Bearer {api_key}"
     body = b""
-    if method == "POST":  # the actions: a JSON body (generated, or none)
+    if method in ("POST", "PATCH"):  # actions and changes: a JSON body (generated, or none)
         headers["Content-Type"] = "application/json"
         if isinstance(case.body, bytes | str):
             body = case.body.encode() if isinstance(case.body, str) else case.body
