@@ -37,13 +37,56 @@ def _seeded(app_client):  # noqa: F811
            "payment_id": record["payments"][0]["id"],
            "subscription_id": next(x["id"] for x in record["subscriptions"]
                                    if x["processor_ref"] == f"stripe:{ended}")}
+    _seed_hooks(owner, ids)
+    _seed_endpoints(owner, ids)
     return owner, ids
+
+
+def _seed_endpoints(owner, ids: dict) -> None:
+    """The owner's endpoint with one delivery (disabled afterwards, so a replay records
+    "not sent" without leaving the machine), and a second endpoint for DELETE."""
+    from chalicelib import timeutil
+    from chalicelib.integrations import delivery, endpoints
+
+    endpoint = endpoints.create(owner.account_id, url="https://hooks.example.com/iso",
+                                event_types=["*"])
+    ids["endpoint_id"] = endpoint["id"]
+    [made] = [d for d in delivery.fan_out({
+        "account_id": owner.account_id, "event_id": "evt_isolation_endpoint",
+        "type": "customer.updated", "occurred_at": timeutil.now_iso(),
+        "customer_id": ids["customer_id"], "data": {}}, timeutil.now())
+        if d["endpoint_id"] == endpoint["id"]]
+    ids["delivery_id"] = made["id"]
+    endpoints.disable(owner.account_id, endpoint["id"], "isolation test")
+    ids["for_delete"] = {"endpoint_id": endpoints.create(
+        owner.account_id, url="https://hooks.example.com/iso-delete",
+        event_types=["*"])["id"]}
+
+
+def _seed_hooks(owner, ids: dict) -> None:
+    """The owner's Zapier hook, and a real outbox event of the samples' type."""
+    from chalicelib import ids as id_source
+    from chalicelib import timeutil
+    from chalicelib.integrations import hooks
+    from chalicelib.store.customers import outbox_item
+
+    ids["event_type"] = "subscription.canceling"
+    ids["hook_id"] = hooks.subscribe(owner.account_id, {
+        "target_url": "https://hooks.zapier.com/hooks/standard/1/iso/",
+        "event": ids["event_type"]})["id"]
+    ids["event_id"] = id_source.new_id("evt")
+    outbox_item({"account_id": owner.account_id, "customer_id": ids["customer_id"],
+                 "event_id": ids["event_id"], "type": ids["event_type"],
+                 "occurred_at": timeutil.now_iso(), "data": {}}).save()
 
 
 # Routes that need a query parameter to answer 200 (the owner's real objects).
 QUERIES = {"/api/v1/customers/{customer_id}/events": "?object={payment_id}"}
 SUBSCRIPTION_ACTIONS = "/api/v1/customers/{customer_id}/subscriptions/"
 NOW = object()  # the time of the request
+# Routes about the caller's own account whatever the path names (the key's account, an
+# event type's samples): another account gets 200 with nothing of the owner's.
+CALLERS_OWN = {"/api/v1/me", "/api/v1/hooks/samples/{event_type}"}
 # The actions (POST): a valid body each; on the owner's ended subscription and paid
 # payment they answer 409 (found, not applicable), to another account 404.
 ACTION_BODIES = {
@@ -57,9 +100,16 @@ ACTION_BODIES = {
     "/api/v1/customers/{customer_id}/block": {"emails": ["owner@example.com"],
                                               "reason": "isolation"},
     "/api/v1/customers/{customer_id}/unblock": {"all": True, "reason": "isolation"},
+    # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
+    "/api/v1/endpoints/{endpoint_id}/rotate-secret": {},
+    "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {},
+    "/api/v1/endpoints/{endpoint_id}/replay-failed": {"since": "2026-01-01T00:00:00Z"},
 }
 ACTIONS_THAT_ACT = {"/api/v1/customers/{customer_id}/block",
-                    "/api/v1/customers/{customer_id}/unblock"}
+                    "/api/v1/customers/{customer_id}/unblock",
+                    "/api/v1/endpoints/{endpoint_id}/rotate-secret",
+                    "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
+                    "/api/v1/endpoints/{endpoint_id}/replay-failed"}
 
 
 def _fill(path: str, ids: dict) -> str:
@@ -95,10 +145,13 @@ def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F8
     assert routes, "no /api/ routes found"
     checked = []
     for path, method in routes:
-        url = _fill(path, ids)
+        # A DELETE removes an object of its own, so the other methods still find theirs.
+        url = _fill(path, {**ids, **ids["for_delete"]} if method == "DELETE" else ids)
         # The owner sees it (the ids are real) ...
         mine = _call(owner, method, url, owner.api_key, path)
-        if method != "POST" or path in ACTIONS_THAT_ACT:
+        if method == "DELETE":
+            assert mine.status_code == 204, (method, url, mine.status_code, mine.body)
+        elif method != "POST" or path in ACTIONS_THAT_ACT:
             assert mine.status_code == 200, (method, url, mine.status_code, mine.body)
         elif path in ACTION_BODIES or path.startswith(SUBSCRIPTION_ACTIONS) or \
                 path.endswith("/retry"):
@@ -118,6 +171,10 @@ def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F8
         if not known:  # no valid body here yet (add one to ACTION_BODIES): refused at least
             assert 400 <= theirs.status_code < 500 and theirs.status_code != 401, (
                 method, url, theirs.status_code, theirs.body)
+        elif path in CALLERS_OWN:
+            assert theirs.status_code == 200, (method, url, theirs.status_code)
+            assert owner.account_id.encode() not in theirs.body, (url, theirs.body)
+            assert ids["event_id"].encode() not in theirs.body, (url, theirs.body)
         elif "{" in path:
             assert theirs.status_code == 404, (method, url, theirs.status_code, theirs.body)
         else:
