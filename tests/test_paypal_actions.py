@@ -183,26 +183,40 @@ def test_the_pending_cancel_is_planned_48_hours_before_the_next_billing():
 
 
 def test_the_due_step_cancels_at_paypal_only_while_still_set_to_end(app_client, stub):  # noqa: F811
+    """The reaction plans the step when the pending cancel is recorded and drops it when it
+    is taken back; the planned step, claimed and run as the sweep does, cancels at PayPal."""
     from datetime import UTC, datetime
 
+    from chalicelib.scheduler import service as scheduler
     from chalicelib.selfservice import pending_cancel
-    from chalicelib.store.steps import Step
+    from chalicelib.store import steps as steps_store
 
-    other = Shop.__new__(Shop)  # a second customer of its own, same shape
-    Shop.__init__(other, app_client, stub)
-    record = other.record()
-    sub = record["subscriptions"][0]
-    step = Step(other.pm.m.account_id, pending_cancel.step_id(sub["id"], 1), pending_cancel.KIND,
-                "2030-01-01T00:00:00Z", record["id"], {"sub_fact": sub["id"]})
-    # Not set to end: nothing asked of PayPal.
-    outcome = pending_cancel.handle(step, datetime.now(UTC))
-    assert outcome.status == "done" and outcome.result["cancelled"] is False
-    assert other.at_paypal()["status"] == "ACTIVE"
-    status, body = other.post(other.sub_path("cancel"), {"at": "period_end"})
-    assert status == 200, body
-    outcome = pending_cancel.handle(step, datetime.now(UTC))
+    other = Shop(app_client, stub)  # a customer of its own (another shop)
+    account_id = other.pm.m.account_id
+    sub = other.record()["subscriptions"][0]
+    period_end = int(datetime.fromisoformat(sub["current_period_end"].replace("Z", "+00:00"))
+                     .timestamp())
+    step_id = pending_cancel.step_id(sub["id"], period_end)
+    assert steps_store.get(account_id, step_id) is None
+    assert other.post(other.sub_path("cancel"), {"at": "period_end"})[0] == 200
+    planned = steps_store.get(account_id, step_id)
+    assert planned is not None and planned.status == "pending"
+    assert planned.kind == "pending_cancel.run" and planned.customer_id == other.record()["id"]
+    assert other.post(other.sub_path("recover"))[0] == 200
+    assert steps_store.get(account_id, step_id) is None  # kept: nothing left to do
+
+    assert other.post(other.sub_path("cancel"), {"at": "period_end"})[0] == 200
+    planned = steps_store.get(account_id, step_id)
+    now = datetime.now(UTC)
+    claimed = steps_store.claim(planned, now, 60)
+    outcome = pending_cancel.handle(claimed, now)
+    assert scheduler.write(claimed, outcome, now)
     assert outcome.status == "done" and outcome.result["cancelled"] is True
+    assert steps_store.get(account_id, step_id).status == "done"
     assert other.at_paypal()["status"] == "CANCELLED"
     assert other.record()["subscriptions"][0]["status"] == "canceled"
     assert other.deliver_paypals_webhooks() == ["BILLING.SUBSCRIPTION.CANCELLED"]
     assert other.record()["subscriptions"][0]["status"] == "canceled"
+    # Run again (a sweep that died before writing): nothing more at PayPal.
+    again = pending_cancel.handle(claimed, now)
+    assert again.status == "done" and again.result["cancelled"] is False

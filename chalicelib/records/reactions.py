@@ -59,8 +59,9 @@ def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
     from chalicelib.integrations import reactions as integrations
     from chalicelib.notices import planning as notices
+    from chalicelib.selfservice import pending_cancel
 
-    return [integrations.react, notices.react]
+    return [integrations.react, notices.react, pending_cancel.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 _HANDLERS = {
     "notice": "chalicelib.notices.service:handle",
     "delivery": "chalicelib.integrations.delivery:handle_due_attempt",
+    "pending_cancel": "chalicelib.selfservice.pending_cancel:handle",
     "outbox": "chalicelib.integrations.pipeline:handle_due_fanout",
     # "dunning": chalicelib.dunning (retries and dunning e-mails), "notice": customer
     # notices, "delivery": merchants' webhook deliveries: each feature adds its line.
