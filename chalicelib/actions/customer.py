@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from chalicelib import timeutil
 from chalicelib.actions import service as actions
 from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step, account_of
 from chalicelib.blocks import service as blocks
-from chalicelib.domain.events import Ref
+from chalicelib.domain.events import Address, CustomerChanged, Ref
 from chalicelib.errors import BadRequest, Conflict, NotFound
-from chalicelib.processors.gateway import Gateway
+from chalicelib.observability import logger
+from chalicelib.processors.gateway import CustomerChanges, Gateway
 from chalicelib.processors.registry import gateway_for
 from chalicelib.records import service as records
 from chalicelib.selfservice.service import card_id as card_id_of
+from chalicelib.staff import roles
 from chalicelib.store import blocks as block_store
+from chalicelib.store import customers as customer_store
+from chalicelib.store import email_changes
 
 GatewayFor = Callable[[dict], Gateway]
 MAX_REASON = 500
@@ -272,3 +278,158 @@ class CustomerActions:
                 gateway.block_value(kind, value, idempotency_key=step.key(f"radar:{digest}"))
             else:
                 gateway.unblock_value(kind, value)
+
+    # --- edit customer details --------------------------------------------------------------
+
+    def edit(self, changes: dict, *, note=None) -> dict:
+        """Change the customer's name, e-mail, phone or address (``changes`` holds only the
+        fields to change; "" or None clears name, phone and address), at every processor
+        customer of the record first. A new e-mail is for owners and admins: it is marked
+        pending on the record before the processor is asked (so the processor's
+        ``customer.updated`` moves the whole record, whichever comes first), the old
+        address is told, and the record's e-mail changes when the processor's event
+        arrives. 409 ``email_taken`` (with that record's id) when the address has a record."""
+        wanted = parse_changes(changes)
+        spec = ActionSpec(name="customer.edit", customer_id=self.customer_id,
+                          permission="edit_customer", request={"changes": wanted},
+                          note=_text(note, MAX_NOTE, "The note"))
+        if "email" in wanted and self.ctx.role not in EMAIL_CHANGERS:
+            raise actions.forbidden(self.ctx, spec, "edit_customer_email")
+
+        def perform(step: Step) -> Result:
+            account = account_of(self.ctx.account_id)
+            overview = self._overview()
+            old_email = records.normalize_email(overview.get("email"))
+            email = wanted.get("email")
+            if email is not None:
+                if email == old_email:
+                    raise Conflict("This is already the customer's e-mail address.",
+                                   code="not_applicable")
+                other = customer_store.find_by_email(self.ctx.account_id, email)
+                if other and other != self.customer_id:
+                    raise EmailTaken(other)
+                email_changes.put(self.ctx.account_id, email, self.customer_id, old_email,
+                                  self.ctx.actor_id)
+            processor_customers = [_ref(p) for p in overview.get("processor_ids") or []]
+            stripe_customers = [r for r in processor_customers if r.processor == "stripe"]
+            if not stripe_customers:
+                raise Conflict("This customer has no processor customer to change.",
+                               code="not_applicable")
+            gateway = self._gateway_of(account)
+            address = wanted.get("address", None)
+            update = CustomerChanges(name=wanted.get("name"), email=email,
+                                     phone=wanted.get("phone"),
+                                     address=address if "address" in wanted else None)
+            if "address" in wanted and address is None:
+                update = replace(update, address={})  # cleared at the processor
+            for ref in stripe_customers:
+                gateway.update_customer(ref, update, idempotency_key=step.key(
+                    "update:" + hashlib.sha256(str(ref).encode()).hexdigest()[:16]))
+            now = int(time.time())
+            events = []
+            if set(wanted) - {"email"}:
+                # What the processor confirmed, at once; its customer.updated says it again.
+                events = [CustomerChanged(
+                    occurred_at=now, customer=ref, email=None, name=wanted.get("name"),
+                    phone=wanted.get("phone"),
+                    address=Address(**(address or {})) if "address" in wanted else None)
+                    for ref in stripe_customers]
+            if email is not None and old_email:
+                _tell_old_address(account, self.customer_id, old_email, email)
+            before = {k: overview.get(k) for k in wanted}
+            after = {k: v for k, v in wanted.items()}
+            body = {"customer_id": self.customer_id, "changed": sorted(wanted),
+                    "email_pending": email}
+            return Result(body=body, events=events,
+                          outbox=[{"type": "customer.updated",
+                                   "data": {"customer_id": self.customer_id,
+                                            "changed": sorted(wanted), **after}}],
+                          before=before, after=after)
+
+        return actions.run(self.ctx, spec, perform).body
+
+
+EMAIL_CHANGERS = (roles.OWNER, roles.ADMIN)
+ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
+PHONE_RE = re.compile(r"^\+?[0-9 ().-]{3,40}$")
+EDITABLE = ("name", "email", "phone", "address")
+
+
+class EmailTaken(Conflict):
+    """The new e-mail already has a record: its id, for a link and a merge."""
+
+    code = "email_taken"
+
+    def __init__(self, other_customer_id: str):
+        super().__init__("Another customer record already has this e-mail address. Open it, "
+                         "or merge the two records.")
+        self.other_customer_id = other_customer_id
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "customer_id": self.other_customer_id}
+
+
+def parse_changes(changes) -> dict:
+    """The fields to change, checked: 400 for anything else or nothing."""
+    if not isinstance(changes, dict):
+        raise BadRequest("Send the fields to change.", code="bad_request")
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise BadRequest(f"Unknown field: {unknown[0][:50]}.", code="bad_request")
+    if not changes:
+        raise BadRequest("Send at least one of name, email, phone, address.",
+                         code="nothing_chosen")
+    out: dict = {}
+    if "name" in changes:
+        out["name"] = _text(changes["name"], 200, "The name") or ""
+    if "phone" in changes:
+        phone = _text(changes["phone"], 40, "The phone number") or ""
+        if phone and not PHONE_RE.match(phone):
+            raise BadRequest("Enter a phone number of digits, spaces and + ( ) - .",
+                             code="bad_request")
+        out["phone"] = phone
+    if "email" in changes:
+        raw = changes["email"]
+        email = records.normalize_email(raw) if isinstance(raw, str) else None
+        if not email or len(email) > 254 or not re.match(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$",
+                                                         email):
+            raise BadRequest("Enter a valid e-mail address (it cannot be removed).",
+                             code="bad_request")
+        out["email"] = email
+    if "address" in changes:
+        address = changes["address"]
+        if address is None or address == {}:
+            out["address"] = None
+        elif not isinstance(address, dict) or set(address) - set(ADDRESS_FIELDS):
+            raise BadRequest("The address has line1, line2, postal_code, city, state and "
+                             "country.", code="bad_request")
+        else:
+            cleaned = {k: _text(address.get(k), 200, f"The address's {k}") or ""
+                       for k in ADDRESS_FIELDS}
+            if cleaned["country"] and not re.match(r"^[A-Za-z]{2}$", cleaned["country"]):
+                raise BadRequest("The country is its two-letter code (e.g. PL).",
+                                 code="bad_request")
+            cleaned["country"] = cleaned["country"].upper()
+            out["address"] = cleaned if any(cleaned.values()) else None
+    return out
+
+
+def _tell_old_address(account: dict, customer_id: str, old_email: str, new_email: str) -> None:
+    """Tell the old address that the account's e-mail is changing (a customer who did not
+    ask for it can reply to the merchant). A mail that fails is logged, not fatal: the
+    processor has already changed the e-mail."""
+    from chalicelib.mail.sender import MailFailed, Message, send
+
+    name = account.get("name") or "our shop"
+    text = (f"Hello,\n\nThe e-mail address of your account with {name} is being changed "
+            f"from {old_email} to {new_email}. Receipts and sign-in links will go to the new "
+            f"address.\n\nIf you did not ask for this, reply to this e-mail or contact "
+            f"{account.get('support_email') or 'our support team'}.\n\n{name}\n")
+    try:
+        send(Message(from_name=name, from_address=account["support_email"], to=old_email,
+                     subject=f"Your e-mail address with {name} is changing", text=text,
+                     reply_to=account.get("support_email")),
+             account_id=account["account_id"], customer_id=customer_id,
+             kind="email_change_notice")
+    except MailFailed:
+        logger.exception("could not tell the old address of an e-mail change")

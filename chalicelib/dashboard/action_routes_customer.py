@@ -13,6 +13,11 @@ one subscription's card page).
         first POST mails a step-up code (``block`` is a step-up permission), the second
         carries it → 303 back to the form with a notice
 
+  GET   /dashboard/{slug}/customers/{id}/edit    the details form (name, e-mail for owners
+        and admins, phone, address)
+  POST  the same: only the fields that differ are changed → 303 to the record with a
+        notice; an e-mail that has a record re-renders the form (409) with a link to it
+
 Each checks the role on the server (``note``; ``resend_email``; ``block``) and the
 session's CSRF token; the note and the block carry a one-time action id (a double
 submission acts once).
@@ -24,7 +29,7 @@ import re
 from chalice import Blueprint
 
 from chalicelib.actions import web as actions_web
-from chalicelib.actions.customer import CustomerActions
+from chalicelib.actions.customer import ADDRESS_FIELDS, EMAIL_CHANGERS, CustomerActions, EmailTaken
 from chalicelib.actions.notes import add_note
 from chalicelib.activity import service as activity
 from chalicelib.blocks import service as blocks
@@ -159,3 +164,74 @@ def block_or_unblock(request, slug: str, customer_id: str):
         return _block_page(request, visit, customer_id, status=exc.status,
                            problem=exc.message, fields=kept)
     return web.redirect(f"{visit.root}/customers/{customer_id}/block?done={do}", request)
+
+
+# --- edit customer details ------------------------------------------------------------------
+
+EDIT_PATH = "/dashboard/{slug}/customers/{customer_id}/edit"
+EDIT_DONE = {"edited": "The customer's details are changed at the processor and here.",
+             "email": ("The new e-mail address is sent to the processor; the record moves to it "
+                       "when the processor confirms (usually within seconds). The old address "
+                       "was told.")}
+
+
+def _current(overview: dict) -> dict[str, str]:
+    address = overview.get("address") if isinstance(overview.get("address"), dict) else {}
+    return {"name": overview.get("name") or "", "email": overview.get("email") or "",
+            "phone": overview.get("phone") or "",
+            **{f"address_{k}": (address or {}).get(k) or "" for k in ADDRESS_FIELDS}}
+
+
+def _edit_page(request, visit, customer_id: str, *, status: int = 200,
+               problem: str | None = None, fields: dict | None = None,
+               taken: str | None = None, notice: str | None = None):
+    state = _block_state(visit, customer_id)
+    shown = _current(state["customer"])
+    return web.page(request, visit, "action_edit.html", status=status, current="customers",
+                    customer_id=customer_id, customer=state["customer"], problem=problem,
+                    notice=notice, fields=fields or shown, shown=shown, taken=taken,
+                    may_change_email=visit.role in EMAIL_CHANGERS,
+                    action_id=actions_web.action_id())
+
+
+@bp.route(EDIT_PATH, methods=["GET"])
+@web.dashboard_view(bp)
+def edit_form(request, slug: str, customer_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "edit_customer")
+    done = (request.query_params or {}).get("done")
+    return _edit_page(request, visit, customer_id, notice=EDIT_DONE.get(done or ""))
+
+
+@bp.route(EDIT_PATH, methods=["POST"], content_types=FORM)
+@web.dashboard_view(bp)
+def edit_details(request, slug: str, customer_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "edit_customer")
+    fields = web.form(request, visit)
+    ctx = actions_web.dashboard_context(visit, fields)
+    # The values the form showed (so a double submission is the same request, answered
+    # once), else the record's.
+    shown = _current(_block_state(visit, customer_id)["customer"])
+    current = {k: fields.get(f"was_{k}", v) for k, v in shown.items()}
+    kept = {k: (fields.get(k) or "").strip() for k in current}
+    changes: dict = {k: kept[k] for k in ("name", "phone") if kept[k] != current[k]}
+    if kept["email"] and kept["email"].casefold() != current["email"].casefold():
+        changes["email"] = kept["email"]
+    if any(kept[f"address_{k}"] != current[f"address_{k}"] for k in ADDRESS_FIELDS):
+        changes["address"] = {k: kept[f"address_{k}"] for k in ADDRESS_FIELDS}
+    if not changes:
+        return _edit_page(request, visit, customer_id, status=400, fields=kept,
+                          problem="Nothing was changed.")
+    try:
+        CustomerActions(ctx, customer_id).edit(changes, note=fields.get("note"))
+    except EmailTaken as taken:
+        return _edit_page(request, visit, customer_id, status=taken.status, fields=kept,
+                          problem=taken.message, taken=taken.other_customer_id)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404 or exc.code == "csrf":
+            raise
+        return _edit_page(request, visit, customer_id, status=exc.status, fields=kept,
+                          problem=exc.message)
+    done = "email" if "email" in changes else "edited"
+    return web.redirect(f"{visit.root}/customers/{customer_id}/edit?done={done}", request)

@@ -7,6 +7,11 @@ the first result; the same key with another body is 422).
                                          "reason": "...", "note": "..."}
   POST /api/v1/customers/{id}/unblock   the same fields
 
+  POST /api/v1/customers/{id}/details   {"name", "email", "phone", "address", "note"}:
+       only the fields to change ("" or null clears name, phone, address); a new e-mail
+       is pending until the processor's event (409 email_taken with the other record's
+       ``customer_id`` when the address has one)
+
 ``cards`` are the record's card ids (``card_…``), ``processor_customers`` the processor's
 customer ids (``cus_…``); a detail that is not the customer's is 404, a request that
 changes nothing (all blocked already, none blocked) 409.
@@ -50,3 +55,14 @@ def unblock(customer_id: str):
                           processor_customers=body.get("processor_customers"),
                           all_details=body.get("all", False), reason=body.get("reason"),
                           note=body.get("note"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/details", methods=["POST"], content_types=JSON)
+@json_errors
+def edit_details(customer_id: str):
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    body = actions_web.json_body(request, {"name", "email", "phone", "address", "note"})
+    note = body.pop("note", None)
+    return CustomerActions(ctx, customer_id).edit(body, note=note)

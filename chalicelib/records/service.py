@@ -21,7 +21,7 @@ from chalicelib.records import moves, reactions
 from chalicelib.records.facts import FACT_KINDS, STICKY_STATUSES, Fact, kind_of, object_ref
 from chalicelib.records.view import build_record, order_entries, overview_record, summary_of
 from chalicelib.store import customers as store
-from chalicelib.store import payloads
+from chalicelib.store import email_changes, payloads
 from chalicelib.store import signin as signin_store
 
 MAX_ATTEMPTS = 12
@@ -330,7 +330,10 @@ def apply(account_id: str, processor: str, translation: Translation, delivery: d
             # A processor customer of this record changed its e-mail: only its part of
             # the record follows the new e-mail (records.moves).
             owner = store.find_by_email(account_id, email)
-            alone = set(state.profile["processor_ids"]) <= {str(changed_by)}
+            # The record's only processor customer, or the merchant changing this record's
+            # e-mail (marked before the processor was asked): the whole record follows.
+            alone = set(state.profile["processor_ids"]) <= {str(changed_by)} or \
+                email_changes.pending_for(account_id, email) == state.customer_id
             if owner is None and alone:
                 # The whole record follows to a free e-mail: whoever held the old one
                 # loses access.

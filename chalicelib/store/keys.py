@@ -325,3 +325,9 @@ def due_index_sk(due_at_iso: str, account_id: str, step_id: str) -> str:
 
 def notice_sent_sk(key: str) -> str:
     return f"SENT#{key}"
+
+
+def pending_email_change(account_id: str, normalized_email: str) -> tuple[str, str]:
+    """A merchant's change of a record's e-mail to this address, waiting for the
+    processor's ``customer.updated`` (store/email_changes.py)."""
+    return f"ACCT#{account_id}#EMAILCHANGE#{normalized_email}", "PENDING"

@@ -528,6 +528,18 @@ class BlockItem(TableItem, discriminator="Block"):
     log = JSONAttribute(default=list)  # newest last: {"action", "at", "by", "by_email", "reason", "key"}
 
 
+class PendingEmailChangeItem(TableItem, discriminator="PendingEmailChange"):
+    """A merchant changing a record's e-mail (``ACCT#<acct>#EMAILCHANGE#<new e-mail>`` /
+    ``PENDING``), written before the processor is asked: the processor's
+    ``customer.updated`` that follows (or comes first) is this record's own change, and
+    the whole record follows the new e-mail (records.service). TTL and ``expires_at``."""
+
+    customer_id = UnicodeAttribute()
+    old_email = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute()
+    expires_at = NumberAttribute()
+
+
 class RefundSeenItem(TableItem, discriminator="RefundSeen"):
     """A processor refund counted in its payment's ledger (``REFUND#<processor ref>``):
     written with ``attribute_not_exists`` together with the ledger's update, so each
