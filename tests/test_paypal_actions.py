@@ -29,6 +29,7 @@ class Shop:
         self.stub = stub
         self.delivered: set[str] = set()
         story = PayPalStory(EMAIL)
+        story.payer_id = "PAYER" + secrets.token_hex(4).upper()  # PayPal's are 13 long
         self.story = story
         story.subscription("BILLING.SUBSCRIPTION.ACTIVATED")
         self.sale_id = story.sale("10.00")
@@ -82,6 +83,17 @@ class Shop:
 @pytest.fixture(scope="module")
 def shop(app_client, stub) -> Shop:  # noqa: F811
     return Shop(app_client, stub)
+
+
+def test_the_dashboard_search_finds_a_paypal_customer_by_payer_or_subscription_id(shop):
+    from chalicelib.dashboard import service as dashboard
+
+    account_id, record = shop.pm.m.account_id, shop.record()
+    for term in (shop.story.payer_id, shop.story.sub_id):
+        found = dashboard.search(account_id, term)
+        assert (found["by"], found["open"]) == ("processor_customer", record["id"]), term
+    # Looks like a payer id, is not one: searched as a name or e-mail prefix.
+    assert dashboard.search(account_id, "NOSUCHPAYER01")["by"] == "prefix"
 
 
 def test_what_paypal_cannot_do_is_a_clear_422_and_changes_nothing(shop):

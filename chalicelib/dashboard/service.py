@@ -51,6 +51,10 @@ TIMELINE_SOURCES = ("processor", "staff", "email", "note")
 CUSTOMER_ID_RE = re.compile(r"^cst_[0-9a-z]{26}$")
 ORDER_ID_RE = re.compile(r"^ord_[a-z2-7]{24}$")
 PROCESSOR_CUSTOMER_RE = re.compile(r"^cus_[A-Za-z0-9]{1,250}$")
+# PayPal's payer ids (13 capitals and digits) and subscription ids (``I-…``): looked up by
+# their pointer first; a name or e-mail prefix that only looks like one is searched as such.
+PAYPAL_PAYER_RE = re.compile(r"^[A-Z0-9]{13}$")
+PAYPAL_SUBSCRIPTION_RE = re.compile(r"^I-[A-Z0-9]{10,40}$")
 PAYMENT_ID_RE = re.compile(r"^[a-z]{2,8}_[a-z0-9]{8,64}$")
 CURSOR_RE = re.compile(r"^[A-Za-z0-9_=-]{1,400}$")
 COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -117,8 +121,9 @@ def normalize_query(query: str | None) -> str:
 
 def search(account_id: str, query: str | None) -> dict:
     """Customers found by what the merchant has in hand: an e-mail or name prefix, the
-    processor's customer id (``cus_…``), an order id (``ord_…``) or a record id
-    (``cst_…``). ``open``: the one hit's id when there is exactly one (Enter opens it)."""
+    processor's customer id (``cus_…``; PayPal's payer id or subscription id ``I-…``), an
+    order id (``ord_…``) or a record id (``cst_…``). ``open``: the one hit's id when there
+    is exactly one (Enter opens it)."""
     term = normalize_query(query)
     if not term:
         return {"query": "", "by": None, "results": [], "open": None}
@@ -134,6 +139,10 @@ def search(account_id: str, query: str | None) -> dict:
     elif CUSTOMER_ID_RE.match(term.casefold()):
         by = "customer"
         found_id = term.casefold()
+    elif PAYPAL_PAYER_RE.match(term) or PAYPAL_SUBSCRIPTION_RE.match(term):
+        found_id = records.find_by_processor_id(
+            account_id, "paypal", term if term.startswith("I-") else f"payer_{term}")
+        by = "processor_customer" if found_id else None
     if by is not None:
         results = []
         if found_id:
