@@ -10,6 +10,7 @@ import secrets
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
+from dashboard_helpers import dashboard_settings  # noqa: F401 - a fixture
 from test_paypal_webhooks import PayPalMerchant, PayPalStory, PayPalStub
 
 EMAIL = "paypal.actions@example.com"
@@ -232,3 +233,34 @@ def test_the_due_step_cancels_at_paypal_only_while_still_set_to_end(app_client, 
     # Run again (a sweep that died before writing): nothing more at PayPal.
     again = pending_cancel.handle(claimed, now)
     assert again.status == "done" and again.result["cancelled"] is False
+
+
+def test_the_record_page_offers_no_plan_change_for_a_paypal_subscription(
+        app_client, stack, stub, sent_emails, dashboard_settings):  # noqa: F811
+    from dashboard_helpers import make_staff_shop, staff_sign_in
+    from portal_helpers import PortalClient, text
+
+    from chalicelib.accounts.service import set_paypal
+
+    staff_shop = make_staff_shop(app_client, stack)
+    webhook_id = "WH" + secrets.token_hex(8).upper()
+    set_paypal(staff_shop.account_id, client_id="AZdash" + secrets.token_hex(6),
+               client_secret="EJdash" + secrets.token_hex(10), webhook_id=webhook_id,
+               mode="sandbox")
+    story = PayPalStory(f"dash.{secrets.token_hex(4)}@example.com")
+    for event in [story.subscription("BILLING.SUBSCRIPTION.ACTIVATED")]:
+        body, headers = stub.sign(event, webhook_id)
+        r = app_client.http.post(f"/webhooks/paypal/{staff_shop.account_id}", body=body,
+                                 headers=headers)
+        assert r.status_code == 200, r.body
+    from chalicelib.records.service import normalize_email
+    from chalicelib.store.customers import find_by_email
+
+    customer_id = find_by_email(staff_shop.account_id, normalize_email(story.email))
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, staff_shop.root, staff_shop.owner, sent_emails)
+    page = c.get(f"{staff_shop.root}/customers/{customer_id}")
+    assert page.status_code == 200, text(page)
+    html = text(page)
+    assert "Cancel at period end" in html and "Pause collection" in html
+    assert "Change plan" not in html
