@@ -100,6 +100,8 @@ ACTION_BODIES = {
     "/api/v1/customers/{customer_id}/block": {"emails": ["owner@example.com"],
                                               "reason": "isolation"},
     "/api/v1/customers/{customer_id}/unblock": {"all": True, "reason": "isolation"},
+    # The owner's own e-mail: 409 not applicable, before any processor call.
+    "/api/v1/customers/{customer_id}/details": {"email": "owner@example.com"},
     # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
     "/api/v1/endpoints/{endpoint_id}/rotate-secret": {},
     "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {},
