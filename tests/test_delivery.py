@@ -294,8 +294,14 @@ def test_replay_keeps_the_webhook_id_and_replay_failed_sends_the_failed_since(re
     [made] = [d for d in delivery.fan_out(_event(account), T0)
               if d["endpoint_id"] == created["id"]]
     delivery.attempt(account, made["id"], T0)
-    replayed = delivery.replay(account, made["id"], T0 + timedelta(hours=1))
-    assert replayed["attempted"] and replayed["status"] == "succeeded"
+    later = T0 + timedelta(hours=1)
+    replayed = delivery.replay(account, made["id"], later)
+    assert replayed["status"] == "pending" and replayed["next_attempt_at"]
+    # The scheduler's step, due at once, sends it.
+    step = steps_store.get(account, delivery.step_id_of(made["id"], 2))
+    assert datetime.fromisoformat(step.due_at) == later
+    assert delivery.handle_due_attempt(step, later).result == {"attempted": True,
+                                                               "status": "succeeded"}
     sent = receiver.at(path)
     assert len(sent) == 2 and sent[0]["headers"]["webhook-id"] == sent[1]["headers"]["webhook-id"]
     # Disabled: two deliveries fail without being sent; enabled again, replay_failed.

@@ -32,8 +32,13 @@ def test_create_returns_the_secret_once_and_stores_it_encrypted(accounts):
     item = raw_item(keys.endpoints_pk(account), keys.endpoint_sk(created["id"]))
     assert created["secret"] not in str(item)
     stored = item["secrets"]["L"][0]["M"]
-    assert crypto.decrypt(stored["ciphertext"]["S"], crypto.account_context(account)) \
-        == created["secret"]
+    context = endpoints.secret_context(account, created["id"])
+    assert crypto.decrypt(stored["ciphertext"]["S"], context) == created["secret"]
+    # Bound to its endpoint and account: under another context it does not decrypt.
+    crypto.forget_decrypted()
+    for other in (crypto.account_context(account), endpoints.secret_context(account, "ep_x")):
+        with pytest.raises(crypto.SecretUnavailable):
+            crypto.decrypt(stored["ciphertext"]["S"], other)
     assert stored["fingerprint"]["S"] == crypto.fingerprint(created["secret"])
 
 

@@ -311,15 +311,17 @@ def handle_due_attempt(step, now: datetime):
 # --- replay and reads ----------------------------------------------------------------------
 
 def replay(account_id: str, delivery_id: str, now: datetime) -> dict:
-    """Send the delivery again (same ``webhook-id``), now and then on the retry schedule;
-    404 for a delivery that is not the account's."""
+    """Make the delivery due again (same ``webhook-id``): the scheduler's step attempts it
+    at its next sweep, then on the retry schedule if it fails. 404 for a delivery that is
+    not the account's. (Queued rather than sent here: the request's function needs no
+    access to the endpoints' secrets.)"""
     delivery = _require(account_id, delivery_id)
     if not store.requeue(account_id, delivery_id, _epoch(now), iso(now),
                          _epoch(now + RETENTION)):
         raise BadRequest("an attempt of this delivery is in progress: try again shortly",
                          code="attempt_in_progress")
     steps_store.plan(_step(delivery, delivery.attempts + 1, now))
-    return attempt(account_id, delivery_id, now)
+    return public(store.get_delivery(account_id, delivery_id))
 
 
 def replay_failed(account_id: str, endpoint_id: str, since: datetime, now: datetime,

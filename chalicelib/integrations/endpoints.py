@@ -2,8 +2,8 @@
 hooks and Slack destinations, each with its own signing secret.
 
 A secret (``whsec_`` + base64 of 32 random bytes) is returned once, at creation or
-rotation, and stored KMS-encrypted under the account's encryption context
-(chalicelib/crypto.py), like the processor secrets. A rotation keeps the secret it
+rotation, and stored KMS-encrypted (chalicelib/crypto.py) under an encryption context of
+its own, ``{"endpoint": "<account>/<endpoint>"}`` (``secret_context``). A rotation keeps the secret it
 replaces signing beside the new one for a grace period (24 h by default, at most 7 days),
 so a receiver can switch without losing a delivery.
 
@@ -40,8 +40,17 @@ def _secret() -> str:
     return SECRET_PREFIX + base64.b64encode(token_source.token_bytes(32)).decode("ascii")
 
 
-def _stored(account_id: str, secret: str, expires_at: int | None = None) -> StoredSecret:
-    return StoredSecret(crypto.encrypt(secret, crypto.account_context(account_id)),
+def secret_context(account_id: str, endpoint_id: str) -> dict[str, str]:
+    """The KMS encryption context of an endpoint's secrets: one key of their own, so the
+    functions that create them (the API's) may encrypt under it and nothing else of a
+    merchant's (its processor secrets are under ``{"account_id": …}``, encrypted by the
+    operator), and a ciphertext copied to another endpoint or account does not decrypt."""
+    return {"endpoint": f"{account_id}/{endpoint_id}"}
+
+
+def _stored(account_id: str, endpoint_id: str, secret: str,
+            expires_at: int | None = None) -> StoredSecret:
+    return StoredSecret(crypto.encrypt(secret, secret_context(account_id, endpoint_id)),
                         crypto.fingerprint(secret), expires_at)
 
 
@@ -111,10 +120,11 @@ def create(account_id: str, *, url, event_types, description="", kind="webhook",
                        code="too_many_endpoints")
     at = iso(now or timeutil.now())
     secret = _secret()
-    endpoint = Endpoint(account_id=account_id, endpoint_id=ids.new_id("ep"), kind=kind,
+    endpoint_id = ids.new_id("ep")
+    endpoint = Endpoint(account_id=account_id, endpoint_id=endpoint_id, kind=kind,
                         url=url, description=text, event_types=types, enabled=enabled,
                         disabled_reason=None if enabled else "disabled by the merchant",
-                        secrets=[_stored(account_id, secret)], failing_since=None,
+                        secrets=[_stored(account_id, endpoint_id, secret)], failing_since=None,
                         created_at=at, updated_at=at)
     store.create_endpoint(endpoint)
     return {**public(endpoint), "secret": secret}
@@ -200,7 +210,8 @@ def rotate_secret(account_id: str, endpoint_id: str, now: datetime,
     secret = _secret()
     current = endpoint.secrets[0].fingerprint if endpoint.secrets else ""
     if not store.set_secrets_if_unchanged(account_id, endpoint_id, iso(now), current,
-                                          [_stored(account_id, secret), *kept[:4]]):
+                                          [_stored(account_id, endpoint_id, secret),
+                                           *kept[:4]]):
         raise Conflict("the secret was rotated meanwhile: try again", code="rotated_meanwhile")
     return secret
 
@@ -208,7 +219,8 @@ def rotate_secret(account_id: str, endpoint_id: str, now: datetime,
 def signing_secrets(endpoint: Endpoint, now: datetime) -> list[str]:
     """The secrets that sign at ``now``, newest first (decrypted)."""
     now_ts = int(now.timestamp())
-    return [crypto.decrypt(s.ciphertext, crypto.account_context(endpoint.account_id))
+    context = secret_context(endpoint.account_id, endpoint.endpoint_id)
+    return [crypto.decrypt(s.ciphertext, context)
             for s in endpoint.secrets if s.expires_at is None or s.expires_at > now_ts]
 
 
