@@ -139,8 +139,10 @@ def record_view(account_id: str, overview: dict, payments: list[dict] | None) ->
                             "why": why})
     any_blocked = any(v and v["blocked"] for v in
                       [_public(email_block), *customers.values(), *cards.values()])
-    card_rows = [{"id": card_id, "label": card_label(card) or "Card",
-                  "block": cards[card_id]} for card_id, card in record_cards(overview).items()]
+    # A card the record knows only by id (from its subscription) is named by its block.
+    card_rows = [{"id": card_id, "label": card_label(card) or (cards[card_id] or {}).get("label")
+                  or "Card", "block": cards[card_id]}
+                 for card_id, card in record_cards(overview).items()]
     return {"email": _public(email_block), "customers": customers,
             # By the processor's own id, as the record page lists processor customers.
             "customers_by_id": {ref.partition(":")[2]: b for ref, b in customers.items()},
