@@ -82,7 +82,59 @@ def test_the_app_validates(node_modules):
     assert "structurally sound" in result.stdout, output
 
 
-def test_jest_against_the_running_app(node_modules, app_server):
+class _Receiver:
+    """Zapier's side of a delivery: takes one POST on loopback and keeps it as it came."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append({"headers": dict(self.headers.items()),
+                                 "body": body.decode()})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/standard/1/zap/"
+
+
+def _real_delivery(account_id: str, event: dict, monkeypatch) -> dict:
+    """The event delivered by the product's own fan-out and attempt to a hook subscribed
+    through the hooks service (to a loopback receiver, allowed in development): what
+    Zapier would receive, and the subscribe answer it would keep. The hook is removed."""
+    from chalicelib import timeutil
+    from chalicelib.integrations import delivery, hooks
+    from chalicelib.settings import get_settings
+
+    monkeypatch.setenv("ALLOW_HTTP_LOOPBACK_ENDPOINTS", "1")
+    get_settings.cache_clear()
+    receiver = _Receiver()
+    try:
+        subscribed = hooks.subscribe(account_id, {"target_url": receiver.url,
+                                                  "event": event["type"]})
+        now = timeutil.now()
+        [planned] = delivery.fan_out(event, now)
+        sent = delivery.attempt(account_id, planned["id"], now)
+        assert sent["attempted"] and sent["status"] == "succeeded", sent
+        hooks.unsubscribe(account_id, subscribed["id"])
+    finally:
+        receiver.server.shutdown()
+        monkeypatch.delenv("ALLOW_HTTP_LOOPBACK_ENDPOINTS")
+        get_settings.cache_clear()
+    [request] = receiver.received
+    return {"subscribeData": subscribed, **request}
+
+
+def test_jest_against_the_running_app(node_modules, app_server, monkeypatch, tmp_path):
     from chalicelib import ids, timeutil
     from chalicelib.accounts.service import create_account
     from chalicelib.integrations import endpoints
@@ -92,16 +144,19 @@ def test_jest_against_the_running_app(node_modules, app_server):
                              stripe_secret_key="sk_test_x",
                              stripe_webhook_secrets=["whsec_zapier_test"])
     account_id = created.account["account_id"]
-    # One event as a change's transaction writes it to the outbox (the samples' source).
+    # One event as a change's transaction writes it to the outbox (the samples' source),
+    # and as the product delivers it to a Zapier hook.
     event = {"account_id": account_id, "customer_id": "cst_" + "0" * 26,
              "event_id": ids.new_id("evt"), "type": SAMPLE_TYPE,
              "occurred_at": timeutil.now_iso(), "data": {"reason": "zapier test"}}
     outbox_item(event).save()
+    delivered = tmp_path / "delivery.json"
+    delivered.write_text(json.dumps(_real_delivery(account_id, event, monkeypatch)))
 
     env = _node_env()
     env.update({"ZAPIER_TEST_BASE_URL": app_server, "ZAPIER_TEST_API_KEY": created.api_key,
                 "ZAPIER_TEST_SAMPLE_TYPE": SAMPLE_TYPE, "ZAPIER_TEST_SAMPLE_ID": event["event_id"],
-                "ZAPIER_TEST_EMPTY_TYPE": EMPTY_TYPE})
+                "ZAPIER_TEST_EMPTY_TYPE": EMPTY_TYPE, "ZAPIER_TEST_DELIVERY": str(delivered)})
     result, output = _run(["npx", "--no-install", "jest", "--runInBand", "--ci"],
                           timeout=300, env=env)
     assert result.returncode == 0, output

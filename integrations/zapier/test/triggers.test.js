@@ -3,9 +3,11 @@
 // Against a running app (started by tests/test_zapier.py: `chalice local` on the test
 // stand-ins, with an account, its API key and one real outbox event):
 //   ZAPIER_TEST_BASE_URL, ZAPIER_TEST_API_KEY, ZAPIER_TEST_SAMPLE_TYPE, ZAPIER_TEST_SAMPLE_ID,
-//   ZAPIER_TEST_EMPTY_TYPE (a type the account has no event of).
+//   ZAPIER_TEST_EMPTY_TYPE (a type the account has no event of), ZAPIER_TEST_DELIVERY (a
+//   JSON file: a real delivery of the sample event to a hook, and its subscribe answer).
 
 const crypto = require('crypto');
+const fs = require('fs');
 const zapier = require('zapier-platform-core');
 
 const App = require('../index');
@@ -174,6 +176,35 @@ describe('REST hooks', () => {
       subscribeData,
     });
     expect(again).toEqual({ id: subscribeData.id, removed: false });
+  });
+
+  test('a delivery the product really sent triggers the Zap with the sample’s fields', async () => {
+    // Sent by the product's fan-out and attempt (signed by the standardwebhooks library)
+    // to a hook subscribed through the API; headers as Zapier hands them over (`Http-`).
+    const sent = JSON.parse(fs.readFileSync(env('ZAPIER_TEST_DELIVERY'), 'utf8'));
+    const headers = Object.fromEntries(
+      Object.entries(sent.headers).map(([name, value]) => [`Http-${name}`, value]),
+    );
+    const trigger = App.triggers[triggerKey(sampleType())];
+    const bundle = {
+      authData: authData(),
+      subscribeData: sent.subscribeData,
+      rawRequest: { method: 'POST', headers, content: sent.body },
+      cleanedRequest: JSON.parse(sent.body),
+    };
+    const results = await appTester(trigger.operation.perform, bundle);
+    expect(results).toHaveLength(1);
+    expect(results[0].id).toBe(env('ZAPIER_TEST_SAMPLE_ID'));
+    // What Zapier showed while the Zap was built (the sample) has the same fields.
+    const samples = await appTester(trigger.operation.performList, { authData: authData() });
+    expect(results[0]).toEqual(samples.find((s) => s.id === results[0].id));
+    // The same delivery under another subscription's secret does not trigger it.
+    const stranger = { ...sent.subscribeData, secret: 'whsec_' + 'A'.repeat(44) };
+    const refused = await appTester(trigger.operation.perform, {
+      ...bundle,
+      subscribeData: stranger,
+    });
+    expect(refused).toEqual([]);
   });
 
   test('a type with no event yet lists one example, marked as such', async () => {
