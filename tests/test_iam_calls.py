@@ -382,6 +382,29 @@ def _merchant_api(shop) -> None:
         record = shop.merchant.get_json(base)
         for payment in record["payments"]:
             shop.merchant.get_json(f"{base}/events?object={payment['id']}")
+    _endpoints_api(shop)
+
+
+def _endpoints_api(shop) -> None:
+    """The merchant's endpoints: add (its secret encrypted under {"endpoint": …}), list,
+    change, rotate, deliveries, remove."""
+    http, key = shop.merchant.client.http, shop.merchant.api_key
+
+    def call(method, path, body=None):
+        response = http.request(method, path, body=json.dumps(body).encode() if body else b"",
+                                headers={"Authorization": f"Bearer {key}",
+                                         "Content-Type": "application/json"})
+        assert response.status_code in (200, 201, 204), (path, response.body)
+        return json.loads(response.body) if response.body else None
+
+    endpoint = call("POST", "/api/v1/endpoints", {"url": "https://hooks.example.com/iam",
+                                                  "event_types": ["*"]})
+    base = f"/api/v1/endpoints/{endpoint['id']}"
+    call("GET", "/api/v1/endpoints")
+    call("PATCH", base, {"description": "IAM"})
+    call("POST", f"{base}/rotate-secret", {"grace_hours": 1})
+    call("GET", f"{base}/deliveries")
+    call("DELETE", base)
 
 
 def _export_asked(staff_shop, app_client, sent_emails) -> tuple[PortalClient, str]:  # noqa: F811
