@@ -14,6 +14,7 @@ from chalicelib.mail.sender import Message, Suppressed, send
 from chalicelib.notices import suppression
 from chalicelib.portal.service import brand_of
 from chalicelib.store import accounts as account_store
+from devstack import ses_feedback
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +32,10 @@ def _notice(account: dict, to: str, customer_id: str, kind: str = "notice_renewa
 
 
 def _ses_event(kind: str, account_id: str, customer_id: str, message_id: str, to: str,
-               **report) -> str:
+               transient: bool = False) -> str:
     """What SES's configuration set publishes (event publishing format), as JSON."""
-    event = {"eventType": kind, "mail": {
-        "messageId": message_id, "destination": [to],
-        "tags": {"account_id": [account_id], "customer_id": [customer_id]}}}
-    if kind == "Bounce":
-        event["bounce"] = {"bounceType": report.get("type", "Permanent"),
-                           "bounceSubType": report.get("subtype", "General"),
-                           "bouncedRecipients": [{"emailAddress": to}]}
-    else:
-        event["complaint"] = {"complainedRecipients": [{"emailAddress": to}],
-                              "complaintFeedbackType": "abuse"}
-    return json.dumps(event)
+    return json.dumps(ses_feedback.ses_event(kind, account_id, customer_id, message_id, to,
+                                             transient))
 
 
 def _entry(account_id: str, customer_id: str, message_id: str) -> dict:
@@ -88,8 +80,7 @@ def test_complaint_suppresses_and_a_transient_bounce_does_not(shop):
     soft_id = _notice(account, soft, "cst_soft")
     angry_id = _notice(account, angry, "cst_angry")
     done = suppression.handle_notification(_ses_event(
-        "Bounce", merchant.account_id, "cst_soft", soft_id, soft, type="Transient",
-        subtype="MailboxFull"))
+        "Bounce", merchant.account_id, "cst_soft", soft_id, soft, transient=True))
     assert done["suppressed"] == [] and done["history_marked"]
     assert suppression.reason_for(merchant.account_id, soft) is None
     assert _entry(merchant.account_id, "cst_soft", soft_id)["status"] == "bounced"
@@ -106,3 +97,13 @@ def test_complaint_suppresses_and_a_transient_bounce_does_not(shop):
                                   json.dumps({"eventType": "Bounce", "mail": {}})])
 def test_unreadable_or_other_feedback_is_ignored(body):
     assert "ignored" in suppression.handle_notification(body)
+
+
+def test_devstack_simulates_a_bounce_of_the_newest_mail_to_an_address(shop):
+    merchant, account = shop
+    to = f"sim-{secrets.token_hex(3)}@example.com"
+    customer_id = None  # an address of no record: the mail is in the account's history
+    message_id = _notice(account, to, customer_id)
+    done = ses_feedback.simulate("Bounce", merchant.account_id, to)
+    assert done["suppressed"] == [to] and done["history_marked"]
+    assert _entry(merchant.account_id, customer_id, message_id)["status"] == "bounced"
