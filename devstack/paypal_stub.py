@@ -562,6 +562,34 @@ def build_app(stub: Stub) -> web.Application:
 
     # --- the dev stack's and tests' controls ---
 
+    @routes.post("/_stub/bill/{id}")
+    async def bill(request):
+        """PayPal bills the subscription's next cycle now (its price, or ``amount``): a
+        completed transaction and sale, the next billing time a month on, and PayPal's
+        PAYMENT.SALE.COMPLETED and BILLING.SUBSCRIPTION.UPDATED."""
+        sub = subscription_of(request)
+        if sub is None:
+            return error(404, "RESOURCE_NOT_FOUND")
+        data = await body_of(request) or {}
+        cycle = next((c for c in (sub.get("plan") or {}).get("billing_cycles") or []
+                      if c.get("tenure_type") == "REGULAR"), {})
+        price = data.get("amount") or (cycle.get("pricing_scheme") or {}).get("fixed_price") \
+            or {"currency_code": "USD", "value": "10.00"}
+        txn = {"id": secrets.token_hex(8).upper(), "time": _now(), "status": "COMPLETED",
+               "amount_with_breakdown": {"gross_amount": dict(price)}}
+        stub.objects.setdefault("transactions", {}).setdefault(sub["id"], []).append(txn)
+        sale = {"id": txn["id"], "state": "completed", "billing_agreement_id": sub["id"],
+                "amount": {"total": price["value"], "currency": price["currency_code"]},
+                "create_time": txn["time"], "update_time": txn["time"]}
+        stub.objects.setdefault("sales", {})[sale["id"]] = sale
+        billing = sub.setdefault("billing_info", {})
+        billing["last_payment"] = {"amount": dict(price), "time": txn["time"]}
+        billing["next_billing_time"] = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+                                        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stub.emit("PAYMENT.SALE.COMPLETED", "sale", sale, version=None)
+        stub.emit("BILLING.SUBSCRIPTION.UPDATED", "subscription", sub)
+        return web.json_response(txn)
+
     @routes.get("/_stub/events")
     async def events(request):
         return web.json_response(stub.events)

@@ -121,6 +121,10 @@ def test_refund_of_a_subscription_sale_is_made_once_at_paypal_and_converges(shop
     refunds = [r for r in stub.served() if r["path"] == f"/v1/payments/sale/{shop.sale_id}/refund"]
     assert len(refunds) == 1 and refunds[0]["request_id"] == f"{key}:refund"
     assert refunds[0]["body"] == {"amount": {"currency": "USD", "total": "4.00"}}
+    # The record has it at once (the action's confirmed refund names PayPal's sale) …
+    [paid] = [p for p in shop.record()["payments"] if p["status"] == "succeeded"]
+    assert paid["refunded"] == 400 and len(paid["refunds"]) == 1, paid["refunds"]
+    # … and PayPal's webhook is the same refund, not a second.
     assert shop.deliver_paypals_webhooks() == ["PAYMENT.SALE.REFUNDED"]
     [paid] = [p for p in shop.record()["payments"] if p["status"] == "succeeded"]
     assert paid["refunded"] == 400 and len(paid["refunds"]) == 1, paid["refunds"]
@@ -264,3 +268,44 @@ def test_the_record_page_offers_no_plan_change_for_a_paypal_subscription(
     html = text(page)
     assert "Cancel at period end" in html and "Pause collection" in html
     assert "Change plan" not in html
+
+
+def test_a_cycle_paypal_bills_after_the_period_asked_to_end_is_refunded(app_client, stub):  # noqa: F811
+    """PayPal bills the next cycle before the due step ran (the mark came late, or the
+    sweep): the step cancels at PayPal and refunds that payment through the refund action;
+    the moved billing time moves nothing."""
+    from datetime import UTC, datetime
+
+    from chalicelib.activity import service as activity
+    from chalicelib.scheduler import service as scheduler
+    from chalicelib.selfservice import pending_cancel
+    from chalicelib.store import steps as steps_store
+
+    other = Shop(app_client, stub)
+    account_id = other.pm.m.account_id
+    sub = other.record()["subscriptions"][0]
+    period_end = int(datetime.fromisoformat(sub["current_period_end"].replace("Z", "+00:00"))
+                     .timestamp())
+    assert other.post(other.sub_path("cancel"), {"at": "period_end"})[0] == 200
+    other.deliver_paypals_webhooks()
+    txn = stub.call("POST", f"/_stub/bill/{other.story.sub_id}", {})
+    assert other.deliver_paypals_webhooks() == ["PAYMENT.SALE.COMPLETED",
+                                                "BILLING.SUBSCRIPTION.UPDATED"]
+    assert other.record()["subscriptions"][0]["status"] == "canceling"
+    step = steps_store.get(account_id, pending_cancel.step_id(sub["id"], period_end))
+    assert step is not None and step.status == "pending"  # not moved to the new period
+
+    now = datetime.now(UTC)
+    claimed = steps_store.claim(step, now, 60)
+    outcome = pending_cancel.handle(claimed, now)
+    assert scheduler.write(claimed, outcome, now)
+    assert outcome.status == "done" and len(outcome.result["refunded"]) == 1, outcome.result
+    assert other.at_paypal()["status"] == "CANCELLED"
+    refunds = [r for r in stub.served() if r["path"] == f"/v1/payments/sale/{txn['id']}/refund"]
+    assert len(refunds) == 1  # all of it
+    assert refunds[0]["body"] == {"amount": {"currency": "USD", "total": "10.00"}}
+    record = other.record()
+    [billed] = [p for p in record["payments"] if f"paypal:txn_{txn['id']}" in p["processor_refs"]]
+    assert billed["refunded"] == billed["amount"] == 1000
+    entries = activity.list(account_id, limit=50, action_prefix="refund")[0]
+    assert [e["actor"] for e in entries] == [pending_cancel.ACTOR]

@@ -317,7 +317,9 @@ class Refunds:
                               refund=outcome.refund, amount=outcome.amount,
                               currency=outcome.currency, status=outcome.status,
                               reason=None if reason == "other" else reason,
-                              intent=refs.get("pi_"), charge=refs.get("ch_") or refs.get("py_"),
+                              intent=refs.get("pi_"),
+                              # Stripe's charge; PayPal's capture or sale (txn_…)
+                              charge=refs.get("ch_") or refs.get("py_") or refs.get("txn"),
                               created_at=int(time.time()))
         return Result(body=body, status=201, events=[event],
                       outbox=[{"type": "refund.created", "data": {

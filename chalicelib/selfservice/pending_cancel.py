@@ -5,20 +5,25 @@ The action (dashboard, merchant API) or the portal records the pending cancel on
 subscription's fact (``cancel_at_period_end``), as for Stripe; PayPal's gateway asks nothing
 of PayPal then. This module:
 
-- ``react`` (a records reaction): a PayPal subscription's fact whose pending cancel is set
-  plans the due step ``pending_cancel:<sub fact>:<period end>`` (kind
+- ``react`` (a records reaction): a PayPal subscription's fact whose pending cancel is
+  set plans the due step ``pending_cancel:<sub fact>:<period end>`` (kind
   ``pending_cancel.run``) at ``due_cancel_time``, 48 hours before the next billing time,
-  so PayPal starts no new cycle (due at once when that is already past). A mark taken
-  back ("keep my subscription", recover) or a billing time that moved drops the step (a
-  moved one plans again under its new id); a subscription that ended keeps it, to no effect.
+  so PayPal starts no new cycle (due at once when that is already past). The period is
+  the one current when the cancel was asked for: a billing time that moves afterwards
+  (PayPal billed the next cycle anyway) moves nothing. A mark taken back ("keep my
+  subscription", recover) drops the step; a subscription that ended keeps it, to no effect.
 - ``handle`` (the scheduler's handler): when the step is due and the record still says the
   subscription is set to end, cancels it at PayPal (PayPal's own state makes a repeat
   harmless) and records the cancellation at once; a mark taken back meanwhile is done
-  with nothing to do.
+  with nothing to do. Payments PayPal took for a cycle after the period the customer
+  asked to end (its sales from that billing time on) are refunded in full, through the
+  refund action (``actions.refunds``: its ledger, PayPal-Request-Id, the activity log, by
+  ``system:pending_cancel``); one the record does not know yet (its webhook not in) is
+  refunded when the step runs again a few minutes later.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.domain.events import Ref, SubscriptionChanged
 from chalicelib.errors import AppError
@@ -30,6 +35,12 @@ from chalicelib.store.steps import Step
 from chalicelib.timeutil import iso
 
 KIND = "pending_cancel.run"
+ACTOR = "system:pending_cancel"
+# A payment PayPal took from this long before the period end on is the next cycle's.
+BILLING_SLACK_SECONDS = 3600
+# The step runs again this often while a payment to refund is not in the record yet.
+RECHECK_MINUTES = 5
+MAX_RECHECKS = 6
 ENDED = ("canceled", "incomplete_expired", "ended")
 # The processors whose period-end cancel is kept by us.
 KEPT_BY_US = ("paypal",)
@@ -60,8 +71,8 @@ def react(context: Context, changes: list[Change]) -> Effects:
         if change.kind != "SUB":
             continue
         before, after = _pending(change.before), _pending(change.after)
-        if before == after:
-            continue
+        if (before is None) == (after is None):
+            continue  # nothing asked or taken back (a moved billing time moves nothing)
         # A subscription that ended keeps its step: the handler finds nothing to do (a
         # step dropped while it runs would lose its outcome).
         if before is not None and change.after.get("status") not in ENDED:
@@ -72,7 +83,8 @@ def react(context: Context, changes: list[Change]) -> Effects:
             effects.ops.append(steps_store.plan_op(Step(
                 context.account_id, step_id(change.fact_id, after[0]), KIND,
                 iso(datetime.fromtimestamp(due, UTC)), context.customer_id,
-                {"sub_fact": change.fact_id, "subscription": change.after["subscription"]})))
+                {"sub_fact": change.fact_id, "subscription": change.after["subscription"],
+                 "period_end": after[0]})))
     return effects
 
 
@@ -89,6 +101,9 @@ def handle(step: Step, now: datetime):
     record = records.get_record(step.account_id, step.customer_id or "", consistent=True)
     sub = next((s for s in (record or {}).get("subscriptions", [])
                 if s["id"] == step.data.get("sub_fact")), None)
+    if sub is not None and sub["status"] == "canceled" and step.data.get("cancelled"):
+        # Run again for a payment whose webhook was not in yet: refunds only.
+        return _refund_later_payments(step, now, record, sub)
     if sub is None or sub["status"] != "canceling":
         return Outcome.done({"cancelled": False, "why": "no longer set to end"})
     processor, _, paypal_id = sub["processor_ref"].partition(":")
@@ -108,4 +123,58 @@ def handle(step: Step, now: datetime):
     records.record_confirmed(step.account_id, step.customer_id or "", [SubscriptionChanged(
         occurred_at=at, customer=None, email=None, subscription=ref, status="canceled",
         canceled_at=at)])
-    return Outcome.done({"cancelled": True})
+    return _refund_later_payments(step, now, records.get_record(
+        step.account_id, step.customer_id or "", consistent=True), sub)
+
+
+def _refund_later_payments(step: Step, now: datetime, record: dict | None, sub: dict):
+    """Refund, in full, what PayPal took for a cycle after the period the customer asked to
+    end; the step's outcome (done, or again in a few minutes for a payment whose webhook
+    has not come yet)."""
+    from chalicelib.actions.refunds import Refunds
+    from chalicelib.actions.service import ActionContext, account_of
+    from chalicelib.processors.registry import gateway_for
+    from chalicelib.scheduler.service import Outcome
+    from chalicelib.staff import roles
+
+    processor, _, paypal_id = sub["processor_ref"].partition(":")
+    since = int(step.data.get("period_end") or 0) - BILLING_SLACK_SECONDS
+    taken = [t for t in gateway_for(account_of(step.account_id), processor).transactions(
+        Ref(processor, paypal_id), since, int(now.timestamp()) + 60)
+        if t.status in ("COMPLETED", "PARTIALLY_REFUNDED") and (t.at or 0) >= since]
+    by_ref = {ref: p for p in (record or {}).get("payments", []) for ref in p["processor_refs"]}
+    refunded, missing, refused = [], [], []
+    for txn in taken:
+        payment = by_ref.get(str(txn.payment))
+        if payment is None:
+            missing.append(txn.payment.id)
+            continue
+        if (payment.get("refunded") or 0) >= (payment.get("amount") or 0):
+            continue
+        ctx = ActionContext(account_id=step.account_id, actor_id=ACTOR, actor_email=None,
+                            role=roles.ADMIN, ip=None, source="api",
+                            idempotency_key=f"{step.step_id}:refund:{txn.payment.id}")
+        try:
+            Refunds(ctx, step.customer_id or "").refund(
+                payment["id"], None, "requested_by_customer",
+                "Taken by PayPal after the customer asked to end the subscription at the "
+                "end of the period: refunded automatically.")
+        except AppError as exc:
+            if exc.status >= 500:
+                raise  # unknown outcome: the same refund action again when the step reruns
+            logger.error("a payment taken after a cancel request could not be refunded",
+                         extra={"account_id": step.account_id, "error": exc.code})
+            refused.append(payment["id"])
+            continue
+        refunded.append(payment["id"])
+    result = {"cancelled": True, "refunded": refunded}
+    if refused:
+        result["refund_refused"] = refused
+    if missing and step.attempts < MAX_RECHECKS:
+        due = now + timedelta(minutes=RECHECK_MINUTES)
+        return Outcome.later(iso(due), {**step.data, "cancelled": True})
+    if missing:
+        logger.error("payments taken after a cancel request were not refunded",
+                     extra={"account_id": step.account_id, "step_id": step.step_id})
+        result["not_refunded"] = missing
+    return Outcome.done(result)
