@@ -357,3 +357,23 @@ def test_another_accounts_delivery_is_not_found(receiver, account, app_client): 
         delivery.list_for_endpoint(other, created["id"])
     assert delivery.attempt(other, made["id"], T0)["attempted"] is False
     assert receiver.at(path) == []
+
+
+def test_a_worker_dying_mid_attempt_leaves_the_delivery_to_the_scheduler(receiver, account):
+    created, path = _endpoint(receiver, account)
+    [made] = [d for d in delivery.fan_out(_event(account), T0)
+              if d["endpoint_id"] == created["id"]]
+    # A sender claims the first attempt, then dies before sending or recording anything.
+    assert store.claim(account, made["id"], int(T0.timestamp()), delivery.LEASE_SECONDS)
+    step = steps_store.get(account, delivery.step_id_of(made["id"], 1))
+    early = delivery.handle_due_attempt(step, T0 + timedelta(seconds=30))
+    assert early.status == "pending"  # back when the lease ends
+    due = datetime.fromisoformat(early.due_at)
+    assert due == T0 + timedelta(seconds=delivery.LEASE_SECONDS + 1)
+    assert receiver.at(path) == []
+    done = delivery.handle_due_attempt(step, due)
+    assert done.status == "done" and done.result == {"attempted": True, "status": "succeeded"}
+    assert len(receiver.at(path)) == 1
+    # A step whose attempt was made (here: a second run of it) ends without sending.
+    assert delivery.handle_due_attempt(step, due + timedelta(minutes=5)).status == "done"
+    assert len(receiver.at(path)) == 1

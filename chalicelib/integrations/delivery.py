@@ -297,15 +297,36 @@ def _mail_owners(endpoint: store.Endpoint, days: int) -> None:
 
 def handle_due_attempt(step, now: datetime):
     """A ``delivery.attempt`` step (scheduler.kinds): attempt the delivery if it is due;
-    the next attempt, if any, is its own step (planned by the attempt)."""
+    the next attempt, if any, is its own step (planned by the attempt).
+
+    A step that finds nothing to send is done, unless it is the one that keeps the
+    delivery going: an attempt in progress (the pipeline's sender, or one that died
+    holding the lease) when the step is for that attempt or the next, or a step for the
+    next attempt that came early. Those come back when the lease ends or the attempt is
+    due, so a worker dying mid-attempt never leaves a delivery pending with nothing to
+    send it; an older step (its attempt made) ends."""
     from chalicelib.scheduler.service import Outcome
 
     delivery_id = (step.data or {}).get("delivery_id")
-    if not delivery_id:
-        return Outcome.failed({"error": "no delivery_id"})
+    number = _step_number(step.step_id)
+    if not delivery_id or number is None:
+        return Outcome.failed({"error": "not a delivery step"})
     result = attempt(step.account_id, delivery_id, now)
+    if not result.get("attempted"):
+        current = store.get_delivery(step.account_id, delivery_id)
+        if current is not None and current.status == PENDING:
+            if current.lease_until >= _epoch(now) and number >= current.attempts:
+                return Outcome.later(timeutil.iso_from_epoch(current.lease_until + 1))
+            if current.next_attempt_at and current.next_attempt_at > _epoch(now) \
+                    and number > current.attempts:
+                return Outcome.later(timeutil.iso_from_epoch(current.next_attempt_at))
     return Outcome.done({"attempted": result.get("attempted", False),
                          "status": result.get("status")})
+
+
+def _step_number(step_id: str) -> int | None:
+    tail = step_id.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 # --- replay and reads ----------------------------------------------------------------------

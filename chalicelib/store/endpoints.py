@@ -75,6 +75,7 @@ class Delivery:
     # The attempt count when the delivery was last replayed: the retry schedule of a
     # replay starts again from there.
     round_base: int = 0
+    lease_until: int = 0  # epoch seconds: an attempt holds the delivery until then
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def _delivery(item: OutboundDeliveryItem) -> Delivery:
         next_attempt_at=int(item.next_attempt_at) if item.next_attempt_at is not None else None,
         last_status=int(item.last_status) if item.last_status is not None else None,
         last_error=item.last_error, created_at=item.created_at, updated_at=item.updated_at,
-        round_base=int(item.round_base or 0))
+        round_base=int(item.round_base or 0), lease_until=int(item.lease_until or 0))
 
 
 def create_delivery(delivery: Delivery, expires_at: int) -> tuple[Delivery, bool]:
