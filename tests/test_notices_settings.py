@@ -81,3 +81,23 @@ def test_merchant_api_get_and_put(app_client, shop):  # noqa: F811
         assert status == 400, bad
     assert merchant.get_json("/api/v1/settings/notices")["renewal_days"] == 30
     assert app_client.http.get("/api/v1/settings/notices").status_code == 401
+
+
+def test_the_record_page_shows_a_suppressed_address(app_client, shop, sent_emails):  # noqa: F811
+    from portal_helpers import seed_customer
+
+    from chalicelib.records.service import normalize_email
+    from chalicelib.store import customers
+    from chalicelib.store import notices as store
+
+    seeded = seed_customer(shop.shop)
+    cid = customers.find_by_email(shop.account_id, normalize_email(seeded.email))
+    c = _signed_in(app_client, shop, sent_emails, "support")
+    page = text(c.get(f"{shop.root}/customers/{cid}"))
+    assert "no more notices" not in page
+    store.suppress(shop.account_id, normalize_email(seeded.email), "complaint", "abuse",
+                   "msg-1", "2026-11-29T10:00:00.000000Z")
+    page = text(c.get(f"{shop.root}/customers/{cid}"))
+    assert "marked an e-mail as spam: no more notices" in page
+    owner = _signed_in(app_client, shop, sent_emails, "owner")
+    assert seeded.email in text(owner.get(f"{shop.root}/settings/notices"))

@@ -272,6 +272,10 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
                      "open_disputes": None, "disputes": []})
     page["blocks"] = blocks.record_view(account_id, overview, payments)
     page["mail"] = _mail(account_id, customer_id, mail_cursor)
+    # An address SES reported as bouncing hard or complaining gets no notices (notices).
+    from chalicelib.notices import suppression
+
+    page["mail"]["suppressed"] = suppression.reason_for(account_id, overview.get("email") or "")
     page["timeline"] = _timeline(account_id, customer_id, timeline_source, timeline_cursor)
     return page
 
