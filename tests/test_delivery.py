@@ -163,7 +163,7 @@ def test_a_delivery_is_verified_by_the_standard_webhooks_library(receiver, accou
                                          ensure_ascii=False).encode()
     with pytest.raises(WebhookVerificationError):
         _verify(request, endpoints.create(account, url=receiver.url(_path()),
-                                          event_types=["x.y"])["secret"])
+                                          event_types=["order.created"])["secret"])
     # Done: a second attempt sends nothing.
     assert delivery.attempt(account, made["id"], T0 + timedelta(hours=1))["attempted"] is False
     assert len(receiver.at(path)) == 1

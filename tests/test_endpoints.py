@@ -63,6 +63,7 @@ def test_a_url_that_is_not_a_public_https_url_is_a_400_and_writes_nothing(accoun
 
 @pytest.mark.parametrize("fields", [
     {"event_types": []}, {"event_types": "payment.succeeded"}, {"event_types": ["Payment!"]},
+    {"event_types": ["payment.teleported"]},
     {"kind": "carrier-pigeon"}, {"description": "x" * 501}, {"enabled": "yes"},
 ])
 def test_other_bad_fields_are_a_400(accounts, fields):

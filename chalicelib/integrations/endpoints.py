@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from chalicelib import crypto, ids, outbound, timeutil
 from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.integrations import catalogue
 from chalicelib.settings import get_settings
 from chalicelib.store import endpoints as store
 from chalicelib.store.endpoints import Endpoint, StoredSecret
@@ -88,6 +89,9 @@ def _event_types(value) -> list[str]:
                 event_type == ALL_EVENTS or _EVENT_TYPE.fullmatch(event_type)):
             raise BadRequest("event_types: each is an event type such as "
                              '"payment.succeeded", or "*"')
+        if event_type != ALL_EVENTS and event_type not in catalogue.EVENT_TYPES:
+            raise BadRequest(f"event_types: {event_type!r} is not an event type of the "
+                             "catalogue (GET /api/v1/events/schema)")
         if event_type not in types:
             types.append(event_type)
     return types
