@@ -11,9 +11,9 @@ import secrets
 import pytest
 import stripe
 from app_fixtures import app_client  # noqa: F401
+from customer_action_helpers import another_customer, deliver_events, follow_customer, seeded_shop
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     mails_to,
-    make_stripe_shop,
     portal_settings,
     wait_for,
 )
@@ -22,12 +22,14 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 
 
 @pytest.fixture(scope="module")
-def shop(app_client, stack, app_server):  # noqa: F811
+def shop(app_client, stack):  # noqa: F811
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
-    out = make_stripe_shop(app_client, stack, app_server, client)
+    out = seeded_shop(app_client, stack, client)
     # A second Stripe customer with the same e-mail joins the record.
     second = client.v1.customers.create(params={"email": out.email, "name": out.name})
-    wait_for(lambda: _overview(out), lambda o: o and f"stripe:{second.id}" in o["processor_ids"],
+    follow_customer(out, second.id)
+    wait_for(lambda: (deliver_events(out), _overview(out))[1],
+             lambda o: o and f"stripe:{second.id}" in o["processor_ids"],
              what="the second Stripe customer on the record")
     out.second_customer = second.id
     return out
@@ -108,7 +110,6 @@ def test_support_may_edit_but_not_change_the_e_mail(shop):
 
 
 def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_emails):
-    from portal_helpers import stripe_customer
 
     from chalicelib.records.service import normalize_email
     from chalicelib.store.customers import find_by_email
@@ -116,7 +117,7 @@ def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_ema
     record_id = shop.customer_id()
     old = shop.email
     # An address that has a record of its own: 409 with that record, nothing changed.
-    other = stripe_customer(shop.shop, shop.client, "Other Person")
+    other = another_customer(shop, "Other Person")
     status, answer = _post(shop, {"email": other.email})
     assert status == 409 and answer["error"] == "email_taken"
     assert answer["customer_id"] == other.customer_id()
@@ -130,8 +131,8 @@ def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_ema
     [told] = [m for m in mails_to(sent_emails, old) if "is changing" in m["subject"]]
     assert new in told["body"]
     # Both Stripe customers' customer.updated: the whole record follows, nothing splits.
-    wait_for(lambda: find_by_email(shop.account_id, new), lambda cid: cid == record_id,
-             what="the record under the new e-mail")
+    wait_for(lambda: (deliver_events(shop), find_by_email(shop.account_id, new))[1],
+             lambda cid: cid == record_id, what="the record under the new e-mail")
     assert find_by_email(shop.account_id, normalize_email(old)) is None
     overview = _overview(shop, record_id)
     assert {f"stripe:{shop.customer}", f"stripe:{shop.second_customer}"} <= set(

@@ -12,20 +12,21 @@ import secrets
 import pytest
 import stripe
 from app_fixtures import app_client  # noqa: F401
+from customer_action_helpers import another_customer, seeded_shop
 from dashboard_helpers import (  # noqa: F401 - dashboard_settings is a fixture
     dashboard_settings,
     staff_sign_in,
 )
-from portal_helpers import PortalClient, make_stripe_shop, stripe_customer, text
+from portal_helpers import PortalClient, text
 
 pytestmark = pytest.mark.usefixtures("dashboard_settings")
 HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
 @pytest.fixture(scope="module")
-def shop(app_client, stack, app_server):  # noqa: F811
+def shop(app_client, stack):  # noqa: F811
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
-    return make_stripe_shop(app_client, stack, app_server, client)
+    return seeded_shop(app_client, stack, client)
 
 
 def _signed_in(app_client, shop, sent_emails, role: str):  # noqa: F811
@@ -75,7 +76,7 @@ def test_support_edits_name_and_phone_but_not_the_e_mail(app_client, shop, sent_
 
 
 def test_admin_e_mail_of_another_record_is_409_with_a_link(app_client, shop, sent_emails):  # noqa: F811
-    other = stripe_customer(shop.shop, shop.client, "Other Person")
+    other = another_customer(shop, "Other Person")
     c, record = _signed_in(app_client, shop, sent_emails, "admin")
     answer = c.post(f"{record}/edit", {**_form(c, record), "email": other.email})
     assert answer.status_code == 409

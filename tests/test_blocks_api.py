@@ -12,11 +12,11 @@ import secrets
 import pytest
 import stripe
 from app_fixtures import app_client  # noqa: F401
+from customer_action_helpers import seeded_shop
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     PortalClient,
     ask_link,
     mails_to,
-    make_stripe_shop,
     portal_settings,
     text,
 )
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 
 
 @pytest.fixture(scope="module")
-def shop(app_client, stack, app_server):  # noqa: F811
+def shop(app_client, stack):  # noqa: F811
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
-    return make_stripe_shop(app_client, stack, app_server, client)
+    return seeded_shop(app_client, stack, client)
 
 
 def _post(shop, action: str, body: dict, key: str | None = None, customer_id=None):

@@ -10,21 +10,22 @@ import re
 import pytest
 import stripe
 from app_fixtures import app_client  # noqa: F401
+from customer_action_helpers import seeded_shop
 from dashboard_helpers import (  # noqa: F401 - dashboard_settings is a fixture
     STAFF_CODE_RE,
     dashboard_settings,
     staff_sign_in,
 )
-from portal_helpers import PortalClient, mails_to, make_stripe_shop, text
+from portal_helpers import PortalClient, mails_to, text
 
 pytestmark = pytest.mark.usefixtures("dashboard_settings")
 ACTION_RE = re.compile(r'name="action_id" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def shop(app_client, stack, app_server):  # noqa: F811
+def shop(app_client, stack):  # noqa: F811
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
-    return make_stripe_shop(app_client, stack, app_server, client)
+    return seeded_shop(app_client, stack, client)
 
 
 def _signed_in(app_client, shop, sent_emails, role: str):  # noqa: F811
