@@ -148,6 +148,7 @@ def test_an_owner_adds_edits_rotates_disables_and_deletes_an_endpoint(
     base = f"{shop.root}/settings/endpoints"
     page = c.get(base)
     assert page.status_code == 200 and "Add an endpoint" in text(page)
+    assert f'href="{base}" aria-current="page">Endpoints' in text(page)  # in the menu
     refused = c.post(base, {"url": "http://hooks.example.com/in", "event_types": "*"})
     assert refused.status_code == 400 and "https" in text(refused)
     added = c.post(base, {"url": "https://hooks.example.com/dash",
@@ -188,6 +189,7 @@ def test_support_may_not_and_another_accounts_endpoint_is_404(
     mine = endpoints.create(shop.account_id, url="https://hooks.example.com/s",
                             event_types=["*"])
     support = _signed_in(app_client, shop, sent_emails, role="support")
+    assert base not in text(support.get(f"{shop.root}/customers"))  # not in their menu
     assert support.get(base).status_code == 403
     assert support.post(base, {"url": "https://hooks.example.com/t",
                                "event_types": "*"}).status_code == 403

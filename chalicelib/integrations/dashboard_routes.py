@@ -56,7 +56,7 @@ def _base(visit: web.StaffVisit) -> str:
 
 
 def _list_page(request, visit, status: int = 200, error: str | None = None, values=None):
-    return web.page(request, visit, "endpoints.html", status=status, current="settings",
+    return web.page(request, visit, "endpoints.html", status=status, current="endpoints",
                     endpoints=endpoints.list_for(visit.account_id), error=error,
                     values=values or {}, kinds=PAGE_KINDS, base=_base(visit))
 
@@ -65,7 +65,7 @@ def _detail_page(request, visit, endpoint_id: str, status: int = 200,
                  error: str | None = None, notice: str | None = None):
     endpoint = endpoints.require(visit.account_id, endpoint_id)
     return web.page(request, visit, "endpoints_detail.html", status=status,
-                    current="settings", endpoint=endpoint, error=error, notice=notice,
+                    current="endpoints", endpoint=endpoint, error=error, notice=notice,
                     deliveries=delivery.list_for_endpoint(visit.account_id, endpoint_id),
                     base=_base(visit))
 
@@ -91,7 +91,7 @@ def endpoint_add(request, slug: str):
     except BadRequest as exc:
         return _list_page(request, visit, status=400, error=exc.message, values=form)
     _log(visit, "endpoint.created", created["id"], url=created["url"])
-    return web.page(request, visit, "endpoints_secret.html", status=201, current="settings",
+    return web.page(request, visit, "endpoints_secret.html", status=201, current="endpoints",
                     endpoint=created, secret=created["secret"], base=_base(visit),
                     created=True)
 
@@ -137,7 +137,7 @@ def endpoint_switch(request, slug: str, endpoint_id: str, switch: str):
     if switch == "rotate":
         secret = endpoints.rotate_secret(visit.account_id, endpoint_id, timeutil.now())
         _log(visit, "endpoint.secret_rotated", endpoint_id)
-        return web.page(request, visit, "endpoints_secret.html", current="settings",
+        return web.page(request, visit, "endpoints_secret.html", current="endpoints",
                         endpoint=endpoints.require(visit.account_id, endpoint_id),
                         secret=secret, base=_base(visit), created=False)
     endpoints.update(visit.account_id, endpoint_id, enabled=switch == "enable")
@@ -168,7 +168,7 @@ def delivery_detail(request, slug: str, endpoint_id: str, delivery_id: str):
     found = delivery.get(visit.account_id, delivery_id)
     if found["endpoint_id"] != endpoint_id:
         raise NotFound("Not found.")
-    return web.page(request, visit, "endpoints_delivery.html", current="settings",
+    return web.page(request, visit, "endpoints_delivery.html", current="endpoints",
                     endpoint=endpoint, delivery=found, base=_base(visit))
 
 
