@@ -10,7 +10,8 @@ every ``/api/v1/`` route; another account's endpoint or delivery is a 404).
                                                                   ``grace_hours`` more (24, ≤ 168)
   GET    /api/v1/endpoints/{id}/deliveries                        {"data": [delivery, …]} newest first
   GET    /api/v1/endpoints/{id}/deliveries/{delivery_id}          delivery + "attempts_log"
-  POST   /api/v1/endpoints/{id}/deliveries/{delivery_id}/replay   delivery after one attempt now
+  POST   /api/v1/endpoints/{id}/deliveries/{delivery_id}/replay   due again at once (the
+                                                                  scheduler sends it)
   POST   /api/v1/endpoints/{id}/replay-failed                     {"since"} → {"replayed": [ids]}
 """
 from __future__ import annotations
