@@ -86,7 +86,13 @@ const makeTrigger = ({ type, noun, label, description, sample }) => {
       z.console.log(`${type}: a delivery without a valid signature was ignored`);
       return [];
     }
-    const event = bundle.cleanedRequest;
+    // The event as signed (the raw body), not as Zapier parsed it.
+    let event;
+    try {
+      event = JSON.parse(raw.content);
+    } catch (e) {
+      return [];
+    }
     return event && event.type === type ? [event] : [];
   };
 
