@@ -79,6 +79,31 @@ def export_worker(event):
         exports.handle_message(record.body)
 
 
+# Integrations out (chalicelib/integrations/pipeline.py): the table's stream fans each new
+# outbox item out to its deliveries, one message each on the delivery queue, which the
+# sender attempts. infra/template.yaml sets what Chalice cannot: the stream ARN (the one
+# below only names it for `chalice package`), the mapping's filter on outbox items, retry
+# cap, bisection, record age, on-failure queue, and partial batch responses on both.
+OUTBOX_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/billing-portal/stream/set-by-template"
+
+
+@app.on_dynamodb_record(stream_arn=OUTBOX_STREAM_ARN, batch_size=100,
+                        starting_position="TRIM_HORIZON", name="outbox_fanout")
+def outbox_fanout(event):
+    from chalicelib import timeutil
+    from chalicelib.integrations import pipeline
+
+    return pipeline.fan_out_records(event.to_dict().get("Records", []), timeutil.now())
+
+
+@app.on_sqs_message(queue="billing-portal-deliveries", batch_size=10, name="delivery_sender")
+def delivery_sender(event):
+    from chalicelib import timeutil
+    from chalicelib.integrations import pipeline
+
+    return pipeline.send_records(event.to_dict().get("Records", []), timeutil.now())
+
+
 # SES bounces and complaints (chalicelib/notices/suppression.py): SES's configuration set
 # (infra/template.yaml: MailFeedbackConfigurationSet) publishes them to EventBridge's default
 # bus, whose rule (made by Chalice from this pattern) invokes this function. Recorded on the

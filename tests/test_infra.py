@@ -59,7 +59,20 @@ WORKER_ACTIONS = (WORKER_TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | WOR
 # The account's API Gateway logging role (ApiGatewayCloudWatchRole=create).
 APIGW_LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogGroups",
                      "logs:DescribeLogStreams", "logs:PutLogEvents"}
+# The outbox fan-out (app.outbox_fanout): the table's stream, the endpoints (Query), the
+# deliveries and steps it writes, the step it cancels; the delivery queue and the stream
+# mapping's on-failure queue (SendMessage).
+STREAM_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                  "dynamodb:ListStreams"}
+FANOUT_ACTIONS = ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+                  | STREAM_ACTIONS | TABLE_KEY_ACTIONS | {"sqs:SendMessage"} | LOG_ACTIONS
+                  | XRAY_ACTIONS)
+# The delivery sender (app.delivery_sender): deliveries, attempts, steps and endpoints (no
+# batch reads), the mail to owners of an endpoint disabled after 5 days, its queue.
+SENDER_ACTIONS = ((TABLE_ACTIONS - {"dynamodb:BatchGetItem"}) | INDEX_ACTIONS | TABLE_KEY_ACTIONS
+                  | EMAIL_ACTIONS | WORKER_QUEUE_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
 ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_ACTIONS,
+                "OutboxFanoutRole": FANOUT_ACTIONS, "DeliverySenderRole": SENDER_ACTIONS,
                 "ApiGatewayCloudWatchLogsRole": APIGW_LOG_ACTIONS}
 
 # checkov checks the packaged template does not meet, on purpose; each is waived in
@@ -67,6 +80,8 @@ ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_A
 CHECKOV_WAIVED = {
     "APIHandler": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "ExportWorker": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "OutboxFanout": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "DeliverySender": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "RestAPI": {"CKV_AWS_120"},
     "ReceiptsAccessLogBucket": {"CKV_AWS_18"},
 }
@@ -590,7 +605,8 @@ def test_keys_rotate_and_the_account_administers_them(template: dict):
 def test_secrets_key_lets_the_function_decrypt_and_encrypt_only_app_secrets(template: dict):
     statements = _key_statements(template, "SecretsKey")
     assert set(statements) == {"AccountAdministers", "FunctionDecrypts",
-                               "FunctionEncryptsAppSecrets", "OperatorEncrypts"}
+                               "FunctionEncryptsAppSecrets", "OperatorEncrypts",
+                               "SenderDecryptsEndpointSecrets"}
     decrypt = statements["FunctionDecrypts"]
     assert (decrypt["Principal"], decrypt["Action"]) == (FUNCTION_ROLE, "kms:Decrypt")
     assert decrypt["Condition"] == _context_keys("account_id", "app_secret")
@@ -618,7 +634,8 @@ def test_data_key_encrypts_the_table_and_the_stack_log_groups(template: dict):
     assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
     named = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
     groups = resources_of_type(template, "AWS::Logs::LogGroup")
-    assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup", "ExportWorkerLogGroup"}
+    assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup", "ExportWorkerLogGroup",
+                           "OutboxFanoutLogGroup", "DeliverySenderLogGroup"}
     prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     assert sorted(n["Fn::Sub"] for n in named) == sorted(
         prefix + g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values())
