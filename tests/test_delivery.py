@@ -377,3 +377,26 @@ def test_a_worker_dying_mid_attempt_leaves_the_delivery_to_the_scheduler(receive
     # A step whose attempt was made (here: a second run of it) ends without sending.
     assert delivery.handle_due_attempt(step, due + timedelta(minutes=5)).status == "done"
     assert len(receiver.at(path)) == 1
+
+
+def test_the_scheduler_sweep_runs_the_retries(receiver, account):
+    """Through scheduler.kinds: the sweep finds the delivery's steps and runs them."""
+    from chalicelib.scheduler import service as scheduler
+
+    created, path = _endpoint(receiver, account)
+    receiver.queue(path, (500, {}, b"down"))
+    [made] = [d for d in delivery.fan_out(_event(account), T0)
+              if d["endpoint_id"] == created["id"]]
+
+    def sweep(at, number):
+        shard = steps_store.shard_of(account, delivery.step_id_of(made["id"], number))
+        scheduler.sweep(at, shards=[shard])
+        return delivery.get(account, made["id"])
+
+    assert sweep(T0 + timedelta(seconds=30), 1)["attempts"] == 0  # the backstop is not due
+    first = sweep(T0 + timedelta(seconds=61), 1)  # the pipeline's sender never came
+    assert first["attempts"] == 1 and first["status"] == "pending"
+    second = sweep(datetime.fromisoformat(first["next_attempt_at"]), 2)
+    assert second["status"] == "succeeded" and second["attempts"] == 2
+    assert [a["status"] for a in second["attempts_log"]] == [500, 200]
+    assert steps_store.get(account, delivery.step_id_of(made["id"], 2)).status == "done"
