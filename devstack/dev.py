@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         app_url = f"http://127.0.0.1:{ports['app']}"
         running += stack.servers
         # Before any chalicelib import: its settings are read once per process.
+        # Deliveries to the dev receiver go to loopback over http (never allowed in AWS).
+        stack.env["ALLOW_HTTP_LOOPBACK_ENDPOINTS"] = "1"
         servers.apply_env(stack.env)
         _write_env_file(instance.env_file, stack.env)
         stack.provision()
@@ -140,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         from devstack import queue_worker
 
         queue_worker.start_thread()
+        # The webhook pipeline (the table's stream → fan-out → delivery queue → sender, as
+        # Lambda runs them in AWS): the same handlers, in threads, against DynamoDB Local's
+        # stream and moto's SQS; and a receiver that verifies what it is sent, with its page.
+        from devstack import receiver as dev_receiver
+        from devstack import stream_worker
+
+        stream_worker.start_threads()
+        receiver = dev_receiver.Receiver()
 
         from chalicelib.accounts import service as accounts
 
@@ -150,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             stripe_publishable_key=DEMO_PUBLISHABLE_KEY, slug="demo-shop")
         account_id = created.account["account_id"]
         _seed_staff(account_id)
+        # The demo shop's endpoint: every event, to the dev receiver (its page lists them).
+        from chalicelib.integrations import endpoints as demo_endpoints
+
+        demo_endpoint = demo_endpoints.create(account_id, url=receiver.url("demo-shop"),
+                                              event_types=["*"], description="dev receiver")
+        receiver.register("demo-shop", demo_endpoint["secret"])
         webhook_url = accounts.webhook_url(app_url, account_id)
         stack.register_stripe_webhook(webhook_url, webhook_secret, webhook_id="demo")
 
@@ -185,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                        app_running=not args.no_app, mailbox_url=mailbox_url,
                        portal_url=f"{app_url}/portal/{created.account['slug']}/",
                        instance=instance, seeded=seeded)
+        print(f"Webhook deliveries (verified):  {receiver.base_url}/", flush=True)
         while True:
             for server in running:
                 if not server.running():
