@@ -109,6 +109,53 @@ def test_support_may_edit_but_not_change_the_e_mail(shop):
     assert shop.record()["name"] != "Nope"
 
 
+def test_merge_folds_another_record_into_this_one(shop):
+    from chalicelib.actions.customer import CustomerActions
+    from chalicelib.actions.service import ActionContext
+    from chalicelib.errors import Forbidden
+    from chalicelib.records import service as records
+    from chalicelib.store.customers import find_by_email
+
+    other = another_customer(shop, "Merged Person")
+    other_id = other.customer_id()
+    path = f"/api/v1/customers/{shop.customer_id()}/merge"
+    headers = {"Authorization": f"Bearer {shop.shop.merchant.api_key}",
+               "Content-Type": "application/json"}
+
+    def post(body, key=None):
+        r = shop.shop.merchant.client.http.post(path, body=json.dumps(body).encode(), headers={
+            **headers, "Idempotency-Key": key or secrets.token_hex(12)})
+        return r.status_code, json.loads(r.body or b"{}")
+
+    assert post({"customer_id": shop.customer_id()})[0] == 400  # itself
+    assert post({"customer_id": "nope"})[0] == 400
+    assert post({"customer_id": "cst_" + "0" * 26})[0] == 404
+    support = ActionContext(account_id=shop.account_id, actor_id="stf_s", actor_email=None,
+                            role="support", ip=None, source="dashboard",
+                            idempotency_key=secrets.token_urlsafe(24))
+    with pytest.raises(Forbidden):
+        CustomerActions(support, shop.customer_id()).merge(other_id)
+
+    before = len(_overview(shop)["subscriptions"])
+    key = secrets.token_hex(12)
+    status, answer = post({"customer_id": other_id, "reason": "same person"}, key=key)
+    assert status == 200, answer
+    assert post({"customer_id": other_id, "reason": "same person"}, key=key) == (200, answer)
+    assert records.get_record(shop.account_id, other_id) is None  # a tombstone now
+    assert find_by_email(shop.account_id, other.email) is None  # its e-mail is free
+    merged = _overview(shop)
+    assert f"stripe:{other.customer}" in merged["processor_ids"]
+    assert len(merged["subscriptions"]) == before + 1 and merged["email"] == shop.email
+    assert shop.client.v1.customers.retrieve(other.customer).email == shop.email
+    [event] = [o for o in _outbox(shop, "customer.merged")]
+    assert event["data"]["merged_customer_id"] == other_id
+    # The other customer's next events reach this record.
+    shop.client.v1.customers.update(other.customer, params={"name": "Merged Person Jr"})
+    deliver_events(shop)
+    assert records.find_by_processor_id(shop.account_id, "stripe", other.customer) == \
+        shop.customer_id()
+
+
 def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_emails):
 
     from chalicelib.records.service import normalize_email
@@ -116,6 +163,7 @@ def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_ema
 
     record_id = shop.customer_id()
     old = shop.email
+    subscriptions = len(_overview(shop)["subscriptions"])
     # An address that has a record of its own: 409 with that record, nothing changed.
     other = another_customer(shop, "Other Person")
     status, answer = _post(shop, {"email": other.email})
@@ -137,4 +185,4 @@ def test_new_e_mail_moves_the_whole_record_and_a_taken_one_is_409(shop, sent_ema
     overview = _overview(shop, record_id)
     assert {f"stripe:{shop.customer}", f"stripe:{shop.second_customer}"} <= set(
         overview["processor_ids"])
-    assert overview["email"] == new and len(overview["subscriptions"]) == 1
+    assert overview["email"] == new and len(overview["subscriptions"]) == subscriptions

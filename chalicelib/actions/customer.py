@@ -26,6 +26,7 @@ from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.observability import logger
 from chalicelib.processors.gateway import CustomerChanges, Gateway
 from chalicelib.processors.registry import gateway_for
+from chalicelib.records import moves
 from chalicelib.records import service as records
 from chalicelib.selfservice.service import card_id as card_id_of
 from chalicelib.staff import roles
@@ -38,6 +39,7 @@ MAX_REASON = 500
 MAX_NOTE = 2000
 MAX_DETAILS = 20  # of each kind in one request
 CARD_ID_RE = re.compile(r"^card_[a-z2-7]{24}$")
+CUSTOMER_ID_RE = re.compile(r"^cst_[0-9a-z]{26}$")
 PROCESSOR_CUSTOMER_RE = re.compile(r"^(?:([a-z]{2,20}):)?([A-Za-z0-9_-]{1,255})$")
 
 
@@ -347,6 +349,66 @@ class CustomerActions:
                           before=before, after=after)
 
         return actions.run(self.ctx, spec, perform).body
+
+    # --- merge two records ------------------------------------------------------------------
+
+    def merge(self, other_customer_id, *, reason=None, note=None,
+              before_perform: Callable[[], None] | None = None) -> dict:
+        """Fold the record ``other_customer_id`` into this one (owners and admins): its
+        Stripe customers take this record's e-mail at the processor (one e-mail per
+        record), then its processor customers, subscriptions, payments and history move
+        here with the records' move machinery (records.moves.fold); it becomes a tombstone
+        leading here and its e-mail is released, this record keeps its own."""
+        if not isinstance(other_customer_id, str) or not CUSTOMER_ID_RE.match(other_customer_id):
+            raise BadRequest('"customer_id" must be the other record\'s id (cst_…).',
+                             code="bad_request")
+        if other_customer_id == self.customer_id:
+            raise BadRequest("A record cannot be merged into itself.", code="bad_request")
+        spec = ActionSpec(name="customer.merge", customer_id=self.customer_id,
+                          permission="edit_customer", request={"other": other_customer_id},
+                          reason=_text(reason, MAX_REASON, "The reason"),
+                          note=_text(note, MAX_NOTE, "The note"))
+        if self.ctx.role not in EMAIL_CHANGERS:
+            raise actions.forbidden(self.ctx, spec, "merge_customers")
+
+        def perform(step: Step) -> Result:
+            overview = self._overview()
+            owner = customer_store.owner_of(other_customer_id)
+            # Folded here already (this action run before, cut off after the fold): done.
+            if owner is None or owner[0] != self.ctx.account_id or \
+                    owner[1] not in (None, self.customer_id):
+                raise NotFound("No such customer to merge.")
+            other, _ = records.get_overview(self.ctx.account_id, other_customer_id, 1)
+            other_ids = list((other or {}).get("processor_ids") or [])
+            if other is not None and not other_ids:
+                raise Conflict("That record has no processor customer: it cannot be merged.",
+                               code="not_applicable")
+            email = records.normalize_email(overview.get("email"))
+            if other is not None and not email:
+                raise Conflict("This record has no e-mail address to merge into.",
+                               code="not_applicable")
+            # One e-mail per record: the other record's Stripe customers take this one's
+            # first (their customer.updated, whenever it comes, then finds them here; one
+            # arriving before the fold moves them here by itself, as any e-mail change).
+            gateway = self._gateway_of(account_of(self.ctx.account_id)) if other_ids else None
+            for value in other_ids:
+                ref = _ref(value)
+                if ref.processor == "stripe":
+                    gateway.update_customer(ref, CustomerChanges(email=email),
+                                            idempotency_key=step.key(
+                                                "email:" + hashlib.sha256(value.encode())
+                                                .hexdigest()[:16]))
+            moves.fold(self.ctx.account_id, other_customer_id, self.customer_id)
+            merged = {"customer_id": self.customer_id, "merged_customer_id": other_customer_id,
+                      "merged_email": (other or {}).get("email"),
+                      "processor_customers": other_ids}
+            return Result(body=merged, outbox=[{"type": "customer.merged", "data": merged}],
+                          before={"email": overview.get("email"),
+                                  "other_email": (other or {}).get("email")},
+                          after={"processor_customers": sorted(
+                              set(overview.get("processor_ids") or []) | set(other_ids))})
+
+        return actions.run(self.ctx, spec, perform, before_perform=before_perform).body
 
 
 EMAIL_CHANGERS = (roles.OWNER, roles.ADMIN)

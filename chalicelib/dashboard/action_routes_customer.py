@@ -170,6 +170,8 @@ def block_or_unblock(request, slug: str, customer_id: str):
 
 EDIT_PATH = "/dashboard/{slug}/customers/{customer_id}/edit"
 EDIT_DONE = {"edited": "The customer's details are changed at the processor and here.",
+             "merged": ("The other record is merged into this one. You can now change the "
+                        "e-mail address to the one it had."),
              "email": ("The new e-mail address is sent to the processor; the record moves to it "
                        "when the processor confirms (usually within seconds). The old address "
                        "was told.")}
@@ -191,7 +193,7 @@ def _edit_page(request, visit, customer_id: str, *, status: int = 200,
                     customer_id=customer_id, customer=state["customer"], problem=problem,
                     notice=notice, fields=fields or shown, shown=shown, taken=taken,
                     may_change_email=visit.role in EMAIL_CHANGERS,
-                    action_id=actions_web.action_id())
+                    action_id=actions_web.action_id(), merge_action_id=actions_web.action_id())
 
 
 @bp.route(EDIT_PATH, methods=["GET"])
@@ -235,3 +237,24 @@ def edit_details(request, slug: str, customer_id: str):
                           problem=exc.message)
     done = "email" if "email" in changes else "edited"
     return web.redirect(f"{visit.root}/customers/{customer_id}/edit?done={done}", request)
+
+
+# --- merge two records ------------------------------------------------------------------------
+
+@bp.route("/dashboard/{slug}/customers/{customer_id}/merge", methods=["POST"],
+          content_types=FORM)
+@web.dashboard_view(bp)
+def merge_records(request, slug: str, customer_id: str):
+    """Fold the record ``other`` (the one holding the e-mail asked for) into this one; the
+    form on the edit page's conflict, for owners and admins."""
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "edit_customer")
+    fields = web.form(request, visit)
+    ctx = actions_web.dashboard_context(visit, fields)
+    try:
+        CustomerActions(ctx, customer_id).merge(fields.get("other"), note=fields.get("note"))
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404 or exc.code == "csrf":
+            raise
+        return _edit_page(request, visit, customer_id, status=exc.status, problem=exc.message)
+    return web.redirect(f"{visit.root}/customers/{customer_id}/edit?done=merged", request)

@@ -12,6 +12,9 @@ the first result; the same key with another body is 422).
        is pending until the processor's event (409 email_taken with the other record's
        ``customer_id`` when the address has one)
 
+  POST /api/v1/customers/{id}/merge     {"customer_id", "reason", "note"}: fold that record
+       into this one (owners and admins; the API acts as an admin)
+
 ``cards`` are the record's card ids (``card_…``), ``processor_customers`` the processor's
 customer ids (``cus_…``); a detail that is not the customer's is 404, a request that
 changes nothing (all blocked already, none blocked) 409.
@@ -66,3 +69,16 @@ def edit_details(customer_id: str):
     body = actions_web.json_body(request, {"name", "email", "phone", "address", "note"})
     note = body.pop("note", None)
     return CustomerActions(ctx, customer_id).edit(body, note=note)
+
+
+@bp.route("/api/v1/customers/{customer_id}/merge", methods=["POST"], content_types=JSON)
+@json_errors
+def merge(customer_id: str):
+    """Fold the record ``{"customer_id": …}`` into this one (``customer.merged``)."""
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    body = actions_web.json_body(request, {"customer_id", "reason", "note"})
+    return CustomerActions(ctx, customer_id).merge(body.get("customer_id"),
+                                                   reason=body.get("reason"),
+                                                   note=body.get("note"))

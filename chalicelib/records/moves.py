@@ -239,3 +239,33 @@ def _commit_in_chunks(source, target, source_final: store.RecordWrite,
                     getattr(w, name).append(element)
             writes.append(w)
         store.commit(writes, None, None)
+
+
+def fold(account_id: str, source_id: str, target_id: str) -> None:
+    """Fold record ``source_id`` into ``target_id`` (a merchant's merge of two records):
+    each processor customer of the source moves with its part (``start``, ``finish``), the
+    last one with the whole record, so the source ends a tombstone naming the target and
+    its e-mail is released; the target keeps its own e-mail. Each step is a move like any
+    other (resumable; a writer meeting a mark finishes it), and calling ``fold`` again
+    carries on from what is stored (nothing left: it returns)."""
+    from chalicelib.records.service import _load_live
+
+    for _ in range(MAX_ATTEMPTS * 4):
+        source = _load_live(account_id, source_id)
+        if source.is_new or source.customer_id == target_id:
+            return  # folded already: its tombstone leads to the target
+        target = _load_live(account_id, target_id)
+        marked = next((s.profile["move"] for s in (source, target) if s.profile.get("move")),
+                      None)
+        if marked:
+            finish(account_id, marked)
+            continue
+        if not source.profile["processor_ids"]:
+            raise ValueError("a record without a processor customer cannot be folded")
+        processor, _, ext = source.profile["processor_ids"][0].partition(":")
+        try:
+            move = start(source, Ref(processor, ext), target.profile["email"], target)
+        except store.Conflict:
+            continue
+        finish(account_id, move)
+    raise RetryLater("a record merge is contended; it will be retried")
