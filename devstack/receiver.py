@@ -18,6 +18,7 @@ import html
 import json
 import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -65,7 +66,8 @@ class Receiver:
             if self.fail_rate and self._rng.random() < self.fail_rate:
                 return 500, "flaky receiver: try again"
             secret = self.secrets.get(name)
-        entry = {"endpoint": name, "webhook_id": headers.get("webhook-id"),
+        entry = {"endpoint": name, "arrived": time.monotonic(),
+                 "webhook_id": headers.get("webhook-id"),
                  "timestamp": headers.get("webhook-timestamp"), "verified": False,
                  "type": None, "event_id": None, "error": None, "body": None}
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import jsonschema
 import pytest
 from app_fixtures import app_client, make_merchant  # noqa: F401
 from stripe_events import Stream
@@ -85,6 +86,18 @@ def test_a_customers_story_writes_each_catalogue_event_of_its_changes(in_order):
     # One id per happening: only the refund's two reports share theirs.
     ids = Counter(e["event_id"] for e in events)
     assert [t for t, n in ids.items() if n > 1] == [by_type["payment.refunded"]["event_id"]]
+
+
+def test_the_payloads_match_the_catalogue_schema(in_order):
+    from test_catalogue import check_payloads
+
+    from chalicelib.integrations import catalogue
+
+    merchant, _ = in_order
+    schema = catalogue.schema()
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    check_payloads(validator, [catalogue.payload({**e, "account_id": merchant.account_id})
+                               for e in _outbox(merchant)])
 
 
 def test_redelivering_every_event_shuffled_writes_nothing_more(in_order):
