@@ -1,7 +1,7 @@
 """The Chalice app: wiring only. Features live in chalicelib/<feature>/."""
 from __future__ import annotations
 
-from chalice import Chalice
+from chalice import Chalice, Rate
 
 from chalicelib.dashboard.action_routes_customer import bp as dashboard_customer_actions
 from chalicelib.dashboard.action_routes_money import bp as dashboard_money
@@ -10,6 +10,7 @@ from chalicelib.dashboard.auth_routes import bp as dashboard_auth
 from chalicelib.dashboard.export_routes import bp as dashboard_exports
 from chalicelib.dashboard.routes import bp as dashboard_pages
 from chalicelib.dashboard.staff_routes import bp as dashboard_staff
+from chalicelib.dunning.routes import bp as dunning_settings
 from chalicelib.integrations.catalogue_routes import bp as event_catalogue
 from chalicelib.integrations.dashboard_routes import bp as dashboard_endpoints
 from chalicelib.integrations.hook_routes import bp as zapier_hooks
@@ -41,6 +42,7 @@ app.register_blueprint(zapier_hooks)
 app.register_blueprint(merchant_api_endpoints)
 app.register_blueprint(dashboard_endpoints)
 app.register_blueprint(notice_settings)
+app.register_blueprint(dunning_settings)
 app.register_blueprint(event_catalogue)
 
 SECURITY_HEADERS = {
@@ -116,3 +118,19 @@ def mail_feedback(event):
     from chalicelib.notices import suppression
 
     suppression.handle_event(event.detail)
+
+
+# The scheduler's sweep (chalicelib/scheduler/service.py): every two minutes it runs the due
+# steps (dunning retries and e-mails, notices, webhook deliveries' retries), each claimed
+# with a conditional write, so an overlapping or retried invocation runs nothing twice. Its
+# own function and role (infra/template.yaml); make dev runs the same sweep every few
+# seconds (devstack/dev.py).
+@app.schedule(Rate(2, unit=Rate.MINUTES), name="sweep_due_steps")
+def sweep_due_steps(event):
+    from chalicelib import timeutil
+    from chalicelib.scheduler import service as scheduler
+
+    counts = scheduler.sweep(timeutil.now())
+    logger.info("sweep", extra={"counts": counts})
+    if metrics.metric_set:
+        metrics.flush_metrics()

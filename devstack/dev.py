@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 import traceback
 import urllib.error
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         from devstack import queue_worker
 
         queue_worker.start_thread()
+        # The scheduler's sweep (an EventBridge schedule in AWS): the same function, every
+        # few seconds of real time, so dunning and notices happen while one watches.
+        _start_sweep_thread()
         # The webhook pipeline (the table's stream → fan-out → delivery queue → sender, as
         # Lambda runs them in AWS): the same handlers, in threads, against DynamoDB Local's
         # stream and moto's SQS; and a receiver that verifies what it is sent, with its page.
@@ -219,6 +223,27 @@ def main(argv: list[str] | None = None) -> int:
         for server in reversed(running):
             server.stop()
         instance.release()
+
+
+SWEEP_SECONDS = 5
+
+
+def _start_sweep_thread() -> threading.Event:
+    """Run the scheduler's sweep in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        from chalicelib import timeutil
+        from chalicelib.scheduler import service as scheduler
+
+        while not stop.wait(SWEEP_SECONDS):
+            try:
+                scheduler.sweep(timeutil.now())
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a bad sweep
+                print(f"sweep failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=loop, name="sweep", daemon=True).start()
+    return stop
 
 
 def _start_stack(ports: dict[str, int], log_dir: Path) -> servers.Stack:

@@ -20,6 +20,13 @@ here):
 - Parameters localstripe does not take are dropped (a cancellation's
   ``cancellation_details``, a payment's ``off_session``).
 - Browsers reach it from the app's pages: it answers CORS like localstripe does.
+- An invoice's ``auto_advance`` (whether Stripe collects it by itself): localstripe does
+  not take it. The proxy keeps it per invoice and reports it on the invoice.
+- Paying an invoice again with the same ``Idempotency-Key``: Stripe answers with its first
+  answer (for 24 hours) and charges nothing; localstripe ignores keys. The proxy keeps the
+  answers, and counts the payments that reached localstripe per invoice, for the tests
+  (``GET /_shim/invoice_payments``; ``POST /_shim/forget_idempotency_keys`` is Stripe
+  forgetting them after 24 hours).
 
 - Pausing collection, plan changes with Stripe's time-based proration and their invoice
   preview, cancelling now with ``prorate``/``invoice_now``, and Radar value lists:
@@ -55,6 +62,13 @@ _pending: set[asyncio.Task] = set()
 # only a publishable key).
 _OWN_KEY = "Bearer sk_test_devstack_shim"
 RESTORE_DELAY = 1.1  # seconds: Stripe's (and localstripe's) timestamps are whole seconds
+
+# Invoice payments: idempotency key → the first answer (or the payment in flight), and
+# invoice id → payments forwarded to localstripe.
+_pay_answers: dict[str, asyncio.Future] = {}
+_invoice_payments: dict[str, int] = {}
+# invoice id → auto_advance as last set.
+_auto_advance: dict[str, bool] = {}
 
 _PASSED_HEADERS = ("authorization", "content-type", "idempotency-key", "stripe-version")
 
@@ -146,6 +160,53 @@ async def _pay_invoice(request: web.Request, invoice_id: str,
     return result
 
 
+async def _pay_invoice_once(request: web.Request, invoice_id: str,
+                            body: bytes) -> tuple[int, bytes, str]:
+    key = request.headers.get("Idempotency-Key")
+    if key:
+        key = f"{request.headers.get('Authorization', '')}|{key}"
+        if key in _pay_answers:
+            return await asyncio.shield(_pay_answers[key])
+        _pay_answers[key] = asyncio.get_running_loop().create_future()
+    try:
+        _invoice_payments[invoice_id] = _invoice_payments.get(invoice_id, 0) + 1
+        result = await _pay_invoice(request, invoice_id, body)
+    except BaseException as exc:
+        if key:
+            _pay_answers.pop(key).set_exception(exc)
+        raise
+    if key:
+        _pay_answers[key].set_result(result)
+    return result
+
+
+def _invoice_update(invoice_id: str, body: bytes) -> tuple[str, bytes]:
+    form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+    value = form.pop("auto_advance", [None])[0]
+    if value is None:
+        return "POST", body
+    _auto_advance[invoice_id] = value.lower() == "true"
+    body = urllib.parse.urlencode(form, doseq=True).encode()
+    return ("POST" if body else "GET"), body
+
+
+def _with_auto_advance(obj: dict) -> bytes:
+    objects = obj.get("data") if obj.get("object") == "list" else [obj]
+    for invoice in objects or []:
+        if invoice.get("id") in _auto_advance:
+            invoice["auto_advance"] = _auto_advance[invoice["id"]]
+    return json.dumps(obj).encode()
+
+
+def _shim_state(method: str, parts: list[str]) -> tuple[int, bytes, str] | None:
+    if method == "GET" and parts == ["_shim", "invoice_payments"]:
+        return 200, json.dumps(_invoice_payments).encode(), "application/json"
+    if method == "POST" and parts == ["_shim", "forget_idempotency_keys"]:
+        _pay_answers.clear()
+        return 200, b"{}", "application/json"
+    return None
+
+
 async def _confirm_setup(request: web.Request, body: bytes) -> tuple[int, bytes, str]:
     status, payload, content_type = await _forward(request, "POST", request.path_qs, body)
     if status == 200:
@@ -174,7 +235,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     method = request.method
     parts = request.path.strip("/").split("/")
-    own = await billing.handle(_forward, request, parts, body)
+    own = _shim_state(method, parts) or await billing.handle(_forward, request, parts, body)
     if own is None:  # refunds' checks and idempotency, disputes (stripe_shim_refunds.py)
         own = await refunds.handle(_forward, request, parts, body)
     if own is not None:
@@ -186,8 +247,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             result = refusal.response()
         else:
             result = await _forward(request, method, request.path_qs, body)
+    elif method == "POST" and len(parts) == 3 and parts[1] == "invoices":
+        method, body = _invoice_update(parts[2], body)
+        result = await _forward(request, method, request.path_qs, body)
     elif method == "POST" and len(parts) == 4 and parts[1] == "invoices" and parts[3] == "pay":
-        result = await _pay_invoice(request, parts[2], body)
+        result = await _pay_invoice_once(request, parts[2], body)
     elif method == "POST" and len(parts) == 4 and parts[1] == "setup_intents" and \
             parts[3] == "confirm":
         result = await _confirm_setup(request, body)
@@ -196,6 +260,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     status, payload, content_type = result
     if parts[1:2] == ["subscriptions"] and status == 200 and "json" in content_type:
         payload = _with_cards(json.loads(payload))
+    if parts[1:2] == ["invoices"] and status == 200 and "json" in content_type:
+        payload = _with_auto_advance(json.loads(payload))
     return _cors(request, web.Response(status=status, body=payload,
                                        headers={"Content-Type": content_type}))
 

@@ -71,7 +71,13 @@ FANOUT_ACTIONS = ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
 # batch reads), the mail to owners of an endpoint disabled after 5 days, its queue.
 SENDER_ACTIONS = ((TABLE_ACTIONS - {"dynamodb:BatchGetItem"}) | INDEX_ACTIONS | TABLE_KEY_ACTIONS
                   | EMAIL_ACTIONS | WORKER_QUEUE_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
+# The scheduler's sweep (app.sweep_due_steps): the table and its indexes (no batch reads),
+# the dunning e-mails.
+SWEEP_TABLE_ACTIONS = TABLE_ACTIONS - {"dynamodb:BatchGetItem"}
+SWEEP_ACTIONS = (SWEEP_TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | EMAIL_ACTIONS
+                 | LOG_ACTIONS | XRAY_ACTIONS)
 ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_ACTIONS,
+                "SweepDueStepsRole": SWEEP_ACTIONS,
                 "OutboxFanoutRole": FANOUT_ACTIONS, "DeliverySenderRole": SENDER_ACTIONS,
                 "ApiGatewayCloudWatchLogsRole": APIGW_LOG_ACTIONS}
 
@@ -80,6 +86,7 @@ ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_A
 CHECKOV_WAIVED = {
     "APIHandler": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "ExportWorker": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "SweepDueSteps": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "OutboxFanout": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "DeliverySender": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "RestAPI": {"CKV_AWS_120"},
@@ -263,7 +270,7 @@ def test_table_matches_the_pynamodb_model(template: dict):
         for index in props["GlobalSecondaryIndexes"]
     }
     assert actual == expected
-    assert set(actual) == {"GSI1", "GSI2"}
+    assert set(actual) == {"GSI1", "GSI2", "GSI3"}
     assert all(projection == {"ProjectionType": "ALL"} for _, projection in actual.values())
     assert not props.get("LocalSecondaryIndexes") and not schema["local_secondary_indexes"]
 
@@ -606,7 +613,8 @@ def test_secrets_key_lets_the_function_decrypt_and_encrypt_only_app_secrets(temp
     statements = _key_statements(template, "SecretsKey")
     assert set(statements) == {"AccountAdministers", "FunctionDecrypts",
                                "FunctionEncryptsAppSecrets", "OperatorEncrypts",
-                               "SenderDecryptsEndpointSecrets"}
+                               "SenderDecryptsEndpointSecrets",
+                               "SweepDecryptsMerchantSecrets"}
     decrypt = statements["FunctionDecrypts"]
     assert (decrypt["Principal"], decrypt["Action"]) == (FUNCTION_ROLE, "kms:Decrypt")
     assert decrypt["Condition"] == _context_keys("account_id", "app_secret")
@@ -617,6 +625,11 @@ def test_secrets_key_lets_the_function_decrypt_and_encrypt_only_app_secrets(temp
     assert operator["_if"] == "HasOperatorRole"
     assert (operator["Principal"], operator["Action"]) == (OPERATOR_ROLE, "kms:Encrypt")
     assert operator["Condition"] == _context_keys("account_id", "app_secret")
+    sweep = statements["SweepDecryptsMerchantSecrets"]
+    assert (sweep["Principal"], sweep["Action"]) == (
+        {"AWS": {"Fn::GetAtt": ["SweepDueStepsRole", "Arn"]}}, "kms:Decrypt")
+    # Merchants' processor and endpoint secrets; never the app's own.
+    assert sweep["Condition"] == _context_keys("account_id", "endpoint")
     assert template["Conditions"]["HasOperatorRole"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "OperatorRoleArn"}, ""]}]}
     assert template["Parameters"]["OperatorRoleArn"]["Default"] == ""
@@ -635,6 +648,7 @@ def test_data_key_encrypts_the_table_and_the_stack_log_groups(template: dict):
     named = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
     groups = resources_of_type(template, "AWS::Logs::LogGroup")
     assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup", "ExportWorkerLogGroup",
+                           "SweepDueStepsLogGroup",
                            "OutboxFanoutLogGroup", "DeliverySenderLogGroup"}
     prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     assert sorted(n["Fn::Sub"] for n in named) == sorted(

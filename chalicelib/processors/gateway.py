@@ -71,6 +71,26 @@ class PaymentOutcome:
     message: str | None = None
     # For requires_action: the secret the processor's browser library confirms with.
     client_secret: str | None = None
+    # For declined: the processor's reason code (Stripe's decline_code, else its error
+    # code), which tells a card that may work later from one that never will.
+    decline_code: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """An invoice as the processor has it now (dunning: is it still open, what failed)."""
+
+    status: str  # draft, open, paid, void, uncollectible
+    amount_due: int | None = None  # the processor's minor units
+    currency: str | None = None
+    attempt_count: int = 0
+    # The last payment's failure: reason code and message.
+    decline_code: str | None = None
+    failure_message: str | None = None
+    # The card a retry charges (the subscription's, else the customer's default), and
+    # its fingerprint (the same card saved twice has one): what the retry caps count.
+    payment_method: Ref | None = None
+    card_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,12 @@ class Gateway(Protocol):
 
     def pay_invoice(self, invoice: Ref, payment_method: Ref | None,
                     idempotency_key: str) -> PaymentOutcome: ...
+
+    def invoice_state(self, invoice: Ref) -> InvoiceState: ...
+
+    def stop_automatic_collection(self, invoice: Ref, idempotency_key: str) -> None:
+        """The processor no longer retries this invoice by itself (we do)."""
+        ...
 
     def cancel_at_period_end(self, subscription: Ref, reason: str | None,
                              idempotency_key: str | None = None) -> None: ...

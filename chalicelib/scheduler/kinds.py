@@ -17,8 +17,7 @@ _HANDLERS = {
     "delivery": "chalicelib.integrations.delivery:handle_due_attempt",
     "pending_cancel": "chalicelib.selfservice.pending_cancel:handle",
     "outbox": "chalicelib.integrations.pipeline:handle_due_fanout",
-    # "dunning": chalicelib.dunning (retries and dunning e-mails), "notice": customer
-    # notices, "delivery": merchants' webhook deliveries: each feature adds its line.
+    "dunning": "chalicelib.dunning.steps:handle",
 }
 
 

@@ -19,7 +19,7 @@ from chalicelib import ids
 from chalicelib.blocks import service as blocks
 from chalicelib.domain.events import PaymentChanged, PaymentMethodChanged, Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound
-from chalicelib.processors.gateway import Gateway, PaymentOutcome, SavedCard
+from chalicelib.processors.gateway import Gateway, PaymentOutcome, ProcessorError, SavedCard
 from chalicelib.records import service as records
 
 ACTIVE = {"active", "trialing", "past_due", "canceling", "unpaid", "paused"}
@@ -189,6 +189,26 @@ class SelfService:
         if for_all:
             self.gateway.set_default_card(customer, card.payment_method)
         records.record_confirmed(self.account_id, self.customer_id, events)
+        self.pay_open_invoices(chosen_card_id, [s["processor_ref"] for s in targets])
+
+    def pay_open_invoices(self, chosen_card_id: str,
+                          subscriptions: list[str] | None = None) -> dict[str, str]:
+        """A card the customer just chose pays every open invoice (of ``subscriptions``)
+        at once: the customer's own payment, not a retry (no retry cap counts it). A
+        decline or an unreachable processor leaves the invoice to its dunning. Payment id →
+        outcome."""
+        outcomes = {}
+        for payment in self.record()["payments"]:
+            if payment["status"] not in ("failed", "requires_action") or \
+                    not payment.get("invoice") or (subscriptions is not None and
+                                                   payment.get("subscription") not in subscriptions):
+                continue
+            try:
+                outcomes[payment["id"]] = self.pay_now(
+                    payment["id"], chosen_card_id, attempt=f"new-card:{chosen_card_id}").status
+            except (ProcessorError, Conflict) as exc:
+                outcomes[payment["id"]] = type(exc).__name__
+        return outcomes
 
     @_unless_blocked
     def remove_card(self, chosen_card_id: str) -> None:

@@ -21,7 +21,7 @@ PERMISSIONS = (
     "view", "note", "edit_customer", "resend_email", "cancel_at_period_end", "refund",
     "refund_over_limit", "cancel_now", "block", "export", "manage_settings", "manage_staff",
     "view_activity", "change_subscription", "retry_payment", "manage_endpoints",
-    "manage_notices",
+    "manage_notices", "manage_dunning",
 )
 
 _SUPPORT = frozenset({"view", "note", "edit_customer", "resend_email", "cancel_at_period_end",

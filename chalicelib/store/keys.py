@@ -331,3 +331,19 @@ def pending_email_change(account_id: str, normalized_email: str) -> tuple[str, s
     """A merchant's change of a record's e-mail to this address, waiting for the
     processor's ``customer.updated`` (store/email_changes.py)."""
     return f"ACCT#{account_id}#EMAILCHANGE#{normalized_email}", "PENDING"
+
+
+# --- dunning (store/dunning.py) ------------------------------------------------------------
+
+def dunning_settings(account_id: str) -> tuple[str, str]:
+    return f"ACCT#{account_id}#DUNNING", "SETTINGS"
+
+
+def dunning_state(account_id: str, invoice_ref: str) -> tuple[str, str]:
+    """One invoice's dunning (``stripe:in_…``): its own partition."""
+    return f"ACCT#{account_id}#DUNNING#{invoice_ref}", "STATE"
+
+
+def card_cap(account_id: str, card: str) -> tuple[str, str]:
+    """The merchant-initiated retries on one card (its fingerprint, else its ref)."""
+    return f"ACCT#{account_id}#CARDCAP#{card}", "CAP"

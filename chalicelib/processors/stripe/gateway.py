@@ -19,6 +19,7 @@ from chalicelib.processors.gateway import (
     CardSetup,
     CustomerChanges,
     DisputeState,
+    InvoiceState,
     PaymentOutcome,
     PlanChangePreview,
     PreviewLine,
@@ -86,6 +87,8 @@ class StripeGateway:
         except stripe.CardError as exc:
             declined = CardDeclined(exc.user_message or "Your card was declined.")
             declined.processor_code = exc.code
+            declined.decline_code = getattr(exc.error, "decline_code", None) \
+                if exc.error else None
             intent = getattr(exc.error, "payment_intent", None) if exc.error else None
             declined.client_secret = getattr(intent, "client_secret", None)
             raise declined from None
@@ -147,7 +150,9 @@ class StripeGateway:
                 return PaymentOutcome("requires_action",
                                       "Your bank asks you to confirm this payment.",
                                       client_secret=declined.client_secret)
-            return PaymentOutcome("declined", declined.message)
+            return PaymentOutcome("declined", declined.message,
+                                  decline_code=getattr(declined, "decline_code", None)
+                                  or declined.processor_code)
         if paid.status == "paid":
             return PaymentOutcome("paid")
         return self._unpaid_outcome(paid)
@@ -167,7 +172,41 @@ class StripeGateway:
             return PaymentOutcome("requires_action", "Your bank asks you to confirm this payment.",
                                   client_secret=intent.get("client_secret"))
         error = intent.get("last_payment_error") or {}
-        return PaymentOutcome("declined", error.get("message") or "The payment did not go through.")
+        return PaymentOutcome("declined", error.get("message") or "The payment did not go through.",
+                              decline_code=error.get("decline_code") or error.get("code"))
+
+    def invoice_state(self, invoice: Ref) -> InvoiceState:
+        found = self._call(self._client.invoices.retrieve, _own(invoice)).to_dict()
+        intent = found.get("payment_intent")
+        if isinstance(intent, str):
+            try:
+                intent = self._call(self._client.payment_intents.retrieve, intent).to_dict()
+            except ProcessorError:
+                intent = None
+        error = (intent if isinstance(intent, dict) else {}).get("last_payment_error") or {}
+        card = found.get("default_payment_method")
+        subscription = found.get("subscription")
+        if not card and isinstance(subscription, str):
+            card = self._call(self._client.subscriptions.retrieve,
+                              subscription).to_dict().get("default_payment_method")
+        if not card and isinstance(found.get("customer"), str):
+            customer = self._call(self._client.customers.retrieve, found["customer"]).to_dict()
+            card = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        card = card.get("id") if isinstance(card, dict) else card
+        fingerprint = None
+        if card:
+            method = self._call(self._client.payment_methods.retrieve, card).to_dict()
+            fingerprint = (method.get("card") or {}).get("fingerprint") or None
+        return InvoiceState(
+            status=found.get("status") or "open", amount_due=found.get("amount_due"),
+            currency=found.get("currency"), attempt_count=found.get("attempt_count") or 0,
+            decline_code=error.get("decline_code") or error.get("code"),
+            failure_message=error.get("message"),
+            payment_method=_ref(card) if card else None, card_fingerprint=fingerprint)
+
+    def stop_automatic_collection(self, invoice: Ref, idempotency_key: str) -> None:
+        self._call(self._client.invoices.update, _own(invoice),
+                   params={"auto_advance": False}, options=_options(idempotency_key))
 
     def create_refund(self, payment: Ref, amount: int | None, currency: str,
                       reason: str | None, idempotency_key: str,

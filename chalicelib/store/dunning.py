@@ -1,0 +1,180 @@
+"""Dunning's data: an account's settings, each failed invoice's dunning state, and the
+per-card counters of merchant-initiated retries (chalicelib/dunning).
+
+  ``ACCT#<acct>#DUNNING`` / ``SETTINGS``            the account's dunning settings
+  ``ACCT#<acct>#DUNNING#<invoice ref>`` / ``STATE``  one invoice's dunning: its status
+        (active, recovered, exhausted, stopped), the attempts made (time, card, outcome,
+        decline reason), the next attempt; created once per invoice (``attribute_not_
+        exists``), then updated on the condition of its ``version``
+  ``ACCT#<acct>#CARDCAP#<card>`` / ``CAP``          the retries we made on one card in the
+        last 30 days (attempt key → time): a retry is counted on the condition that the
+        caps still allow it (``version``); counting the same attempt key twice is a no-op
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib.store import keys
+from chalicelib.store.table import TableItem
+from chalicelib.timeutil import iso
+
+STATE_RETENTION_DAYS = 400  # the recovery report reads a year back
+
+
+class DunningSettingsItem(TableItem, discriminator="DunningSettings"):
+    account_id = UnicodeAttribute()
+    settings = JSONAttribute(default=dict)
+    updated_at = UnicodeAttribute()
+
+
+class DunningStateItem(TableItem, discriminator="DunningState"):
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    invoice = UnicodeAttribute()  # the processor's ref, "stripe:in_…"
+    state = JSONAttribute(default=dict)
+    version = NumberAttribute(default=0)
+
+
+class CardCapItem(TableItem, discriminator="CardCap"):
+    account_id = UnicodeAttribute()
+    attempts = JSONAttribute(default=dict)  # attempt key → ISO time
+    version = NumberAttribute(default=0)
+
+
+class Conflict(Exception):
+    """Someone else wrote first: read again."""
+
+
+def _failed_condition(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+# --- settings ---------------------------------------------------------------------------
+
+def get_settings(account_id: str) -> dict | None:
+    pk, sk = keys.dunning_settings(account_id)
+    try:
+        return DunningSettingsItem.get(pk, sk).settings
+    except DoesNotExist:
+        return None
+
+
+def put_settings(account_id: str, settings: dict, at: str) -> None:
+    pk, sk = keys.dunning_settings(account_id)
+    DunningSettingsItem(pk, sk, account_id=account_id, settings=settings, updated_at=at).save()
+
+
+# --- one invoice's dunning ----------------------------------------------------------------
+
+@dataclass
+class State:
+    account_id: str
+    customer_id: str
+    invoice: str  # "stripe:in_…"
+    data: dict = field(default_factory=dict)
+    version: int = 0
+
+
+def get_state(account_id: str, invoice: str) -> State | None:
+    pk, sk = keys.dunning_state(account_id, invoice)
+    try:
+        item = DunningStateItem.get(pk, sk, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return State(item.account_id, item.customer_id, item.invoice, item.state or {},
+                 int(item.version or 0))
+
+
+def get_states(account_id: str, invoices: list[str]) -> dict[str, State]:
+    """The dunning of each invoice that has one (one BatchGetItem)."""
+    wanted = [keys.dunning_state(account_id, i) for i in dict.fromkeys(invoices)][:100]
+    out = {}
+    for item in DunningStateItem.batch_get(wanted):
+        if item.account_id == account_id:
+            out[item.invoice] = State(item.account_id, item.customer_id, item.invoice,
+                                      item.state or {}, int(item.version or 0))
+    return out
+
+
+def state_op(state: State) -> tuple[str, DunningStateItem, object]:
+    """Write the state (its version + 1) on the condition that it is still the version read
+    (a new state: that none exists), as a transaction op."""
+    pk, sk = keys.dunning_state(state.account_id, state.invoice)
+    item = DunningStateItem(pk, sk, account_id=state.account_id, customer_id=state.customer_id,
+                            invoice=state.invoice, state=state.data, version=state.version + 1,
+                            ttl=timedelta(days=STATE_RETENTION_DAYS))
+    condition = TableItem.PK.does_not_exist() if state.version == 0 else \
+        DunningStateItem.version == state.version
+    return ("dunning", item, condition)
+
+
+def save_state(state: State) -> State:
+    _, item, condition = state_op(state)
+    try:
+        item.save(condition=condition)
+    except PutError as exc:
+        if _failed_condition(exc):
+            raise Conflict(state.invoice) from exc
+        raise
+    return State(state.account_id, state.customer_id, state.invoice, state.data,
+                 state.version + 1)
+
+
+# --- card-network caps ----------------------------------------------------------------------
+
+def count_retry(account_id: str, card: str, attempt_key: str, now: datetime,
+                per_day: int, per_30_days: int) -> datetime | None:
+    """Count one merchant-initiated retry on ``card`` unless the caps forbid it now: None
+    when it may go (counted, or counted before under the same ``attempt_key``: a retried
+    run of the same attempt), else the earliest time it may. Conditional on the counter's
+    version: two retries of one card at once are counted one after the other."""
+    pk, sk = keys.card_cap(account_id, card)
+    for _ in range(10):
+        try:
+            item = CardCapItem.get(pk, sk, consistent_read=True)
+            attempts, version = dict(item.attempts or {}), int(item.version or 0)
+        except DoesNotExist:
+            attempts, version = {}, 0
+        if attempt_key in attempts:
+            return None
+        month_ago, day_ago = iso(now - timedelta(days=30)), iso(now - timedelta(days=1))
+        attempts = {k: at for k, at in attempts.items() if at > month_ago}
+        last_day = sorted(at for at in attempts.values() if at > day_ago)
+        last_month = sorted(attempts.values())
+        # When the oldest retry that fills a window leaves it, one more may go.
+        earliest = None
+        if len(last_day) >= per_day:
+            earliest = _parse(last_day[-per_day]) + timedelta(days=1)
+        if len(last_month) >= per_30_days:
+            month_free = _parse(last_month[-per_30_days]) + timedelta(days=30)
+            earliest = max(earliest, month_free) if earliest else month_free
+        if earliest is not None:
+            return earliest + timedelta(seconds=1)
+        attempts[attempt_key] = iso(now)
+        condition = TableItem.PK.does_not_exist() if version == 0 else \
+            CardCapItem.version == version
+        try:
+            CardCapItem(pk, sk, account_id=account_id, attempts=attempts, version=version + 1,
+                        ttl=timedelta(days=31)).save(condition=condition)
+        except PutError as exc:
+            if _failed_condition(exc):
+                continue  # another retry of this card counted first: read again
+            raise
+        return None
+    raise Conflict(card)
+
+
+def card_retries(account_id: str, card: str) -> dict[str, str]:
+    pk, sk = keys.card_cap(account_id, card)
+    try:
+        return dict(CardCapItem.get(pk, sk, consistent_read=True).attempts or {})
+    except DoesNotExist:
+        return {}
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
