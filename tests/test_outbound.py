@@ -126,3 +126,18 @@ def test_the_development_setting_allows_loopback_only(network):
         outbound.post_to_endpoint("http://localhost:8000/in", b"{}", {},
                                   allow_http_loopback=True)
     assert network["connected"] == []
+
+
+def test_no_deployment_allows_http_loopback_endpoints(monkeypatch):
+    from pathlib import Path
+
+    from chalicelib.settings import get_settings
+
+    template = (Path(__file__).resolve().parents[1] / "infra" / "template.yaml").read_text()
+    assert "ALLOW_HTTP_LOOPBACK_ENDPOINTS" not in template
+    monkeypatch.delenv("ALLOW_HTTP_LOOPBACK_ENDPOINTS", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert get_settings().allow_http_loopback_endpoints is False
+    finally:
+        get_settings.cache_clear()
