@@ -71,6 +71,7 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 #   export-queue        the export queue (SQS)
 #   bucket-key          the receipts bucket's KMS key, if it had SSE-KMS (it has SSE-S3)
 #   ses                 SES identities (scoped by From address in the template)
+#   ses-configuration-set  the configuration set mail is sent with (bounce reports)
 #   secrets:<key>       the secrets key, for an encryption context with that one key
 Need = tuple[str, str]
 
@@ -133,7 +134,10 @@ ACTIONS: dict[tuple[str, str], Callable[[dict], set[Need]]] = {
     ("dynamodb", "TransactWriteItems"): _transact_write,
     ("dynamodb", "TransactGetItems"): lambda p: {("dynamodb:GetItem", "table")},
     # SESv2 SendEmail is authorized as ses:SendEmail (there is no ses:SendEmail v2 action).
-    ("sesv2", "SendEmail"): lambda p: {("ses:SendEmail", "ses")},
+    # With a configuration set (SES_CONFIGURATION_SET: bounce and complaint reports), on
+    # that configuration set too.
+    ("sesv2", "SendEmail"): lambda p: {("ses:SendEmail", "ses")} | (
+        {("ses:SendEmail", "ses-configuration-set")} if p.get("ConfigurationSetName") else set()),
     # HeadObject is authorized as s3:GetObject; its 404 for a missing key needs
     # s3:ListBucket on the bucket (else 403).
     ("s3", "HeadObject"): _receipt_object("s3:GetObject", ("s3:ListBucket", "bucket")),
@@ -198,6 +202,8 @@ def _resource_name(resource) -> str:
         '{"Fn::GetAtt": ["ExportQueue", "Arn"]}': "export-queue",
         '{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}': "bucket",
         '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}': "ses",
+        '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:'
+        'configuration-set/${MailFeedbackConfigurationSet}"}': "ses-configuration-set",
     }
     assert text in known, f"a grant on a resource this test does not know: {text}"
     return known[text]
@@ -448,6 +454,10 @@ def _once_per_deployment() -> set[Need]:
         if f.name != "crypto.py" and "crypto.encrypt(" in source \
                 and "app_secret_context(" in source:
             out.add(("kms:Encrypt", "secrets:app_secret"))
+    # Every deployment sends its mail with the configuration set (infra/template.yaml sets
+    # SES_CONFIGURATION_SET); the tests' moto has none, so their calls name none.
+    if "ConfigurationSetName" in (REPO / "chalicelib" / "mail" / "sender.py").read_text():
+        out.add(("ses:SendEmail", "ses-configuration-set"))
     return out
 
 

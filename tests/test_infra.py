@@ -76,7 +76,12 @@ SENDER_ACTIONS = ((TABLE_ACTIONS - {"dynamodb:BatchGetItem"}) | INDEX_ACTIONS | 
 SWEEP_TABLE_ACTIONS = TABLE_ACTIONS - {"dynamodb:BatchGetItem"}
 SWEEP_ACTIONS = (SWEEP_TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | EMAIL_ACTIONS
                  | LOG_ACTIONS | XRAY_ACTIONS)
+# SES's bounces and complaints (app.mail_feedback): the bounced message's history entry
+# (a Query of the customer's mail, an update) and the address's suppression item.
+MAIL_FEEDBACK_ACTIONS = ({"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+                         | TABLE_KEY_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
 ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_ACTIONS,
+                "MailFeedbackRole": MAIL_FEEDBACK_ACTIONS,
                 "SweepDueStepsRole": SWEEP_ACTIONS,
                 "OutboxFanoutRole": FANOUT_ACTIONS, "DeliverySenderRole": SENDER_ACTIONS,
                 "ApiGatewayCloudWatchLogsRole": APIGW_LOG_ACTIONS}
@@ -86,6 +91,7 @@ ROLE_ACTIONS = {"ApiHandlerRole": FUNCTION_ACTIONS, "ExportWorkerRole": WORKER_A
 CHECKOV_WAIVED = {
     "APIHandler": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "ExportWorker": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "MailFeedback": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "SweepDueSteps": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "OutboxFanout": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "DeliverySender": {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
@@ -435,7 +441,8 @@ def test_role_grants_are_scoped_to_the_stack_resources(template: dict):
         "WebhookPayloads": (BUCKET_ACTIONS, [{"Fn::Sub": "${ReceiptsBucket.Arn}/payloads/*"}],
                             None),
         "ReceiptsList": (BUCKET_LIST_ACTIONS, [{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}], None),
-        "Email": (EMAIL_ACTIONS, [{"Fn::Sub": arn % ("ses", "identity/*")}],
+        "Email": (EMAIL_ACTIONS, [{"Fn::Sub": arn % ("ses", "identity/*")}, {
+            "Fn::Sub": arn % ("ses", "configuration-set/${MailFeedbackConfigurationSet}")}],
                   {"StringLike": {"ses:FromAddress": {"Ref": "SenderAddresses"}}}),
         "Logs": (LOG_ACTIONS, [{"Fn::Sub": arn % ("logs", f"log-group:${{{log_group}}}")},
                                {"Fn::GetAtt": [log_group, "Arn"]}], None),
@@ -649,7 +656,7 @@ def test_data_key_encrypts_the_table_and_the_stack_log_groups(template: dict):
     groups = resources_of_type(template, "AWS::Logs::LogGroup")
     assert set(groups) == {"ApiLogGroup", "ApiAccessLogGroup", "ExportWorkerLogGroup",
                            "SweepDueStepsLogGroup",
-                           "OutboxFanoutLogGroup", "DeliverySenderLogGroup"}
+                           "OutboxFanoutLogGroup", "DeliverySenderLogGroup", "MailFeedbackLogGroup"}
     prefix = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
     assert sorted(n["Fn::Sub"] for n in named) == sorted(
         prefix + g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values())
