@@ -10,6 +10,8 @@ const { apiUrl } = require('./api');
 
 // A delivery older or newer than this is refused (Standard Webhooks' default tolerance).
 const TOLERANCE_SECONDS = 5 * 60;
+// How long a delivered webhook-id is remembered: longer than the product's retries (72 h).
+const SEEN_SECONDS = 4 * 24 * 60 * 60;
 
 // Zapier's trigger keys are identifiers: `payment_plan.completed` → `payment_plan_completed`.
 const triggerKey = (eventType) => eventType.replace(/\./g, '_');
@@ -77,12 +79,14 @@ const makeTrigger = ({ type, noun, label, description, sample }) => {
     return { id, removed: response.status === 204 };
   };
 
-  // A delivery: only one signed with this subscription's secret triggers the Zap.
-  const perform = (z, bundle) => {
+  // A delivery: only one signed with this subscription's secret triggers the Zap, and
+  // only once per webhook-id (the product delivers at least once: a retry after an
+  // answer that was lost, a replay, carry the same id), so the Zap's actions run once.
+  const perform = async (z, bundle) => {
     const raw = bundle.rawRequest || {};
-    const secret = (bundle.subscribeData || {}).secret;
+    const subscription = bundle.subscribeData || {};
     const now = Math.floor(Date.now() / 1000);
-    if (!signatureValid(secret, raw.headers, raw.content || '', now)) {
+    if (!signatureValid(subscription.secret, raw.headers, raw.content || '', now)) {
       z.console.log(`${type}: a delivery without a valid signature was ignored`);
       return [];
     }
@@ -93,7 +97,21 @@ const makeTrigger = ({ type, noun, label, description, sample }) => {
     } catch (e) {
       return [];
     }
-    return event && event.type === type ? [event] : [];
+    if (!event || event.type !== type) {
+      return [];
+    }
+    const seen = `delivered:${subscription.id}:${header(raw.headers, 'webhook-id')}`;
+    try {
+      if (await z.cache.get(seen)) {
+        z.console.log(`${type}: delivery ${event.id} seen before, ignored`);
+        return [];
+      }
+      await z.cache.set(seen, true, SEEN_SECONDS);
+    } catch (e) {
+      // Without the cache the Zap may run twice for one event, never zero times.
+      z.console.log(`${type}: could not check for a repeated delivery: ${e.message}`);
+    }
+    return [event];
   };
 
   const performList = async (z, bundle) => {

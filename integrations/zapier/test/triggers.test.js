@@ -195,6 +195,8 @@ describe('REST hooks', () => {
     const results = await appTester(trigger.operation.perform, bundle);
     expect(results).toHaveLength(1);
     expect(results[0].id).toBe(env('ZAPIER_TEST_SAMPLE_ID'));
+    // The same delivery again (a retry whose answer was lost, a replay): the Zap ran once.
+    expect(await appTester(trigger.operation.perform, bundle)).toEqual([]);
     // What Zapier showed while the Zap was built (the sample) has the same fields.
     const samples = await appTester(trigger.operation.performList, { authData: authData() });
     expect(results[0]).toEqual(samples.find((s) => s.id === results[0].id));
