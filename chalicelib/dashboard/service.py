@@ -260,6 +260,7 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
         "subscriptions": subs, "payment_plans": plans,
         "cards": [{**c, "pays_for": card_users.get(c.get("id"), [])} for c in overview["cards"]],
         "missed": failed, "orders": orders, "orders_next": next_orders,
+        "dunning": _dunning_of(account_id, failed),
         "orders_first_page": not orders_cursor,
         "history_loaded": full is not None,
         "processor_customers": [pid.partition(":")[2] for pid in overview.get("processor_ids") or []],
@@ -553,3 +554,11 @@ def activity_csv(account_id: str, filters: dict) -> tuple[str, bool]:
         if not cursor:
             break
     return csv_rows(rows, ACTIVITY_COLUMNS), more
+
+
+def _dunning_of(account_id: str, payments: list[dict]) -> dict[str, dict]:
+    """Each failed invoice's dunning (its attempts, the pending retry): invoice ref → state."""
+    from chalicelib.dunning.steps import open_invoices_of
+
+    invoices = [p["invoice"] for p in payments if p.get("invoice")]
+    return open_invoices_of(account_id, invoices) if invoices else {}

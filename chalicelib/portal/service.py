@@ -352,7 +352,17 @@ def subscription(who: SignedIn, subscription_id: str, with_cards: bool = True) -
             "can_cancel": rules.can_self_cancel(found), "can_keep": rules.can_keep(found)}
     if with_cards and not manage_at:
         page["cards"], page["cards_error"] = _cards(who, record)
+    page["dunning"] = _dunning_of(who, page["due"])
     return page
+
+
+def _dunning_of(who: SignedIn, due: list[dict]) -> dict[str, dict]:
+    """The dunning of each failed invoice (attempts so far, the next one): invoice ref →
+    its state (chalicelib/dunning)."""
+    from chalicelib.dunning.steps import open_invoices_of
+
+    invoices = [d["payment"]["invoice"] for d in due if d["payment"].get("invoice")]
+    return open_invoices_of(who.portal.account["account_id"], invoices) if invoices else {}
 
 
 def _processor_of(ref: str | None) -> str:
