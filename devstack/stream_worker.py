@@ -60,6 +60,9 @@ class StreamWorker:
         self.iterators: dict[str, str | None] = {}
         self.failures = 0
         self._refresh()
+        # A shard that opens later (DynamoDB rolls shards over) is read from its start, as
+        # the mapping reads a child shard after its parent: nothing written to it is skipped.
+        self.start = "TRIM_HORIZON"
 
     def _shards(self) -> list[dict]:
         shards, start = [], None
