@@ -20,6 +20,7 @@ from chalicelib.processors.gateway import (
     AmountNotAccepted,
     CustomerChanges,
     NotSupported,
+    ProcessorUnavailable,
     RefundRefused,
 )
 from chalicelib.processors.paypal.gateway import (
@@ -279,3 +280,15 @@ def test_what_paypal_does_not_have_is_a_clear_422(gateway, call):
         call(gateway)
     assert refused.value.status == 422 and refused.value.message.startswith(
         "PayPal does not support")
+
+
+@pytest.mark.parametrize("status", [409, 429, 500, 503])
+def test_an_unknown_outcome_is_unavailable_never_a_refusal(gateway, monkeypatch, status):
+    """409 (an earlier call with this request id still running), 429 and 5xx: the refund
+    may be made; the refund action keeps its hold and retries with the same key."""
+    monkeypatch.setattr(gateway, "_call", lambda *a, **k: (status, {"name": "X"}))
+    with pytest.raises(ProcessorUnavailable):
+        gateway.create_refund(Ref("paypal", "txn_ABC"), 100, "usd", None, "k")
+    if status != 409:  # a read has no request id
+        with pytest.raises(ProcessorUnavailable):
+            gateway.subscription("I-ABC")

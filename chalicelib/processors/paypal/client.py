@@ -110,6 +110,9 @@ class PayPalClient:
         status, data = self._call("GET", path)
         if status == 404:
             return None
+        if status >= 500 or status == 429:
+            raise ProcessorUnavailable("PayPal did not answer. Nothing was changed; please "
+                                       "try again.")
         if status != 200:
             logger.warning("PayPal refused a read", extra={"status": status, "path": path.split("/")[2:4]})
             raise ProcessorError("PayPal refused the request.")

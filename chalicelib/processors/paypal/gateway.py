@@ -166,7 +166,9 @@ class PayPalGateway(PayPalClient):
         401/403 (after one token renewal) a ProcessorError; the rest is the caller's."""
         headers = {"PayPal-Request-Id": request_id[:108]} if request_id else None
         status, data = self._call(method, path, payload, headers=headers)
-        if status >= 500 or status == 429:
+        # 409: PayPal is still carrying out an earlier call with this request id; its
+        # outcome is not known yet (never a refusal: a refund's hold must stay).
+        if status >= 500 or status in (409, 429):
             logger.warning("PayPal failed a change", extra={"status": status,
                                                             "debug_id": data.get("debug_id")})
             raise ProcessorUnavailable("PayPal had a problem. Nothing may have changed; please "
