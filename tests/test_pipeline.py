@@ -224,7 +224,7 @@ def _deliveries(account_id: str) -> list:
 
 def test_with_10_percent_of_calls_failing_every_event_reaches_every_subscribed_endpoint(
         app_client, receiver, workers):  # noqa: F811
-    _faulty_stream(app_client, receiver, workers, customers=4, seed=1)
+    _faulty_stream(app_client, receiver, workers, customers=3, seed=1)
 
 
 @pytest.mark.soak
