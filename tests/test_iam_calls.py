@@ -545,3 +545,38 @@ def test_the_table_maps_transactions_to_their_items_and_fails_unknown_operations
         Call("s3", "PutObject", {"Key": "receipts/x.pdf"}), kms_bucket)
     with pytest.raises(AssertionError, match="no IAM mapping"):
         needs_of(Call("dynamodb", "ExecuteStatement", {}), template)
+
+
+def test_the_sweeps_role_grants_what_dunning_calls(
+        monkeypatch, app_client, stripe_client, stripe_shim, sent_emails):  # noqa: F811
+    """The scheduler's sweep (app.sweep_due_steps) runs as its own role: what a dunning life
+    calls (start, e-mail, retry, final action, recovery) must be granted to it (its inline
+    policy and SecretsKey's statements naming it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from test_dunning import Failing, sweep_until_idle
+
+    template = load_template(TEMPLATE)
+    shop = Failing(app_client, stripe_client, stripe_shim, "ours", [1])
+    t0 = datetime.now(UTC) + timedelta(seconds=5)
+    with recording(monkeypatch) as rec:
+        sweep_until_idle(t0)
+        sweep_until_idle(t0 + timedelta(days=1, minutes=1))
+    assert shop.state()["status"] == "exhausted"  # the whole life ran, to the final action
+    operations = rec.operations()
+    for expected in [("dynamodb", "Query"), ("dynamodb", "UpdateItem"),
+                     ("dynamodb", "TransactWriteItems"), ("dynamodb", "GetItem"),
+                     ("sesv2", "SendEmail"), ("kms", "Decrypt")]:
+        assert expected in operations, (expected, sorted(operations))
+    needed: set[Need] = set()
+    for call in rec.calls:
+        needed |= needs_of(call, template)
+    grants = granted(template, "SweepDueStepsRole")
+    for statement in template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        if "Fn::If" in statement or statement["Principal"] != {
+                "AWS": {"Fn::GetAtt": ["SweepDueStepsRole", "Arn"]}}:
+            continue
+        for context_key in statement["Condition"]["ForAllValues:StringEquals"][
+                "kms:EncryptionContextKeys"]:
+            grants.add((statement["Action"], f"secrets:{context_key}"))
+    assert not needed - grants, f"calls the sweep's role does not allow: {sorted(needed - grants)}"
