@@ -216,6 +216,11 @@ def test_receipts_are_off_by_default_and_on_with_the_footer(app_client, sent_ema
     assert "VAT ID DE123" in mail["body"] and "<b>not bold</b>" not in mail["body"]
     sweep(utc(2027, 1, 13), times=2)
     assert len(mails_to(sent_emails, "receipt.me@example.com", "receipt")) == 1
+    # A payment the record learns of days after it was paid (a late sync) gets none.
+    s.one_time(cus, 990)
+    merchant.deliver_until_applied(s.events[-4:])
+    sweep(utc(2027, 1, 20))
+    assert len(mails_to(sent_emails, "receipt.me@example.com", "receipt")) == 1
 
 
 def test_settings_are_checked_whole(app_client):  # noqa: F811

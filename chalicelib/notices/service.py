@@ -191,7 +191,7 @@ def _upcoming(step: Step, record: dict, settings: dict, now: datetime, locale: s
     subs = record.get("payment_plans" if instalment else "subscriptions") or []
     sub = next((s for s in subs if s["id"] == data["subscription_fact"]), None)
     if sub is None or sub.get("status") not in ANNOUNCED:
-        raise _Skip("subscription canceled" if sub else "subscription not found")
+        raise _Skip(f"subscription {sub['status']}" if sub else "subscription not found")
     if sub.get("next_billing_at") is None:
         raise _Skip("subscription set to cancel")
     if _parse(sub["next_billing_at"]) != period_end:
@@ -225,6 +225,10 @@ def _receipt(step: Step, record: dict, settings: dict, now: datetime, locale: st
                     or refs & set(p.get("processor_refs") or [])), None)
     if payment is None or payment.get("status") != "succeeded":
         raise _Skip("payment not found or not paid", record_it=False)
+    paid_at = payment.get("paid_at")
+    if paid_at and now - _parse(paid_at) > timedelta(days=LATE_DAYS):
+        # An old payment the record learns of late (a first sync, a replay): no receipt.
+        raise _Skip("paid long ago", record_it=False)
     keys = [f"receipt:{ref}" for ref in payment.get("processor_refs") or []] or \
         [f"receipt:{payment['id']}"]
     return Notice(
