@@ -6,6 +6,7 @@ recorded (one refund, not two; a retried balance counted once)."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 
 import pytest
@@ -258,3 +259,54 @@ def test_a_cycle_paypal_bills_after_the_period_asked_to_end_is_refunded(app_clie
     again = pending_cancel.handle(claimed, now)
     assert again.status == "done" and again.result["cancelled"] is False
     assert len([r for r in stub.served() if r["path"] == refunds[0]["path"]]) == 1
+
+
+def test_the_record_page_offers_no_plan_change_and_retry_captures_at_paypal(
+        app_client, stack, stub, sent_emails, dashboard_settings):  # noqa: F811
+    from dashboard_helpers import make_staff_shop, staff_sign_in
+    from portal_helpers import PortalClient, text
+
+    from chalicelib.accounts.service import set_paypal
+
+    staff_shop = make_staff_shop(app_client, stack)
+    webhook_id = "WH" + secrets.token_hex(8).upper()
+    set_paypal(staff_shop.account_id, client_id="AZdash" + secrets.token_hex(6),
+               client_secret="EJdash" + secrets.token_hex(10), webhook_id=webhook_id,
+               mode="sandbox")
+    story = PayPalStory(f"dash.{secrets.token_hex(4)}@example.com")
+    story.subscription("BILLING.SUBSCRIPTION.ACTIVATED")
+    story.subscription("BILLING.SUBSCRIPTION.PAYMENT.FAILED", outstanding="10.00",
+                       failed="2025-01-02T10:30:00Z")
+    stub.put("subscriptions", story.sub_id, story.subscription_object(
+        outstanding="10.00", failed="2025-01-02T10:30:00Z"))
+    for event in story.events:
+        body, headers = stub.sign(event, webhook_id)
+        r = app_client.http.post(f"/webhooks/paypal/{staff_shop.account_id}", body=body,
+                                 headers=headers)
+        assert r.status_code == 200, r.body
+    from chalicelib.records.service import normalize_email
+    from chalicelib.store.customers import find_by_email
+
+    customer_id = find_by_email(staff_shop.account_id, normalize_email(story.email))
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, staff_shop.root, staff_shop.owner, sent_emails)
+    page = c.get(f"{staff_shop.root}/customers/{customer_id}")
+    assert page.status_code == 200, text(page)
+    html = text(page)
+    assert "Cancel at period end" in html and "Pause collection" in html
+    assert "Change plan" not in html
+    # Retry: no card to choose; the outstanding balance is captured at PayPal.
+    from chalicelib.records.service import get_record
+
+    [missed] = [p for p in get_record(staff_shop.account_id, customer_id)["payments"]
+                if p["status"] == "failed"]
+    form = c.get(f"{staff_shop.root}/customers/{customer_id}/payments/{missed['id']}/retry")
+    assert form.status_code == 200, text(form)
+    assert "chose in PayPal" in text(form) and "The card on file" not in text(form)
+    action_id = re.search(r'name="action_id" value="([^"]+)"', text(form)).group(1)
+    done = c.post(f"{staff_shop.root}/customers/{customer_id}/payments/{missed['id']}/retry",
+                  {"action_id": action_id, "card": "default"})
+    assert done.status_code == 200 and "Paid: the payment" in text(done), text(done)
+    captures = [r for r in stub.served()
+                if r["path"] == f"/v1/billing/subscriptions/{story.sub_id}/capture"]
+    assert len(captures) == 1
