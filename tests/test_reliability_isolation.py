@@ -24,6 +24,10 @@ def _seeded(app_client):  # noqa: F811
     owner = make_merchant(app_client)
     s = Stream("iso")
     cus = s.customer("owner@example.com", "Owner Only")
+    # A disputed payment, older than the others (payments[0] stays undisputed); the
+    # dispute is open, so recording a repayment answers the owner 409.
+    disputed_pi, disputed_charge = s.one_time(cus, 700, email="owner@example.com")
+    s.dispute(disputed_pi, disputed_charge, 700, status="needs_response")
     sub = s.subscription(cus, 1500)
     s.invoice(cus, sub, 1500)
     s.one_time(cus, 2500, email="owner@example.com")
@@ -36,7 +40,8 @@ def _seeded(app_client):  # noqa: F811
     ids = {"customer_id": customer["id"], "order_id": record["orders"][0]["id"],
            "payment_id": record["payments"][0]["id"],
            "subscription_id": next(x["id"] for x in record["subscriptions"]
-                                   if x["processor_ref"] == f"stripe:{ended}")}
+                                   if x["processor_ref"] == f"stripe:{ended}"),
+           "dispute_id": record["disputes"][0]["id"]}
     _seed_hooks(owner, ids)
     _seed_endpoints(owner, ids)
     return owner, ids
@@ -102,6 +107,7 @@ ACTION_BODIES = {
     "/api/v1/customers/{customer_id}/unblock": {"all": True, "reason": "isolation"},
     # The owner's own e-mail: 409 not applicable, before any processor call.
     "/api/v1/customers/{customer_id}/details": {"email": "owner@example.com"},
+    "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments": {"amount": 100},
     # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
     "/api/v1/endpoints/{endpoint_id}/rotate-secret": {},
     "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {},

@@ -15,6 +15,9 @@ the first result; the same key with another body is 422).
   POST /api/v1/customers/{id}/merge     {"customer_id", "reason", "note"}: fold that record
        into this one (owners and admins; the API acts as an admin)
 
+  POST /api/v1/customers/{id}/disputes/{dispute}/repayments   {"amount", "method", "note"}:
+       a repayment of a lost dispute made elsewhere, never above what remains
+
 ``cards`` are the record's card ids (``card_…``), ``processor_customers`` the processor's
 customer ids (``cus_…``); a detail that is not the customer's is 404, a request that
 changes nothing (all blocked already, none blocked) 409.
@@ -26,6 +29,7 @@ from chalice import Blueprint
 from chalicelib.accounts.service import authenticate
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.customer import CustomerActions
+from chalicelib.actions.disputes import DisputeActions
 from chalicelib.http import json_errors
 
 bp = Blueprint(__name__)
@@ -82,3 +86,16 @@ def merge(customer_id: str):
     return CustomerActions(ctx, customer_id).merge(body.get("customer_id"),
                                                    reason=body.get("reason"),
                                                    note=body.get("note"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments",
+          methods=["POST"], content_types=JSON)
+@json_errors
+def record_repayment(customer_id: str, dispute_id: str):
+    """Record a repayment of a lost dispute made elsewhere (chalicelib/actions/disputes.py)."""
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    body = actions_web.json_body(request, {"amount", "method", "note"})
+    return DisputeActions(ctx, customer_id).record_repayment(
+        dispute_id, body.get("amount"), body.get("method"), body.get("note"))

@@ -347,3 +347,8 @@ def dunning_state(account_id: str, invoice_ref: str) -> tuple[str, str]:
 def card_cap(account_id: str, card: str) -> tuple[str, str]:
     """The merchant-initiated retries on one card (its fingerprint, else its ref)."""
     return f"ACCT#{account_id}#CARDCAP#{card}", "CAP"
+
+
+def dispute_repayments_pk(account_id: str, dispute_id: str) -> str:
+    """Repayments of a lost dispute (store/repayments.py), by repayment id."""
+    return f"ACCT#{account_id}#REPAY#{dispute_id}"

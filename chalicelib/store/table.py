@@ -540,6 +540,22 @@ class PendingEmailChangeItem(TableItem, discriminator="PendingEmailChange"):
     expires_at = NumberAttribute()
 
 
+class RepaymentItem(TableItem, discriminator="Repayment"):
+    """A repayment of a lost dispute (``ACCT#<acct>#REPAY#<dispute id>`` / ``<id>``):
+    one the merchant records as made elsewhere (``kind`` recorded)."""
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    dispute_id = UnicodeAttribute()
+    repayment_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # recorded
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+    method = UnicodeAttribute(null=True)  # how it was paid (bank transfer, cash, …)
+    by = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+
 class RefundSeenItem(TableItem, discriminator="RefundSeen"):
     """A processor refund counted in its payment's ledger (``REFUND#<processor ref>``):
     written with ``attribute_not_exists`` together with the ledger's update, so each
