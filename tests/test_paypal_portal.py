@@ -95,6 +95,7 @@ def test_a_paypal_subscription_in_the_portal(paypal_shop, app_client, sent_email
     # Nothing read from Stripe for a PayPal-only customer.
     overview = c.get(f"{shop.root}/")
     assert overview.status_code == 200 and "Pay the outstanding" in text(overview)
+    assert "your payment method in PayPal can be charged" in text(overview)
 
     # Pay now: PayPal captures the outstanding balance; the missed payment is recovered.
     [attempt] = ATTEMPT_RE.findall(html)
