@@ -156,6 +156,16 @@ def test_a_failed_renewal_is_retried_and_a_new_card_in_the_portal_pays_it(
     shown = record_page(shop.account_id, shop.customer_id)["dunning"][shop.invoice_ref]
     assert [a["outcome"] for a in shown["attempts"]] == ["declined"]
     assert shown["next_attempt_at"] == iso(t0 + timedelta(days=3))
+    # So does the customer's portal, beside "Pay now".
+    from chalicelib.portal import service as portal
+    from chalicelib.records import service as records
+
+    who = portal.SignedIn(portal.Portal(shop.account_id, shop.account["slug"],
+                                        portal.brand_of(shop.account), "en", shop.account),
+                          shop.customer_id, "csrf", "session")
+    sub_id = records.get_record(shop.account_id, shop.customer_id)["subscriptions"][0]["id"]
+    page = portal.subscription(who, sub_id, with_cards=False)
+    assert page["dunning"][shop.invoice_ref]["next_attempt_at"] == shown["next_attempt_at"]
 
     # The customer adds a card in the portal and picks it: every open invoice is paid.
     good = attach_card(stripe_client, shop.customer, CARD_OK)
