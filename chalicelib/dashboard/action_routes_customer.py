@@ -18,6 +18,10 @@ one subscription's card page).
   POST  the same: only the fields that differ are changed → 303 to the record with a
         notice; an e-mail that has a record re-renders the form (409) with a link to it
 
+  GET   /dashboard/{slug}/customers/{id}/disputes/{dispute}/repayment   a lost dispute's
+        repayments, what remains, and the form to record one made elsewhere
+  POST  the same (``refund``; one-time action id) → 303 back with a notice
+
 Each checks the role on the server (``note``; ``resend_email``; ``block``) and the
 session's CSRF token; the note and the block carry a one-time action id (a double
 submission acts once).
@@ -28,6 +32,7 @@ import re
 
 from chalice import Blueprint
 
+from chalicelib.actions import disputes as dispute_actions
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.customer import ADDRESS_FIELDS, EMAIL_CHANGERS, CustomerActions, EmailTaken
 from chalicelib.actions.notes import add_note
@@ -258,3 +263,67 @@ def merge_records(request, slug: str, customer_id: str):
             raise
         return _edit_page(request, visit, customer_id, status=exc.status, problem=exc.message)
     return web.redirect(f"{visit.root}/customers/{customer_id}/edit?done=merged", request)
+
+
+# --- a lost dispute's repayments --------------------------------------------------------------
+
+REPAYMENT_PATH = "/dashboard/{slug}/customers/{customer_id}/disputes/{dispute_id}/repayment"
+
+
+def _repayment_page(request, visit, customer_id: str, dispute_id: str, *, status: int = 200,
+                    problem: str | None = None, fields: dict | None = None,
+                    notice: str | None = None):
+    if not service.CUSTOMER_ID_RE.match(customer_id or ""):
+        raise NotFound("There is no such customer.")
+    record = records.get_record(visit.account_id, customer_id, consistent=True)
+    if record is None:
+        raise NotFound("There is no such customer.")
+    dispute = next((d for d in record.get("disputes") or [] if d["id"] == dispute_id), None)
+    if dispute is None:
+        raise NotFound("There is no such dispute.")
+    return web.page(request, visit, "action_dispute_repayment.html", status=status,
+                    current="customers", customer=record, customer_id=customer_id,
+                    dispute=dispute, state=dispute_actions.repayment_state(visit.account_id,
+                                                                           dispute),
+                    problem=problem, notice=notice, fields=fields or {},
+                    action_id=actions_web.action_id())
+
+
+@bp.route(REPAYMENT_PATH, methods=["GET"])
+@web.dashboard_view(bp)
+def repayment_form(request, slug: str, customer_id: str, dispute_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "refund")
+    done = (request.query_params or {}).get("done") == "recorded"
+    return _repayment_page(request, visit, customer_id, dispute_id,
+                           notice="The repayment is recorded." if done else None)
+
+
+@bp.route(REPAYMENT_PATH, methods=["POST"], content_types=FORM)
+@web.dashboard_view(bp)
+def record_repayment(request, slug: str, customer_id: str, dispute_id: str):
+    from chalicelib.actions.refunds import parse_major_amount
+
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "refund")
+    fields = web.form(request, visit)
+    ctx = actions_web.dashboard_context(visit, fields)
+    kept = {k: fields.get(k, "") for k in ("amount", "method", "note")}
+    try:
+        record = records.get_record(visit.account_id, customer_id, consistent=True) or {}
+        dispute = next((d for d in record.get("disputes") or [] if d["id"] == dispute_id), None)
+        if dispute is None:
+            raise NotFound("There is no such dispute.")
+        amount = parse_major_amount(fields.get("amount"), dispute.get("currency") or "eur")
+        if amount is None:
+            raise BadRequest("Enter the amount repaid.", code="bad_amount")
+        dispute_actions.DisputeActions(ctx, customer_id).record_repayment(
+            dispute_id, amount, (fields.get("method") or "").strip() or None,
+            (fields.get("note") or "").strip() or None)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404 or exc.code == "csrf":
+            raise
+        return _repayment_page(request, visit, customer_id, dispute_id, status=exc.status,
+                               problem=exc.message, fields=kept)
+    return web.redirect(f"{visit.root}/customers/{customer_id}/disputes/{dispute_id}/"
+                        "repayment?done=recorded", request)

@@ -1,0 +1,78 @@
+"""A lost dispute's repayments on the dashboard (chalicelib/dashboard/action_routes_customer.py)
+through Chalice's test client with real staff sessions: the record's disputes link a lost
+one's page; support records a repayment made elsewhere (once per form, never above what
+remains); read-only is refused and nothing is written."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from app_fixtures import app_client  # noqa: F401
+from dashboard_helpers import (  # noqa: F401 - dashboard_settings is a fixture
+    add_member,
+    dashboard_settings,
+    make_staff_shop,
+    staff_sign_in,
+)
+from portal_helpers import PortalClient, text
+from stripe_events import Stream
+
+pytestmark = pytest.mark.usefixtures("dashboard_settings")
+ACTION_RE = re.compile(r'name="action_id" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def world(app_client, stack):  # noqa: F811
+    staff_shop = make_staff_shop(app_client, stack)
+    s = Stream("rpd")
+    cus = s.customer("lost-dispute@example.com", "Lost Dispute")
+    pi, charge = s.one_time(cus, 4000, currency="eur", email="lost-dispute@example.com")
+    s.dispute(pi, charge, 4000, status="lost", type_="charge.dispute.closed", currency="eur")
+    staff_shop.shop.merchant.deliver_until_applied(s.events)
+    customer_id = staff_shop.shop.merchant.customers()[0]["id"]
+    return staff_shop, customer_id
+
+
+def _signed_in(app_client, staff_shop, sent_emails, role: str) -> PortalClient:  # noqa: F811
+    email, _ = add_member(staff_shop, role)
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, staff_shop.root, email, sent_emails)
+    return c
+
+
+def test_support_records_a_repayment_once(app_client, world, sent_emails):  # noqa: F811
+    staff_shop, customer_id = world
+    c = _signed_in(app_client, staff_shop, sent_emails, "support")
+    record = f"{staff_shop.root}/customers/{customer_id}"
+    page = html.unescape(text(c.get(record)))
+    found = re.search(r'href="([^"]+/disputes/[^"]+/repayment)"', page)
+    assert found, "the lost dispute links its repayments"
+    url = found.group(1)
+    form_page = text(c.get(url))
+    assert "Record a repayment made elsewhere" in form_page
+    action_id = ACTION_RE.search(form_page).group(1)
+    too_much = c.post(url, {"action_id": action_id, "amount": "40.01"})
+    assert too_much.status_code == 400 and "more than remains" in text(too_much)
+    form = {"action_id": action_id, "amount": "15.00", "method": "bank transfer"}
+    first = c.post(url, form)
+    assert first.status_code == 303, text(first)
+    assert c.post(url, form).status_code == 303  # a double submission: once
+    done = html.unescape(text(c.get(url + "?done=recorded")))
+    assert "The repayment is recorded." in done
+    assert re.search(r'id="repaid">€15\.00<', done) and re.search(r'id="remaining">€25\.00<', done)
+    assert "bank transfer" in done
+
+
+def test_read_only_cannot_open_or_record(app_client, world, sent_emails):  # noqa: F811
+    from chalicelib.records import service as records
+    from chalicelib.store import repayments
+
+    staff_shop, customer_id = world
+    c = _signed_in(app_client, staff_shop, sent_emails, "read_only")
+    dispute = records.get_record(staff_shop.account_id, customer_id)["disputes"][0]
+    url = f"{staff_shop.root}/customers/{customer_id}/disputes/{dispute['id']}/repayment"
+    before = repayments.list_for(staff_shop.account_id, dispute["id"])
+    assert c.get(url).status_code == 403
+    assert c.post(url, {"action_id": "a" * 24, "amount": "1.00"}).status_code == 403
+    assert repayments.list_for(staff_shop.account_id, dispute["id"]) == before
