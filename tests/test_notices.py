@@ -105,6 +105,18 @@ def test_card_notices_go_out_on_the_dates_at_the_local_hour_across_dst(berlin, s
     sent = [m for m in mail_history(merchant, customer_id) if m["status"] == "sent"]
     assert sorted(m["kind"] for m in sent) == ["notice_card_expired", "notice_card_expiring",
                                                "notice_card_expiring"]
+    # A later change of the card's fact plans the same step again (an unconditional put):
+    # it runs again, and neither mails nor tells the integrations a second time.
+    from chalicelib.store import steps as steps_store
+    from chalicelib.store.table import StepItem
+
+    [done] = [i for i in StepItem.scan(StepItem.account_id == merchant.account_id)
+              if i.step_id.endswith(":30d")]
+    again = steps_store.get(merchant.account_id, done.step_id)
+    steps_store.plan_op(again)[1].save()
+    sweep(utc(2027, 3, 3, 9, 0), times=2)  # within the days a late notice still goes
+    assert len(mails_to(sent_emails, to, "expires soon")) == 2
+    assert len(outbox(merchant, "card.expiring")) == 2
 
 
 def test_an_updated_card_gets_no_expiry_notice(app_client, sent_emails):  # noqa: F811

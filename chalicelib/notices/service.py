@@ -90,13 +90,18 @@ def handle(step: Step, now: datetime) -> Outcome:
                            status="skipped", error=skip.reason)
         return Outcome.done({"skipped": skip.reason})
     events = notice.outbox
-    if not settings["enabled"].get(notice.kind, False):
+    enabled = settings["enabled"].get(notice.kind, False)
+    if not enabled and not events:
+        return Outcome.done({"skipped": "turned off"})
+    # Claimed before anything leaves, events included: a step planned again (the same id
+    # re-planned by a later change of its fact) finds the claim and sends nothing twice.
+    if not store.mark_sending(step.account_id, step.step_id, notice.sent_keys,
+                              timeutil.iso(now)):
+        return Outcome.done({"skipped": "already sent"})
+    if not enabled:
         return Outcome.done({"skipped": "turned off"}, outbox=events)
     if not record.get("email"):
         return Outcome.done({"skipped": "no e-mail address"}, outbox=events)
-    if not store.mark_sending(step.account_id, step.step_id, notice.sent_keys,
-                              timeutil.iso(now)):
-        return Outcome.done({"skipped": "already sent"}, outbox=events)
     brand = brand_of(account)
     from chalicelib.settings import get_settings
 
