@@ -186,8 +186,14 @@ def test_renewal_notice_in_new_york_on_the_dst_day_and_none_for_a_canceling_one(
     merchant.deliver_until_applied(s.events)
     sweep(utc(2027, 3, 14, 13, 59))
     assert mails_to(sent_emails, "renew.ny@example.com", "renews") == []
+    # Until it goes, the customer's e-mail history shows it planned, for its sending time.
+    renewing = merchant.records_by_email()["renew.ny@example.com"]["id"]
+    [planned] = [m for m in mail_history(merchant, renewing) if m["status"] == "planned"]
+    assert (planned["kind"], planned["planned_for"]) == (
+        "notice_renewal", "2027-03-14T14:00:00.000000Z")
     sweep(utc(2027, 3, 14, 14, 0), times=3)
     [mail] = mails_to(sent_emails, "renew.ny@example.com", "renews")
+    assert [m["status"] for m in mail_history(merchant, renewing)] == ["sent"]
     assert "March 21, 2027" in mail["subject"] and "$120.00" in mail["body"]
     sweep(utc(2027, 3, 20, 14, 0))
     assert mails_to(sent_emails, "cancel.ny@example.com") == []

@@ -65,7 +65,21 @@ class _Later(Exception):
 
 
 def handle(step: Step, now: datetime) -> Outcome:
-    """The scheduler's handler of ``notice.*`` steps (scheduler.kinds)."""
+    """The scheduler's handler of ``notice.*`` steps (scheduler.kinds). While a notice
+    waits for its sending time, the customer's e-mail history shows it as planned; the
+    planned entry goes when the notice is sent, skipped or given up."""
+    outcome = _handle(step, now)
+    planned = step.data.get("planned_mail")
+    if planned and outcome.status != "pending" and step.customer_id:
+        try:
+            store.drop_planned(step.account_id, step.customer_id, planned)
+        except Exception:  # noqa: BLE001 - a stale "planned" line is no reason to resend
+            logger.exception("notice: could not drop the planned history entry",
+                             extra={"step_id": step.step_id})
+    return outcome
+
+
+def _handle(step: Step, now: datetime) -> Outcome:
     from chalicelib.portal.service import brand_of
     from chalicelib.records import service as records
     from chalicelib.store import accounts as account_store
@@ -82,7 +96,8 @@ def handle(step: Step, now: datetime) -> Outcome:
     try:
         notice = _DECIDE[kind](step, record, settings, now, locale)
     except _Later as later:
-        return Outcome.later(timeutil.iso(later.at))
+        return Outcome.later(timeutil.iso(later.at), _planned(step, record, settings, kind,
+                                                              later.at))
     except _Skip as skip:
         if skip.record_it and record.get("email"):
             history.record(step.account_id, step.customer_id, f"notice_{kind}",
@@ -129,6 +144,22 @@ def handle(step: Step, now: datetime) -> Outcome:
                        extra={"step_id": step.step_id, "error": exc.code})
         return Outcome.later(timeutil.iso(now + timedelta(minutes=MAIL_RETRY_MINUTES)))
     return Outcome.done({"sent": message_id}, outbox=events)
+
+
+def _planned(step: Step, record: dict, settings: dict, kind: str, at: datetime) -> dict:
+    """The step's data, with the id of its "planned" history entry (written once)."""
+    if "planned_mail" in step.data or not record.get("email") or \
+            not settings["enabled"].get(kind, False):
+        return step.data
+    try:
+        mail_id = history.plan(step.account_id, step.customer_id, f"notice_{kind}",
+                               subject=_SUBJECTS.get(kind, kind), to=record["email"],
+                               planned_for=timeutil.iso(at))
+    except Exception:  # noqa: BLE001 - the notice goes out whether or not it shows as planned
+        logger.exception("notice: could not note the planned e-mail",
+                         extra={"step_id": step.step_id})
+        return step.data
+    return {**step.data, "planned_mail": mail_id}
 
 
 # --- deciding each kind -------------------------------------------------------------------

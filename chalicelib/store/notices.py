@@ -134,3 +134,16 @@ def mark_feedback(account_id: str, customer_id: str | None, message_id: str, sta
         item.update(actions=[MailItem.status.set(status), MailItem.error.set(detail[:100])])
         return True
     return False
+
+
+def drop_planned(account_id: str, customer_id: str, mail_id: str, scanned: int = 200) -> bool:
+    """Delete the customer's "planned" history entry ``mail_id`` (its notice was sent,
+    skipped or given up: the history shows that instead), searched among the newest
+    ``scanned`` entries. False: not found."""
+    for item in MailItem.query(keys.customer_mail_pk(customer_id), scan_index_forward=False,
+                               limit=scanned, filter_condition=(MailItem.mail_id == mail_id)
+                               & (MailItem.status == "planned")):
+        if item.account_id == account_id:
+            item.delete()
+            return True
+    return False
