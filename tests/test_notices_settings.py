@@ -40,6 +40,7 @@ def test_admin_saves_the_page_and_a_bad_field_saves_nothing(app_client, shop, se
     c = _signed_in(app_client, shop, sent_emails, "admin")
     page = c.get(f"{shop.root}/settings/notices")
     assert page.status_code == 200 and 'name="time_zone" type="text" value="UTC"' in text(page)
+    assert f'href="{shop.root}/settings/notices" aria-current="page">Notices' in text(page)
     bad = c.post(f"{shop.root}/settings/notices", {**GOOD, "time_zone": "Moon/Base"})
     assert bad.status_code == 400 and "IANA" in text(bad)
     assert notice_settings.get(shop.account_id)["time_zone"] == "UTC"

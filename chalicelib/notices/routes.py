@@ -41,7 +41,7 @@ def _visit(request, slug: str) -> web.StaffVisit:
 def _page(request, visit, values: dict, problem: str | None = None, saved: bool = False,
           status: int = 200):
     return web.page(request, visit, "settings_notices.html", status=status,
-                    current="settings", values=values, problem=problem, saved=saved,
+                    current="notices", values=values, problem=problem, saved=saved,
                     kinds=KIND_NAMES, hours=range(24),
                     renewal_max=timing.RENEWAL_DAYS_MAX,
                     suppressed=store.list_suppressions(visit.account_id))
