@@ -120,7 +120,7 @@ def _run(app_client, stripe_client, stripe_shim, sent_emails, size: int,  # noqa
 
 def test_overlapping_sweeps_and_redelivered_webhooks_charge_and_mail_once(
         app_client, stripe_client, stripe_shim, sent_emails):  # noqa: F811
-    _run(app_client, stripe_client, stripe_shim, sent_emails, size=8, days=5)
+    _run(app_client, stripe_client, stripe_shim, sent_emails, size=4, days=3)
 
 
 @pytest.mark.soak
