@@ -229,3 +229,12 @@ def test_overlapping_sweeps_run_each_step_once(handled):
     assert sorted(ran) == sorted(ids)  # each once
     assert sum(r["done"] for r in results) >= len(ids)
     assert all(steps_store.get(s.account_id, s.step_id).status == "done" for s in planned)
+
+
+def test_a_sweep_out_of_time_claims_nothing_more(handled):
+    step = _step()
+    steps_store.plan(step)
+    counts = scheduler.sweep(T0, budget_seconds=-1)  # its time is up before the first step
+    assert counts["claimed"] == 0 and counts["left"] >= 1
+    assert steps_store.get(step.account_id, step.step_id).status == "pending"
+    assert scheduler.sweep(T0)["done"] >= 1

@@ -319,7 +319,10 @@ def _recovered(step: Step, now: datetime) -> Outcome:
     if data.get("status") == "recovered":
         return Outcome.done({"skipped": "already recovered"})
     last = (data.get("attempts") or [{}])[-1]
-    channel = "automatic_retry" if last.get("outcome") == "paid" else "customer"
+    # Our retry, the customer in the portal, or news from the processor (its own retry in
+    # "processor" mode, a payment on its hosted page, a staff retry).
+    channel = "automatic_retry" if last.get("outcome") == "paid" else \
+        "customer" if step.data.get("source") == "confirmed" else "processor"
     data.update(status="recovered", recovered_at=_iso(now), channel=channel,
                 next_attempt_at=None)
     for step_id in (planning.retry_step_id(invoice), f"{planning.retry_step_id(invoice)}:more",

@@ -14,6 +14,7 @@ in place: the step is found again when its lease ends, and a step claimed
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -57,14 +58,20 @@ class Outcome:
 
 
 def sweep(now: datetime, *, shards: list[int] | None = None,
-          limit: int = PER_SHARD_LIMIT) -> dict:
-    """Run the steps due at ``now``; counts of what happened."""
+          limit: int = PER_SHARD_LIMIT, budget_seconds: float | None = None) -> dict:
+    """Run the steps due at ``now``; counts of what happened. ``budget_seconds``: claim no
+    new step after this long (the function's timeout must not cut a step in the middle;
+    what is left is the next sweep's)."""
     settings = get_settings()
     counts = {"due": 0, "claimed": 0, "done": 0, "failed": 0, "canceled": 0,
-              "rescheduled": 0, "errors": 0, "lost": 0}
+              "rescheduled": 0, "errors": 0, "lost": 0, "left": 0}
+    stop_at = time.monotonic() + budget_seconds if budget_seconds is not None else None
     for shard in shards if shards is not None else range(settings.scheduler_shards):
         for step in steps_store.due(shard, now, limit):
             counts["due"] += 1
+            if stop_at is not None and time.monotonic() > stop_at:
+                counts["left"] += 1
+                continue
             claimed = steps_store.claim(step, now, settings.scheduler_lease_seconds)
             if claimed is None:
                 continue  # another sweep has it, or it is no longer to do
