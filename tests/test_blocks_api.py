@@ -18,6 +18,8 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     ask_link,
     mails_to,
     portal_settings,
+    sessions_of,
+    sign_in,
     text,
 )
 
@@ -87,10 +89,14 @@ def test_block_all_stops_sign_in_and_self_service_then_unblock(shop, app_client,
     from chalicelib.selfservice.service import SelfService
 
     unknown = f"nobody-{secrets.token_hex(4)}@example.com"
+    customer = PortalClient(app_client.http)
+    sign_in(customer, shop.shop, shop.email, sent_emails)
+    assert sessions_of(shop.customer_id()) == 1
     key = secrets.token_hex(12)
     body = {"all": True, "reason": "chargeback fraud", "note": "three disputes this month"}
     status, blocked = _post(shop, "block", body, key=key)
     assert status == 200, blocked
+    assert sessions_of(shop.customer_id()) == 0  # the portal session ended with the block
     kinds = sorted(d["kind"] for d in blocked["blocked"])
     assert kinds == ["card", "customer", "email"]
     card = next(d for d in blocked["blocked"] if d["kind"] == "card")

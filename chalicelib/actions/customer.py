@@ -33,6 +33,7 @@ from chalicelib.staff import roles
 from chalicelib.store import blocks as block_store
 from chalicelib.store import customers as customer_store
 from chalicelib.store import email_changes
+from chalicelib.store import signin as signin_store
 
 GatewayFor = Callable[[dict], Gateway]
 MAX_REASON = 500
@@ -182,7 +183,12 @@ class CustomerActions:
                 after={"details": [{**d, "blocked": blocking} for d in details]},
                 writes=writes)
 
-        return actions.run(self.ctx, spec, perform, before_perform=before_perform).body
+        body = actions.run(self.ctx, spec, perform, before_perform=before_perform).body
+        if blocking and any(d["kind"] in ("email", "customer") for d in body.get("blocked", [])):
+            # After the block committed: the customer's live portal sessions and pending
+            # sign-in links end (idempotent: a stored answer ends nothing more).
+            signin_store.end_access(self.ctx.account_id, self.customer_id)
+        return body
 
     @staticmethod
     def _detail_public(target: dict) -> dict:
