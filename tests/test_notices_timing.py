@@ -56,7 +56,7 @@ def test_earliest_start_is_before_any_zones_send_time():
         assert timing.earliest_start(day) <= timing.send_time(day, tz, 0)
 
 
-@pytest.mark.parametrize("bad", ["", "Mars/Olympus", "../../etc/passwd", 5, None, "x" * 100])
+@pytest.mark.parametrize("bad", ["", "Mars/Olympus", "../../etc", 5, None, "x" * 100])
 def test_bad_time_zones_are_refused(bad):
     with pytest.raises(timing.BadTimeZone):
         timing.time_zone(bad)
