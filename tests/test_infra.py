@@ -616,7 +616,7 @@ def test_keys_rotate_and_the_account_administers_them(template: dict):
         assert "Condition" not in admin
 
 
-def test_secrets_key_lets_the_function_decrypt_and_encrypt_only_app_secrets(template: dict):
+def test_secrets_key_lets_each_function_use_only_its_secrets(template: dict):
     statements = _key_statements(template, "SecretsKey")
     assert set(statements) == {"AccountAdministers", "FunctionDecrypts",
                                "FunctionEncryptsAppSecrets", "OperatorEncrypts",
@@ -627,7 +627,9 @@ def test_secrets_key_lets_the_function_decrypt_and_encrypt_only_app_secrets(temp
     assert decrypt["Condition"] == _context_keys("account_id", "app_secret")
     encrypt = statements["FunctionEncryptsAppSecrets"]
     assert (encrypt["Principal"], encrypt["Action"]) == (FUNCTION_ROLE, "kms:Encrypt")
-    assert encrypt["Condition"] == _context_keys("app_secret")
+    # Its own secrets, and the signing secrets of merchants' endpoints it creates (their
+    # own context, so this grant never lets it encrypt a processor secret of an account).
+    assert encrypt["Condition"] == _context_keys("app_secret", "endpoint")
     operator = statements["OperatorEncrypts"]
     assert operator["_if"] == "HasOperatorRole"
     assert (operator["Principal"], operator["Action"]) == (OPERATOR_ROLE, "kms:Encrypt")
