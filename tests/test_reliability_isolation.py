@@ -91,7 +91,11 @@ SUBSCRIPTION_ACTIONS = "/api/v1/customers/{customer_id}/subscriptions/"
 NOW = object()  # the time of the request
 # Routes about the caller's own account whatever the path names (the key's account, an
 # event type's samples): another account gets 200 with nothing of the owner's.
-CALLERS_OWN = {"/api/v1/me", "/api/v1/hooks/samples/{event_type}"}
+CALLERS_OWN = {"/api/v1/me", "/api/v1/hooks/samples/{event_type}",
+               # The caller's own account settings (a PUT of nothing changes nothing).
+               "/api/v1/settings/dunning", "/api/v1/settings/notices"}
+# Documents with no account data, served to anyone (the events' JSON Schema).
+PUBLIC = {"/api/v1/events/schema"}
 # The actions (POST): a valid body each; on the owner's ended subscription and paid
 # payment they answer 409 (found, not applicable), to another account 404.
 ACTION_BODIES = {
@@ -143,6 +147,9 @@ def _call(merchant, method: str, path: str, key: str | None, route: str = ""):
         values = {k: int(time.time()) if v is NOW else v
                   for k, v in ACTION_BODIES.get(route, {}).items()}
         body = json.dumps(values).encode()
+    elif method == "PUT":
+        headers["Content-Type"] = "application/json"
+        body = b"{}"
     return merchant.client.http.request(method, path, headers=headers, body=body)
 
 
@@ -155,6 +162,13 @@ def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F8
     for path, method in routes:
         # A DELETE removes an object of its own, so the other methods still find theirs.
         url = _fill(path, {**ids, **ids["for_delete"]} if method == "DELETE" else ids)
+        if path in PUBLIC:
+            for key in (None, owner.api_key, other.api_key):
+                r = _call(owner, method, url, key, path)
+                assert r.status_code == 200, (method, url, r.status_code)
+                assert owner.account_id.encode() not in r.body
+            checked.append(f"{method} {path} (public)")
+            continue
         # The owner sees it (the ids are real) ...
         mine = _call(owner, method, url, owner.api_key, path)
         if method == "DELETE":
