@@ -94,6 +94,9 @@ class Settings:
     # Development only: endpoints may be http:// URLs of loopback hosts (make dev's receiver,
     # the tests' receiver). Off in every deployment: https only, public addresses only.
     allow_http_loopback_endpoints: bool = False
+    # The deployment's own AWS account id (the template sets it): an ``eventbridge``
+    # endpoint's bus must be in this account and ``region``. Empty: that kind is refused.
+    deployment_account_id: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -137,4 +140,5 @@ def get_settings() -> Settings:
         scheduler_lease_seconds=max(60, int(env.get("SCHEDULER_LEASE_SECONDS", "600"))),
         allow_http_loopback_endpoints=env.get("ALLOW_HTTP_LOOPBACK_ENDPOINTS", "")
         .lower() in ("1", "true", "yes"),
+        deployment_account_id=env.get("DEPLOYMENT_ACCOUNT_ID", ""),
     )

@@ -489,6 +489,8 @@ def service_env(*, ddb_url: str, moto_url: str, stripe_url: str,
         # The delivery queue of the webhook pipeline (devstack.stream_worker creates it).
         "DELIVERY_QUEUE_URL": f"{moto_url}/{MOTO_ACCOUNT_ID}/billing-portal-deliveries",
         "SECRETS_KEY_ID": SECRETS_KEY_ALIAS,
+        # moto's account: the account EventBridge destinations' buses must be in.
+        "DEPLOYMENT_ACCOUNT_ID": MOTO_ACCOUNT_ID,
         # Fake credentials: the stand-ins accept anything, and real ones must never be
         # picked up from a profile by accident.
         "AWS_ACCESS_KEY_ID": "testing",

@@ -31,7 +31,7 @@ from chalicelib.integrations import delivery, endpoints
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
 PERMISSION = "manage_endpoints"
-PAGE_KINDS = ("webhook", "slack")
+PAGE_KINDS = ("webhook", "slack", "eventbridge")
 
 
 def _visit(request, slug: str) -> web.StaffVisit:
@@ -91,6 +91,8 @@ def endpoint_add(request, slug: str):
     except BadRequest as exc:
         return _list_page(request, visit, status=400, error=exc.message, values=form)
     _log(visit, "endpoint.created", created["id"], url=created["url"])
+    if "secret" not in created:  # an EventBridge bus: IAM, no secret to show
+        return web.redirect(f"{_base(visit)}/{created['id']}", request)
     return web.page(request, visit, "endpoints_secret.html", status=201, current="endpoints",
                     endpoint=created, secret=created["secret"], base=_base(visit),
                     created=True)

@@ -16,7 +16,9 @@ five minutes), while ``now`` (a fake clock in tests) drives the schedule. What h
                       for longer (at most ``RETRY_AFTER_CAP``); an endpoint failing for
                       ``DISABLE_AFTER`` (5 days) is disabled and its owners e-mailed
 Redirects are not followed (a 3xx is a failure) and the connection goes to the address
-checked by the SSRF guard (``outbound.post_to_endpoint``).
+checked by the SSRF guard (``outbound.post_to_endpoint``). An ``eventbridge`` endpoint's
+attempt is a PutEvents on its bus instead (``eventbridge.put``): 200 when the entry was
+accepted, else a failure retried and counted like any other.
 
 Each attempt is logged (store: ``ATTEMPT#<n>``, kept 30 days) in the same transaction as
 the delivery's new state and the scheduler's step for the next attempt (kind
@@ -34,7 +36,7 @@ from standardwebhooks.webhooks import Webhook
 
 from chalicelib import ids, outbound, timeutil
 from chalicelib.errors import BadRequest, NotFound
-from chalicelib.integrations import catalogue, endpoints
+from chalicelib.integrations import catalogue, endpoints, eventbridge
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 from chalicelib.store import endpoints as store
@@ -194,25 +196,11 @@ def attempt(account_id: str, delivery_id: str, now: datetime) -> dict:
         _record(delivery, outcome, FAILED, None, now)
         return {**public(store.get_delivery(account_id, delivery_id)), "attempted": False}
 
-    body = body_of(endpoint.kind, delivery.event)
-    sent_at = timeutil.now()  # the real clock: receivers check it against theirs
-    headers = signature_headers(delivery.webhook_id, body,
-                                endpoints.signing_secrets(endpoint, now), sent_at)
-    status, response, error, retry_after = None, None, None, None
     started = time.monotonic()
-    try:
-        answer = outbound.post_to_endpoint(
-            endpoint.url, body, headers,
-            allow_http_loopback=get_settings().allow_http_loopback_endpoints)
-        status = answer.status
-        response = answer.body[:RESPONSE_KEEP_BYTES].decode("utf-8", "replace")
-        retry_after = _retry_after(answer.headers.get("retry-after"), sent_at)
-        if 300 <= status < 400:
-            error = "redirect not followed"
-    except outbound.Refused as exc:
-        error = f"refused by the SSRF guard: {exc}"
-    except outbound.Unavailable as exc:
-        error = f"no answer: {exc}"
+    if endpoint.kind == eventbridge.KIND:
+        status, response, error, retry_after = *_put_on_bus(endpoint, delivery.event), None
+    else:
+        status, response, error, retry_after = _post(endpoint, delivery, now)
     duration_ms = int((time.monotonic() - started) * 1000)
     log = {"account_id": account_id, "delivery_id": delivery_id,
            "endpoint_id": endpoint.endpoint_id, "attempt": number, "status": status}
@@ -249,6 +237,41 @@ def attempt(account_id: str, delivery_id: str, now: datetime) -> dict:
                                       iso(next_at)), PENDING, next_at, now)
         logger.warning("delivery attempt failed", extra={**log, "error": error[:200]})
     return {**public(store.get_delivery(account_id, delivery_id)), "attempted": True}
+
+
+def _post(endpoint: store.Endpoint, delivery: Delivery, now: datetime):
+    """One signed HTTP POST: (status, response, error, retry_after)."""
+    body = body_of(endpoint.kind, delivery.event)
+    sent_at = timeutil.now()  # the real clock: receivers check it against theirs
+    headers = signature_headers(delivery.webhook_id, body,
+                                endpoints.signing_secrets(endpoint, now), sent_at)
+    status, response, error, retry_after = None, None, None, None
+    try:
+        answer = outbound.post_to_endpoint(
+            endpoint.url, body, headers,
+            allow_http_loopback=get_settings().allow_http_loopback_endpoints)
+        status = answer.status
+        response = answer.body[:RESPONSE_KEEP_BYTES].decode("utf-8", "replace")
+        retry_after = _retry_after(answer.headers.get("retry-after"), sent_at)
+        if 300 <= status < 400:
+            error = "redirect not followed"
+    except outbound.Refused as exc:
+        error = f"refused by the SSRF guard: {exc}"
+    except outbound.Unavailable as exc:
+        error = f"no answer: {exc}"
+    return status, response, error, retry_after
+
+
+def _put_on_bus(endpoint: store.Endpoint, event: dict):
+    """One PutEvents on the endpoint's bus: (status, response, error). The ARN is checked
+    again here, so a bus outside the deployment's account and region is never called,
+    whatever the stored item says."""
+    try:
+        eventbridge.check_bus_arn(endpoint.url)
+    except BadRequest as exc:
+        return None, None, f"not sent: {exc.message}"
+    result = eventbridge.put(endpoint.url, event)
+    return result.status, result.response, result.error
 
 
 def _record(delivery: Delivery, outcome: Attempt, status: str, next_at: datetime | None,

@@ -10,6 +10,10 @@ so a receiver can switch without losing a delivery.
 URLs are checked at creation and on every change (``outbound.endpoint_url``: https only,
 no user info, a public host), and again at every send, where the address the name
 resolves to is checked too (``outbound.post_to_endpoint``).
+
+An ``eventbridge`` endpoint's ``url`` is instead the ARN of an event bus in the
+deployment's own account and region (``eventbridge.check_bus_arn``); IAM authenticates
+its deliveries, so it has no secret (none is made, shown or rotated).
 """
 from __future__ import annotations
 
@@ -20,13 +24,13 @@ from datetime import datetime, timedelta
 
 from chalicelib import crypto, ids, outbound, timeutil
 from chalicelib.errors import BadRequest, Conflict, NotFound
-from chalicelib.integrations import catalogue
+from chalicelib.integrations import catalogue, eventbridge
 from chalicelib.settings import get_settings
 from chalicelib.store import endpoints as store
 from chalicelib.store.endpoints import Endpoint, StoredSecret
 from chalicelib.timeutil import iso
 
-KINDS = ("webhook", "zapier", "slack")
+KINDS = ("webhook", "zapier", "slack", eventbridge.KIND)
 ALL_EVENTS = "*"
 MAX_DESCRIPTION = 500
 MAX_EVENT_TYPES = 100
@@ -70,7 +74,9 @@ def public(endpoint: Endpoint) -> dict:
     }
 
 
-def check_url(url) -> str:
+def check_url(url, kind: str = "webhook") -> str:
+    if kind == eventbridge.KIND:
+        return eventbridge.check_bus_arn(url)
     try:
         outbound.endpoint_url(url, allow_http_loopback=get_settings()
                               .allow_http_loopback_endpoints)
@@ -111,27 +117,29 @@ def valid_endpoint_id(endpoint_id) -> bool:
 
 def create(account_id: str, *, url, event_types, description="", kind="webhook",
            enabled=True, now: datetime | None = None) -> dict:
-    """A new endpoint; its ``secret`` is in this answer only."""
+    """A new endpoint; its ``secret`` is in this answer only (an ``eventbridge`` one has
+    none)."""
     if kind not in KINDS:
         raise BadRequest(f"kind: one of {', '.join(KINDS)}")
     if not isinstance(enabled, bool):
         raise BadRequest("enabled: true or false")
-    check_url(url)
+    check_url(url, kind)
     types = _event_types(event_types)
     text = _description(description)
     if len(store.list_endpoints(account_id)) >= store.MAX_ENDPOINTS:
         raise Conflict(f"an account has at most {store.MAX_ENDPOINTS} endpoints",
                        code="too_many_endpoints")
     at = iso(now or timeutil.now())
-    secret = _secret()
+    signs = kind != eventbridge.KIND
+    secret = _secret() if signs else None
     endpoint_id = ids.new_id("ep")
     endpoint = Endpoint(account_id=account_id, endpoint_id=endpoint_id, kind=kind,
                         url=url, description=text, event_types=types, enabled=enabled,
                         disabled_reason=None if enabled else "disabled by the merchant",
-                        secrets=[_stored(account_id, endpoint_id, secret)], failing_since=None,
-                        created_at=at, updated_at=at)
+                        secrets=[_stored(account_id, endpoint_id, secret)] if signs else [],
+                        failing_since=None, created_at=at, updated_at=at)
     store.create_endpoint(endpoint)
-    return {**public(endpoint), "secret": secret}
+    return {**public(endpoint), "secret": secret} if signs else public(endpoint)
 
 
 def get(account_id: str, endpoint_id: str) -> dict | None:
@@ -162,7 +170,10 @@ def update(account_id: str, endpoint_id: str, *, now: datetime | None = None, **
         raise NotFound("no such endpoint")
     changes = {}
     if fields.get("url") is not None:
-        changes["url"] = check_url(fields["url"])
+        current = store.get_endpoint(account_id, endpoint_id)
+        if current is None:
+            raise NotFound("no such endpoint")
+        changes["url"] = check_url(fields["url"], current.kind)
     if fields.get("description") is not None:
         changes["description"] = _description(fields["description"])
     if fields.get("event_types") is not None:
@@ -204,6 +215,9 @@ def rotate_secret(account_id: str, endpoint_id: str, now: datetime,
     endpoint = store.get_endpoint(account_id, endpoint_id)
     if endpoint is None:
         raise NotFound("no such endpoint")
+    if endpoint.kind == eventbridge.KIND:
+        raise BadRequest("an EventBridge destination has no secret (IAM authenticates it)",
+                         code="no_secret")
     now_ts = int(now.timestamp())
     until = now_ts + int(grace.total_seconds())
     kept = []

@@ -2,7 +2,8 @@
 every ``/api/v1/`` route; another account's endpoint or delivery is a 404).
 
   GET    /api/v1/endpoints                                        {"data": [endpoint, …]}
-  POST   /api/v1/endpoints                                        201 endpoint + "secret" (once)
+  POST   /api/v1/endpoints                                        201 endpoint + "secret" (once;
+                                                                  none for kind "eventbridge")
   GET    /api/v1/endpoints/{id}                                   endpoint
   PATCH  /api/v1/endpoints/{id}                                   url, description, event_types, enabled
   DELETE /api/v1/endpoints/{id}                                   204
@@ -30,7 +31,7 @@ from chalicelib.merchant_api.service import parse_limit
 
 bp = Blueprint(__name__)
 JSON = ["application/json"]
-API_KINDS = ("webhook", "slack")  # Zapier's hooks come through /api/v1/hooks
+API_KINDS = ("webhook", "slack", "eventbridge")  # Zapier's hooks come through /api/v1/hooks
 
 
 def _account_id() -> str:
