@@ -93,7 +93,9 @@ NOW = object()  # the time of the request
 # event type's samples): another account gets 200 with nothing of the owner's.
 CALLERS_OWN = {"/api/v1/me", "/api/v1/hooks/samples/{event_type}",
                # The caller's own account settings (a PUT of nothing changes nothing).
-               "/api/v1/settings/dunning", "/api/v1/settings/notices"}
+               "/api/v1/settings/dunning", "/api/v1/settings/notices",
+               # The caller's own recovery report.
+               "/api/v1/reports/recovery"}
 # Documents with no account data, served to anyone (the events' JSON Schema).
 PUBLIC = {"/api/v1/events/schema"}
 # The actions (POST): a valid body each; on the owner's ended subscription and paid

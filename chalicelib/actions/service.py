@@ -222,7 +222,7 @@ def _finish(ctx: ActionContext, spec: ActionSpec, action: store.Action, result: 
         records.record_confirmed(ctx.account_id, spec.customer_id, result.events,
                                  outbox=[{k: v for k, v in o.items()
                                           if k not in ("account_id", "customer_id")}
-                                         for o in outbox], also=also)
+                                         for o in outbox], also=also, source="staff")
     else:
         store.commit_ops(also)
 

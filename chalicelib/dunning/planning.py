@@ -47,7 +47,8 @@ def react(context: Context, changes: list[Change]) -> Effects:
             continue
         invoice = change.after["invoice"]
         status = change.after.get("status")
-        # How the news came: "confirmed" (the customer paid in the portal) or "webhook".
+        # How the news came: "confirmed" (the customer paid in the portal), "staff" (a
+        # merchant's retry action) or "webhook".
         data = {"invoice": invoice, "payment_fact": change.fact_id, "status": status,
                 "source": context.source,
                 "subscription": change.after.get("subscription"),

@@ -1,10 +1,12 @@
 """The account's dunning settings on the dashboard (owner and admin: ``manage_dunning``)
-and the merchant API.
+and the merchant API; the recovery report (``view_reports``: owner, admin, support).
 
   GET   /dashboard/{slug}/settings/dunning    the form
   POST  /dashboard/{slug}/settings/dunning    save (CSRF); a bad field saves nothing (400)
   GET   /api/v1/settings/dunning              the settings (defaults filled in)
   PUT   /api/v1/settings/dunning              any of the fields; the new settings
+  GET   /dashboard/{slug}/reports/recovery    ?from=YYYY-MM&to=YYYY-MM (default: 12 months)
+  GET   /api/v1/reports/recovery              ?from=YYYY-MM&to=YYYY-MM
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from chalicelib.accounts.service import authenticate
 from chalicelib.actions.web import json_body
 from chalicelib.activity import service as activity
 from chalicelib.dashboard import web
+from chalicelib.dunning import report
 from chalicelib.dunning import settings as dunning_settings
+from chalicelib.errors import BadRequest
 from chalicelib.http import json_errors
 
 bp = Blueprint(__name__)
@@ -92,3 +96,37 @@ def api_put():
     account_id = authenticate(bp.current_request.headers.get("authorization"))
     body = json_body(bp.current_request, set(dunning_settings.DEFAULTS))
     return dunning_settings.update(account_id, body, timeutil.now_iso())
+
+
+# --- the recovery report ---------------------------------------------------------------------
+
+CHANNEL_NAMES = {"automatic_retry": "Our automatic retries", "customer": "Customer in the portal",
+                 "staff": "Staff retries", "processor": "Processor (its retries, hosted page)"}
+
+
+def _report_period(params: dict | None) -> tuple[str, str]:
+    params = params or {}
+    unknown = sorted(set(params) - {"from", "to"})
+    if unknown:
+        raise BadRequest(f'Unknown parameter "{unknown[0][:40]}".', code="bad_request")
+    return report.period(params.get("from") or None, params.get("to") or None,
+                         timeutil.now())
+
+
+@bp.route("/dashboard/{slug}/reports/recovery", methods=["GET"])
+@web.dashboard_view(bp)
+def recovery_page(request, slug: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "view_reports")
+    first, last = _report_period(request.query_params)
+    return web.page(request, visit, "report_recovery.html", current="reports",
+                    report=report.recovery(visit.account_id, first, last),
+                    channels=CHANNEL_NAMES)
+
+
+@bp.route("/api/v1/reports/recovery", methods=["GET"])
+@json_errors
+def api_recovery():
+    account_id = authenticate(bp.current_request.headers.get("authorization"))
+    first, last = _report_period(bp.current_request.query_params)
+    return report.recovery(account_id, first, last)

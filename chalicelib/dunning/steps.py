@@ -179,6 +179,10 @@ def _start(step: Step, now: datetime) -> Outcome:
     ops.append(_mail_op(step, invoice, mail, now, 1 if mail == "payment_failed" else None))
     state = store.State(step.account_id, step.customer_id, invoice, data)
     ops.append(store.state_op(state))
+    if isinstance(data["amount"], int) and data["currency"]:
+        # The recovery report's count, in the write that opens the dunning: once.
+        ops.append(store.failed_op(step.account_id, data["started_at"][:7], data["currency"],
+                                   data["amount"]))
     return Outcome.done({"mode": mode, "mail": mail, "decline_code": decline_code}, ops=ops)
 
 
@@ -222,6 +226,7 @@ def _retry(step: Step, now: datetime) -> Outcome:
                     next_attempt_at=None)
         ops.append(_mail_op(step, invoice, "recovered", now))
         ops.append(store.state_op(state))
+        ops += _recovery_count(state, now)
         return Outcome.done(result, ops=ops)
     if paid.status == "requires_action" or paid.decline_code in HARD_DECLINES:
         data.update(status="action_needed", next_attempt_at=None)
@@ -319,17 +324,30 @@ def _recovered(step: Step, now: datetime) -> Outcome:
     if data.get("status") == "recovered":
         return Outcome.done({"skipped": "already recovered"})
     last = (data.get("attempts") or [{}])[-1]
-    # Our retry, the customer in the portal, or news from the processor (its own retry in
-    # "processor" mode, a payment on its hosted page, a staff retry).
+    # Our retry, the customer in the portal, a staff member's retry action, or news from
+    # the processor (its own retry in "processor" mode, a payment on its hosted page).
     channel = "automatic_retry" if last.get("outcome") == "paid" else \
-        "customer" if step.data.get("source") == "confirmed" else "processor"
+        {"confirmed": "customer", "staff": "staff"}.get(step.data.get("source"), "processor")
     data.update(status="recovered", recovered_at=_iso(now), channel=channel,
                 next_attempt_at=None)
     for step_id in (planning.retry_step_id(invoice), f"{planning.retry_step_id(invoice)}:more",
                     planning.final_step_id(invoice)):
         steps_store.cancel(step.account_id, step_id, now, reason="recovered")
     return Outcome.done({"channel": channel}, ops=[
-        store.state_op(state), _mail_op(step, invoice, "recovered", now)])
+        store.state_op(state), _mail_op(step, invoice, "recovered", now),
+        *_recovery_count(state, now)])
+
+
+def _recovery_count(state: store.State, now: datetime) -> list[tuple]:
+    """The recovery report's count of a state just marked recovered, for the same write
+    (under the month its payment failed in, so a month's rate never passes 100%)."""
+    data = state.data
+    if not isinstance(data.get("amount"), int) or not data.get("currency") or \
+            not data.get("started_at"):
+        return []
+    hours = max(0.0, (now - _parse(data["started_at"])).total_seconds() / 3600)
+    return [store.recovered_op(state.account_id, data["started_at"][:7], data["currency"],
+                               data["amount"], data["channel"], hours)]
 
 
 def _mail(step: Step, now: datetime) -> Outcome:

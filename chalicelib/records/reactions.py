@@ -37,7 +37,9 @@ class Context:
     account_id: str
     customer_id: str
     email: str | None  # the record's e-mail after the write
-    source: str  # "webhook" (a processor event) or "confirmed" (a self-service answer)
+    # "webhook" (a processor event), "confirmed" (a self-service answer to the customer)
+    # or "staff" (the processor's answer to a merchant's action: dashboard or API)
+    source: str
     now: str  # ISO time of the write
     record: Callable[[], dict]  # the record as the merchant API shows it after the write
 
@@ -57,12 +59,14 @@ class Effects:
 
 def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
+    from chalicelib.actions import disputes
     from chalicelib.dunning import planning as dunning
     from chalicelib.integrations import reactions as integrations
     from chalicelib.notices import planning as notices
     from chalicelib.selfservice import pending_cancel
 
-    return [integrations.react, notices.react, pending_cancel.react, dunning.react]
+    return [integrations.react, notices.react, pending_cancel.react, dunning.react,
+            disputes.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

@@ -425,7 +425,8 @@ def _ask_owner(find_owner, hints) -> Owner:
 
 
 def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent],
-                     outbox: list[dict] | None = None, also: list[tuple] | None = None) -> None:
+                     outbox: list[dict] | None = None, also: list[tuple] | None = None,
+                     source: str = "confirmed") -> None:
     """Apply what the processor has just confirmed to a self-service call, at once.
 
     The webhook that follows carries the same facts; to keep a quick change and its undo
@@ -433,6 +434,7 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
     the fields it sets, so it wins over that webhook's equal news and over older ones.
     Outbox events (for integrations) are written in the same transaction, and ``also``
     (a merchant action's answer and activity entry, ``store.actions.finish_ops``).
+    ``source``: the reactions' ``Context.source`` ("staff" for a merchant's action).
     """
     for attempt in range(MAX_ATTEMPTS):
         state = _load_live(account_id, customer_id)
@@ -444,7 +446,7 @@ def record_confirmed(account_id: str, customer_id: str, events: list[DomainEvent
         for event in events:
             state.apply(_dated_after_known(state, event))
         writes = [state.to_write()]
-        effects = state.effects("confirmed")
+        effects = state.effects(source)
         # An action names its own product events: a reaction's event of the same type is
         # that one, not a second; it keeps the reaction's id and object and gains the
         # action's data (the reason, the source).

@@ -4,8 +4,8 @@ checks on the server (``dashboard.web.require``), never only by hiding a button.
   owner      everything, including the account's settings and its staff
   admin      every action and export; not settings, not staff
   support    notes, customer edits, resending e-mails, cancelling at period end,
-             retrying a failed payment, and refunds up to the account's
-             ``staff.support_refund_limit``
+             retrying a failed payment, reading reports (recovery), and refunds up to
+             the account's ``staff.support_refund_limit``
   read_only  reads only
 
 The riskiest permissions (``STEP_UP``) also ask for a fresh code mailed to the staff
@@ -21,11 +21,11 @@ PERMISSIONS = (
     "view", "note", "edit_customer", "resend_email", "cancel_at_period_end", "refund",
     "refund_over_limit", "cancel_now", "block", "export", "manage_settings", "manage_staff",
     "view_activity", "change_subscription", "retry_payment", "manage_endpoints",
-    "manage_notices", "manage_dunning",
+    "manage_notices", "manage_dunning", "view_reports",
 )
 
 _SUPPORT = frozenset({"view", "note", "edit_customer", "resend_email", "cancel_at_period_end",
-                      "refund", "retry_payment"})
+                      "refund", "retry_payment", "view_reports"})
 _ADMIN = frozenset(PERMISSIONS) - {"manage_settings", "manage_staff"}
 GRANTS: dict[str, frozenset[str]] = {
     OWNER: frozenset(PERMISSIONS),

@@ -345,7 +345,8 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
            outbox: list[dict] | None = None, also: list[tuple] | None = None) -> None:
     """Write one or more records, the event marker, the delivery audit and outbox events
     atomically. ``also``: more ``(kind, item, condition)`` puts for the same transaction
-    (a merchant action's answer and activity entry: store.actions.finish_ops).
+    (a merchant action's answer and activity entry: store.actions.finish_ops); kind
+    ``"update"`` is an update whose ``condition`` is ``(update actions, condition)``.
 
     Raises AlreadyApplied if the marker exists, Conflict on any other lost race.
     """
@@ -420,6 +421,8 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
             for op, item, condition in ops:
                 if op == "delete":
                     tx.delete(item, condition=condition)
+                elif op == "update":  # condition: (update actions, condition)
+                    tx.update(item, actions=condition[0], condition=condition[1])
                 else:
                     tx.save(item, condition=condition)
     except TransactWriteError as exc:

@@ -9,6 +9,12 @@ per-card counters of merchant-initiated retries (chalicelib/dunning).
   ``ACCT#<acct>#CARDCAP#<card>`` / ``CAP``          the retries we made on one card in the
         last 30 days (attempt key → time): a retry is counted on the condition that the
         caps still allow it (``version``); counting the same attempt key twice is a no-op
+  ``ACCT#<acct>#RECOVERY`` / ``<YYYY-MM>#<cur>``    the recovery report's monthly aggregate
+        of the invoices whose payment first failed in that month (UTC) in that currency:
+        failed count and amount, recovered count and amount per channel, and a bounded
+        histogram of times to recovery (``RECOVERY_BUCKET_HOURS``); ADDed to in the same
+        transaction as the state change it counts (``failed_op``, ``recovered_op``), so
+        once per invoice, never scanned
 """
 from __future__ import annotations
 
@@ -22,7 +28,14 @@ from chalicelib.store import keys
 from chalicelib.store.table import TableItem
 from chalicelib.timeutil import iso
 
-STATE_RETENTION_DAYS = 400  # the recovery report reads a year back
+STATE_RETENTION_DAYS = 400
+# How a recovery is counted (dunning.steps): our scheduled retry, the customer in the
+# portal, a staff member's retry (dashboard or merchant API), or news from the processor
+# (its own retry in "processor" mode, a payment on its hosted page).
+CHANNELS = ("automatic_retry", "customer", "staff", "processor")
+# Upper bounds (hours) of the time-to-recovery histogram's buckets; the last is open.
+RECOVERY_BUCKET_HOURS = (1, 3, 6, 12, 24, 48, 72, 96, 120, 168, 240, 336, 504, 720, 1440)
+RECOVERY_BUCKETS = len(RECOVERY_BUCKET_HOURS) + 1
 
 
 class DunningSettingsItem(TableItem, discriminator="DunningSettings"):
@@ -43,6 +56,37 @@ class CardCapItem(TableItem, discriminator="CardCap"):
     account_id = UnicodeAttribute()
     attempts = JSONAttribute(default=dict)  # attempt key → ISO time
     version = NumberAttribute(default=0)
+
+
+class RecoveryMonthItem(TableItem, discriminator="RecoveryMonth"):
+    """Only ever ADDed to (``update`` ops), so concurrent invoices never conflict."""
+
+    account_id = UnicodeAttribute(null=True)
+    month = UnicodeAttribute(null=True)  # YYYY-MM
+    currency = UnicodeAttribute(null=True)
+    failed_count = NumberAttribute(null=True)
+    failed_amount = NumberAttribute(null=True)
+    recovered_count = NumberAttribute(null=True)
+    recovered_automatic_retry = NumberAttribute(null=True)
+    recovered_customer = NumberAttribute(null=True)
+    recovered_staff = NumberAttribute(null=True)
+    recovered_processor = NumberAttribute(null=True)
+    h00 = NumberAttribute(null=True)
+    h01 = NumberAttribute(null=True)
+    h02 = NumberAttribute(null=True)
+    h03 = NumberAttribute(null=True)
+    h04 = NumberAttribute(null=True)
+    h05 = NumberAttribute(null=True)
+    h06 = NumberAttribute(null=True)
+    h07 = NumberAttribute(null=True)
+    h08 = NumberAttribute(null=True)
+    h09 = NumberAttribute(null=True)
+    h10 = NumberAttribute(null=True)
+    h11 = NumberAttribute(null=True)
+    h12 = NumberAttribute(null=True)
+    h13 = NumberAttribute(null=True)
+    h14 = NumberAttribute(null=True)
+    h15 = NumberAttribute(null=True)
 
 
 class Conflict(Exception):
@@ -122,6 +166,64 @@ def save_state(state: State) -> State:
         raise
     return State(state.account_id, state.customer_id, state.invoice, state.data,
                  state.version + 1)
+
+
+# --- the recovery report's monthly aggregates ---------------------------------------------
+
+def _month_item(account_id: str, month: str, currency: str) -> tuple[RecoveryMonthItem, list]:
+    pk, sk = keys.recovery_month(account_id, month, currency)
+    return RecoveryMonthItem(pk, sk), [
+        RecoveryMonthItem.T.set(RecoveryMonthItem), RecoveryMonthItem.account_id.set(account_id),
+        RecoveryMonthItem.month.set(month), RecoveryMonthItem.currency.set(currency)]
+
+
+def failed_op(account_id: str, month: str, currency: str, amount: int) -> tuple:
+    """Count one invoice's failed payment (its dunning opened), as a transaction op: put
+    it beside the ``state_op`` that creates the state, so it is counted once."""
+    item, actions = _month_item(account_id, month, currency)
+    actions += [RecoveryMonthItem.failed_count.add(1),
+                RecoveryMonthItem.failed_amount.add(int(amount))]
+    return ("update", item, (actions, None))
+
+
+def recovery_bucket(hours: float) -> int:
+    return next((i for i, upper in enumerate(RECOVERY_BUCKET_HOURS) if hours < upper),
+                len(RECOVERY_BUCKET_HOURS))
+
+
+def recovered_op(account_id: str, month: str, currency: str, amount: int, channel: str,
+                 hours: float) -> tuple:
+    """Count one recovery (under the month its payment failed in), as a transaction op
+    beside the ``state_op`` that marks the state recovered."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown recovery channel {channel!r}")
+    item, actions = _month_item(account_id, month, currency)
+    bucket = getattr(RecoveryMonthItem, f"h{recovery_bucket(hours):02d}")
+    actions += [RecoveryMonthItem.recovered_count.add(1),
+                getattr(RecoveryMonthItem, f"recovered_{channel}").add(int(amount)),
+                bucket.add(1)]
+    return ("update", item, (actions, None))
+
+
+def recovery_months(account_id: str, first: str, last: str) -> list[dict]:
+    """The monthly aggregates from month ``first`` to ``last`` (YYYY-MM, inclusive), in
+    month then currency order: one Query."""
+    pk, _ = keys.recovery_month(account_id, first, "")
+    out = []
+    for item in RecoveryMonthItem.query(pk, RecoveryMonthItem.SK.between(
+            f"{first}#", f"{last}#~")):
+        if item.account_id != account_id:
+            continue
+        out.append({
+            "month": item.month, "currency": item.currency,
+            "failed_count": int(item.failed_count or 0),
+            "failed_amount": int(item.failed_amount or 0),
+            "recovered_count": int(item.recovered_count or 0),
+            "recovered": {c: int(getattr(item, f"recovered_{c}") or 0) for c in CHANNELS},
+            "histogram": [int(getattr(item, f"h{i:02d}") or 0)
+                          for i in range(RECOVERY_BUCKETS)],
+        })
+    return out
 
 
 # --- card-network caps ----------------------------------------------------------------------

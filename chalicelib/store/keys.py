@@ -344,6 +344,11 @@ def dunning_state(account_id: str, invoice_ref: str) -> tuple[str, str]:
     return f"ACCT#{account_id}#DUNNING#{invoice_ref}", "STATE"
 
 
+def recovery_month(account_id: str, month: str, currency: str) -> tuple[str, str]:
+    """The recovery report's aggregate of one month (YYYY-MM) and currency."""
+    return f"ACCT#{account_id}#RECOVERY", f"{month}#{currency}"
+
+
 def card_cap(account_id: str, card: str) -> tuple[str, str]:
     """The merchant-initiated retries on one card (its fingerprint, else its ref)."""
     return f"ACCT#{account_id}#CARDCAP#{card}", "CAP"
@@ -352,3 +357,8 @@ def card_cap(account_id: str, card: str) -> tuple[str, str]:
 def dispute_repayments_pk(account_id: str, dispute_id: str) -> str:
     """Repayments of a lost dispute (store/repayments.py), by repayment id."""
     return f"ACCT#{account_id}#REPAY#{dispute_id}"
+
+
+def repayment_link_paid(account_id: str, link: str) -> tuple[str, str]:
+    """A repayment link's payment as the processor's webhook reported it (store/repayments.py)."""
+    return f"ACCT#{account_id}#REPAYLINK#{link}", "PAID"
