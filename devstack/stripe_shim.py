@@ -33,6 +33,7 @@ here):
   devstack/stripe_shim_billing.py.
 - Refunds (remaining amount, reasons, idempotency keys) and disputes:
   devstack/stripe_shim_refunds.py.
+- Payment Links (localstripe has none) and paying one: devstack/stripe_shim_links.py.
 
 Everything else passes through untouched.
 
@@ -48,6 +49,7 @@ import urllib.parse
 from aiohttp import ClientSession, web
 
 from devstack import stripe_shim_billing as billing
+from devstack import stripe_shim_links as links
 from devstack import stripe_shim_refunds as refunds
 
 # subscription id → the card the product asked for (localstripe cannot hold it).
@@ -235,7 +237,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     method = request.method
     parts = request.path.strip("/").split("/")
-    own = _shim_state(method, parts) or await billing.handle(_forward, request, parts, body)
+    own = _shim_state(method, parts) or links.handle(request, parts, body) or \
+        await billing.handle(_forward, request, parts, body)
     if own is None:  # refunds' checks and idempotency, disputes (stripe_shim_refunds.py)
         own = await refunds.handle(_forward, request, parts, body)
     if own is not None:

@@ -1,7 +1,19 @@
 """Merchant actions on a customer's disputes (chargebacks), on the one action mechanism
-(``actions.service.run``): "record repayment" notes a repayment of a lost dispute made
-elsewhere (a bank transfer, cash), never above what the dispute took; the record's
-dispute then shows what was repaid and what remains.
+(``actions.service.run``):
+
+- "record repayment" notes a repayment of a lost dispute made elsewhere (a bank transfer,
+  cash), never above what remains; when it covers the rest, the open repayment link (if
+  any) is deactivated at the processor, so the customer cannot pay twice;
+- "send repayment link" creates a processor-hosted payment link for what remains (the
+  disputed amount minus what was repaid), e-mails it to the customer (kind
+  ``dispute_repayment``), records it on the dispute and writes ``dispute.repayment_requested``
+  to the outbox. While a link is open (neither paid nor deactivated) a second request
+  answers that link: no second link. Two concurrent requests get the same link too: the
+  processor call's idempotency key derives from the dispute and what was repaid (not from
+  the action's key), so the processor answers both with one link.
+- ``react`` (a records reaction): the record's payment that was paid through a repayment
+  link (Stripe's ``checkout.session.completed`` names its ``payment_link``) marks that link
+  paid, once whatever the redeliveries; the dispute then counts it as repaid.
 
 The dispute is looked up on the customer's own record first (another customer's or an
 unknown one is 404); only a lost dispute is repaid (409 otherwise).
@@ -10,10 +22,14 @@ from __future__ import annotations
 
 import re
 
-from chalicelib import ids, timeutil
+from chalicelib import formatting, ids, templating, timeutil
 from chalicelib.actions import service as actions
 from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step, customer_record
+from chalicelib.domain.events import Ref
 from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.observability import logger
+from chalicelib.processors.registry import gateway_for
+from chalicelib.records.reactions import Change, Context, Effects
 from chalicelib.store import repayments as store
 
 MAX_METHOD = 100
@@ -27,12 +43,87 @@ def _dispute(record: dict, dispute_id: str) -> dict:
     return found
 
 
+def _is_open(row: dict) -> bool:
+    return row["kind"] == "link" and not row.get("paid") and not row.get("deactivated_at")
+
+
 def repayment_state(account_id: str, dispute: dict) -> dict:
-    """A dispute's repayments and what they add up to."""
+    """A dispute's repayments, what they add up to (recorded ones and paid links), what
+    remains, and the open repayment link (sent, neither paid nor deactivated) if any."""
     rows = store.list_for(account_id, dispute["id"])
-    repaid = sum(int(r["amount"]) for r in rows)
-    return {"repayments": rows, "repaid": repaid,
+    repaid = 0
+    for row in rows:
+        if row["kind"] == "recorded":
+            repaid += row["amount"]
+        elif row.get("paid"):
+            paid = row["paid"].get("amount")
+            repaid += paid if paid is not None else row["amount"]
+    open_link = next((r for r in reversed(rows) if _is_open(r)), None)
+    return {"repayments": rows, "repaid": repaid, "open_link": open_link,
             "remaining": max((dispute.get("amount") or 0) - repaid, 0)}
+
+
+def link_view(row: dict) -> dict:
+    """A repayment link as the API and the dashboard show it."""
+    paid = row.get("paid")
+    return {"repayment_id": row["repayment_id"], "kind": "link", "amount": row["amount"],
+            "currency": row["currency"], "url": row["url"], "requested_at": row["at"],
+            "requested_by": row["by"],
+            "status": "paid" if paid else "deactivated" if row.get("deactivated_at")
+            else "open", "paid_at": paid["paid_at"] if paid else None,
+            "deactivated_at": row.get("deactivated_at")}
+
+
+def _link_ref(value: str) -> Ref:
+    processor, _, ext = value.partition(":")
+    return Ref(processor, ext)
+
+
+def _processor_of(dispute: dict) -> str:
+    ref = dispute.get("dispute") or dispute.get("processor_id") or ""
+    return ref.partition(":")[0] if ":" in ref else "stripe"
+
+
+def _mail_link(account: dict, record: dict, customer_id: str, dispute: dict, amount: int,
+               url: str) -> bool:
+    """E-mail the link to the customer; whether it was sent (staff can copy it otherwise)."""
+    from chalicelib.mail.sender import MailFailed, Message, Suppressed, send
+    from chalicelib.portal.service import brand_of
+
+    brand = brand_of(account)
+    locale = formatting.supported_locale(
+        ((account.get("settings") or {}).get("portal") or {}).get("locale"))
+    context = {"brand": brand, "locale": locale, "customer_name": record.get("name"),
+               "amount": formatting.money(amount, dispute.get("currency"), locale),
+               "disputed": formatting.money(dispute.get("amount"), dispute.get("currency"),
+                                            locale), "portal_link": url}
+    try:
+        send(Message(from_name=brand["name"], from_address=brand["support_email"],
+                     reply_to=brand["support_email"], to=record["email"],
+                     subject=f"Repayment of a disputed payment to {brand['name']}",
+                     text=templating.render("mail/dispute_repayment.txt", **context),
+                     html=templating.render("mail/dispute_repayment.html", **context)),
+             account_id=account["account_id"], customer_id=customer_id,
+             kind="dispute_repayment")
+    except (MailFailed, Suppressed) as exc:
+        logger.warning("the repayment link was not mailed", extra={"error": str(exc)})
+        return False
+    return True
+
+
+def react(context: Context, changes: list[Change]) -> Effects:
+    """A payment paid through a repayment link marks the link paid (records.reactions)."""
+    effects = Effects()
+    for change in changes:
+        link = change.after.get("payment_link")
+        if change.kind != "PAY" or not link or change.after.get("status") != "succeeded":
+            continue
+        if not (change.became("payment_link") or change.became("status")):
+            continue
+        effects.ops.append(store.paid_op(
+            context.account_id, link, change.fact_id, change.after.get("amount"),
+            change.after.get("currency"), context.now))
+    return effects
 
 
 class DisputeActions:
@@ -76,11 +167,76 @@ class DisputeActions:
                          "at": timeutil.now_iso()}
             after = {"repaid": state["repaid"] + amount,
                      "remaining": state["remaining"] - amount}
+            writes = [store.new_write(self.ctx.account_id, repayment)]
+            link = state["open_link"]
+            if link is not None and after["remaining"] == 0:
+                # Repaid in full elsewhere: the customer must not pay the link too.
+                gateway_for(actions.account_of(self.ctx.account_id),
+                            _processor_of(dispute)).deactivate_payment_link(
+                    _link_ref(link["link_id"]), step.key("deactivate_link"))
+                writes.append(store.deactivated_write(self.ctx.account_id, link,
+                                                      repayment["at"]))
+                after["link_deactivated"] = link["repayment_id"]
             return Result(
                 body={"repayment": {k: repayment[k] for k in (
                     "repayment_id", "kind", "amount", "currency", "method", "at")},
-                      "dispute": {"id": dispute_id, "amount": dispute.get("amount"), **after}},
-                before={"repaid": state["repaid"]}, after=after,
-                writes=[store.new_write(self.ctx.account_id, repayment)])
+                      "dispute": {"id": dispute_id, "amount": dispute.get("amount"), **{
+                          k: after[k] for k in ("repaid", "remaining")}}},
+                before={"repaid": state["repaid"]}, after=after, writes=writes)
+
+        return actions.run(self.ctx, spec, perform).body
+
+    def send_repayment_link(self, dispute_id: str) -> dict:
+        """A payment link for what remains of a lost dispute, e-mailed to the customer; the
+        open one if there is one. ``{"repayment": link_view, "created", "mailed",
+        "dispute": {id, amount, repaid, remaining}}``."""
+        spec = ActionSpec(name="dispute.send_repayment_link", customer_id=self.customer_id,
+                          permission="refund", request={"dispute_id": dispute_id})
+
+        def perform(step: Step) -> Result:
+            record = customer_record(self.ctx.account_id, self.customer_id)
+            dispute = _dispute(record, dispute_id)
+            if dispute.get("status") != "lost":
+                raise Conflict("Only a lost dispute is repaid.", code="not_applicable")
+            state = repayment_state(self.ctx.account_id, dispute)
+            summary = {"id": dispute_id, "amount": dispute.get("amount"),
+                       "repaid": state["repaid"], "remaining": state["remaining"]}
+            if state["open_link"] is not None:
+                return Result(body={"repayment": link_view(state["open_link"]),
+                                    "created": False, "mailed": False, "dispute": summary})
+            if state["remaining"] <= 0:
+                raise Conflict("Nothing remains to be repaid on this dispute.",
+                               code="nothing_remains")
+            if not record.get("email"):
+                raise Conflict("The customer has no e-mail address to send the link to.",
+                               code="no_email")
+            amount, currency = state["remaining"], dispute.get("currency") or ""
+            account = actions.account_of(self.ctx.account_id)
+            # One link per dispute and amount repaid so far, whoever asks: the processor
+            # answers concurrent requests (and a retry) with the same link.
+            repayment_id = ids.stable_id("rpl", self.ctx.account_id, dispute_id,
+                                         str(state["repaid"]))
+            link = gateway_for(account, _processor_of(dispute)).create_payment_link(
+                amount, currency, f"Repayment of a disputed payment to {account['name']}"[:250],
+                {"account_id": self.ctx.account_id, "customer_id": self.customer_id,
+                 "dispute_id": dispute_id, "repayment_id": repayment_id},
+                f"repayment-link:{repayment_id}")
+            row = {"customer_id": self.customer_id, "dispute_id": dispute_id,
+                   "repayment_id": repayment_id, "kind": "link", "amount": amount,
+                   "currency": currency, "method": None, "by": self.ctx.actor_id,
+                   "at": timeutil.now_iso(), "link_id": str(link.link), "url": link.url,
+                   "deactivated_at": None}
+            mailed = _mail_link(account, record, self.customer_id, dispute, amount, link.url)
+            view = link_view(row)
+            return Result(
+                body={"repayment": view, "created": True, "mailed": mailed,
+                      "dispute": summary},
+                before={"open_link": None}, after={"open_link": repayment_id,
+                                                   "amount": amount, "mailed": mailed},
+                outbox=[{"type": "dispute.repayment_requested", "data": {
+                    "customer_id": self.customer_id, "dispute_id": dispute_id,
+                    "repayment_id": repayment_id, "amount": amount, "currency": currency,
+                    "url": link.url}}],
+                writes=[store.link_write(self.ctx.account_id, row)])
 
         return actions.run(self.ctx, spec, perform).body

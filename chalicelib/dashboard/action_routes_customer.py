@@ -21,6 +21,9 @@ one subscription's card page).
   GET   /dashboard/{slug}/customers/{id}/disputes/{dispute}/repayment   a lost dispute's
         repayments, what remains, and the form to record one made elsewhere
   POST  the same (``refund``; one-time action id) → 303 back with a notice
+  POST  /dashboard/{slug}/customers/{id}/disputes/{dispute}/repayment-link   (``refund``;
+        one-time action id) e-mail the customer a payment link for what remains → 303 back
+        to the repayments page with a notice
 
 Each checks the role on the server (``note``; ``resend_email``; ``block``) and the
 session's CSRF token; the note and the block carry a one-time action id (a double
@@ -268,6 +271,13 @@ def merge_records(request, slug: str, customer_id: str):
 # --- a lost dispute's repayments --------------------------------------------------------------
 
 REPAYMENT_PATH = "/dashboard/{slug}/customers/{customer_id}/disputes/{dispute_id}/repayment"
+_REPAYMENT_NOTICES = {
+    "recorded": "The repayment is recorded.",
+    "link_sent": "The repayment link was e-mailed to the customer.",
+    "link_not_mailed": "The repayment link was created but could not be e-mailed: copy it "
+                       "from below and send it to the customer.",
+    "link_open": "A repayment link is already open: it is shown below.",
+}
 
 
 def _repayment_page(request, visit, customer_id: str, dispute_id: str, *, status: int = 200,
@@ -286,7 +296,7 @@ def _repayment_page(request, visit, customer_id: str, dispute_id: str, *, status
                     dispute=dispute, state=dispute_actions.repayment_state(visit.account_id,
                                                                            dispute),
                     problem=problem, notice=notice, fields=fields or {},
-                    action_id=actions_web.action_id())
+                    action_id=actions_web.action_id(), link_action_id=actions_web.action_id())
 
 
 @bp.route(REPAYMENT_PATH, methods=["GET"])
@@ -294,9 +304,9 @@ def _repayment_page(request, visit, customer_id: str, dispute_id: str, *, status
 def repayment_form(request, slug: str, customer_id: str, dispute_id: str):
     visit = web.staff_visit(request, slug)
     web.require(visit, "refund")
-    done = (request.query_params or {}).get("done") == "recorded"
+    done = (request.query_params or {}).get("done")
     return _repayment_page(request, visit, customer_id, dispute_id,
-                           notice="The repayment is recorded." if done else None)
+                           notice=_REPAYMENT_NOTICES.get(done or ""))
 
 
 @bp.route(REPAYMENT_PATH, methods=["POST"], content_types=FORM)
@@ -327,3 +337,25 @@ def record_repayment(request, slug: str, customer_id: str, dispute_id: str):
                                problem=exc.message, fields=kept)
     return web.redirect(f"{visit.root}/customers/{customer_id}/disputes/{dispute_id}/"
                         "repayment?done=recorded", request)
+
+
+@bp.route(REPAYMENT_PATH + "-link", methods=["POST"], content_types=FORM)
+@web.dashboard_view(bp)
+def send_repayment_link(request, slug: str, customer_id: str, dispute_id: str):
+    visit = web.staff_visit(request, slug)
+    web.require(visit, "refund")
+    fields = web.form(request, visit)
+    ctx = actions_web.dashboard_context(visit, fields)
+    try:
+        if not service.CUSTOMER_ID_RE.match(customer_id or ""):
+            raise NotFound("There is no such customer.")
+        sent = dispute_actions.DisputeActions(ctx, customer_id).send_repayment_link(dispute_id)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404 or exc.code == "csrf":
+            raise
+        return _repayment_page(request, visit, customer_id, dispute_id, status=exc.status,
+                               problem=exc.message)
+    done = "link_open" if not sent["created"] else \
+        "link_sent" if sent["mailed"] else "link_not_mailed"
+    return web.redirect(f"{visit.root}/customers/{customer_id}/disputes/{dispute_id}/"
+                        f"repayment?done={done}", request)

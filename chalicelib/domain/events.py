@@ -133,6 +133,8 @@ class PaymentChanged(DomainEvent):
     paid_at: int | None = None
     due_at: int | None = None
     number: str | None = None
+    # The processor-hosted payment link it was paid through (a lost dispute's repayment).
+    payment_link: Ref | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ the first result; the same key with another body is 422).
 
   POST /api/v1/customers/{id}/disputes/{dispute}/repayments   {"amount", "method", "note"}:
        a repayment of a lost dispute made elsewhere, never above what remains
+  POST /api/v1/customers/{id}/disputes/{dispute}/repayment-link   {} → a payment link for
+       what remains of a lost dispute, e-mailed to the customer (the open one if any)
 
 ``cards`` are the record's card ids (``card_…``), ``processor_customers`` the processor's
 customer ids (``cus_…``); a detail that is not the customer's is 404, a request that
@@ -99,3 +101,16 @@ def record_repayment(customer_id: str, dispute_id: str):
     body = actions_web.json_body(request, {"amount", "method", "note"})
     return DisputeActions(ctx, customer_id).record_repayment(
         dispute_id, body.get("amount"), body.get("method"), body.get("note"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayment-link",
+          methods=["POST"], content_types=JSON)
+@json_errors
+def send_repayment_link(customer_id: str, dispute_id: str):
+    """E-mail the customer a payment link for what remains of a lost dispute
+    (chalicelib/actions/disputes.py)."""
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    actions_web.json_body(request, set())
+    return DisputeActions(ctx, customer_id).send_repayment_link(dispute_id)

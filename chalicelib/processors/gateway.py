@@ -157,6 +157,15 @@ class DisputeState:
     refundable: bool  # the processor still takes a refund of the disputed charge
 
 
+@dataclass(frozen=True)
+class PaymentLink:
+    """A processor-hosted page where a customer pays a fixed amount (Stripe's Payment Link)."""
+
+    link: Ref
+    url: str
+    active: bool
+
+
 class Gateway(Protocol):
     def create_card_setup(self, customer: Ref) -> CardSetup: ...
 
@@ -222,3 +231,11 @@ class Gateway(Protocol):
     def disputes_of(self, payment: Ref) -> list[DisputeState]: ...
 
     def owner_of(self, obj: Ref) -> Owner | None: ...
+
+    def create_payment_link(self, amount: int, currency: str, description: str,
+                            metadata: dict[str, str], idempotency_key: str) -> PaymentLink:
+        """A hosted page that takes ``amount`` (stored minor units) once; ``metadata`` comes
+        back on the completed payment's event."""
+        ...
+
+    def deactivate_payment_link(self, link: Ref, idempotency_key: str) -> None: ...

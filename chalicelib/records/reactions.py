@@ -59,12 +59,14 @@ class Effects:
 
 def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
+    from chalicelib.actions import disputes
     from chalicelib.dunning import planning as dunning
     from chalicelib.integrations import reactions as integrations
     from chalicelib.notices import planning as notices
     from chalicelib.selfservice import pending_cancel
 
-    return [integrations.react, notices.react, pending_cancel.react, dunning.react]
+    return [integrations.react, notices.react, pending_cancel.react, dunning.react,
+            disputes.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

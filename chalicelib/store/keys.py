@@ -357,3 +357,8 @@ def card_cap(account_id: str, card: str) -> tuple[str, str]:
 def dispute_repayments_pk(account_id: str, dispute_id: str) -> str:
     """Repayments of a lost dispute (store/repayments.py), by repayment id."""
     return f"ACCT#{account_id}#REPAY#{dispute_id}"
+
+
+def repayment_link_paid(account_id: str, link: str) -> tuple[str, str]:
+    """A repayment link's payment as the processor's webhook reported it (store/repayments.py)."""
+    return f"ACCT#{account_id}#REPAYLINK#{link}", "PAID"

@@ -548,12 +548,29 @@ class RepaymentItem(TableItem, discriminator="Repayment"):
     customer_id = UnicodeAttribute()
     dispute_id = UnicodeAttribute()
     repayment_id = UnicodeAttribute()
-    kind = UnicodeAttribute()  # recorded
+    kind = UnicodeAttribute()  # recorded, link (a payment link sent to the customer)
     amount = NumberAttribute()
     currency = UnicodeAttribute()
     method = UnicodeAttribute(null=True)  # how it was paid (bank transfer, cash, …)
     by = UnicodeAttribute()
     at = UnicodeAttribute()
+    # kind link: the processor's link (``stripe:plink_…``), its page, and whether it was
+    # deactivated (a repayment recorded elsewhere covered the rest).
+    link_id = UnicodeAttribute(null=True)
+    url = UnicodeAttribute(null=True)
+    deactivated_at = UnicodeAttribute(null=True)
+
+
+class RepaymentPaidItem(TableItem, discriminator="RepaymentPaid"):
+    """A repayment link paid, as the processor's webhook said (``ACCT#<acct>#REPAYLINK#<link>``
+    / ``PAID``): written by the record's reaction to the payment (chalicelib/actions/
+    disputes.py), the same item again on a redelivery."""
+
+    account_id = UnicodeAttribute()
+    payment_id = UnicodeAttribute()  # the record's payment (``pay_…``)
+    amount = NumberAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    paid_at = UnicodeAttribute()
 
 
 class RefundSeenItem(TableItem, discriminator="RefundSeen"):

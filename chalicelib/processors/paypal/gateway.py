@@ -403,3 +403,10 @@ class PayPalGateway(PayPalClient):
 
     def unblock_value(self, kind: str, value: str) -> None:
         raise not_supported("block lists")
+
+    def create_payment_link(self, amount: int, currency: str, description: str,
+                            metadata: dict[str, str], idempotency_key: str):
+        raise not_supported("payment links")
+
+    def deactivate_payment_link(self, link, idempotency_key: str) -> None:
+        raise not_supported("payment links")

@@ -20,6 +20,7 @@ from chalicelib.processors.gateway import (
     CustomerChanges,
     DisputeState,
     InvoiceState,
+    PaymentLink,
     PaymentOutcome,
     PlanChangePreview,
     PreviewLine,
@@ -441,3 +442,28 @@ class StripeGateway:
         value_list = self._value_list(kind)
         for item in self._listed(value_list, value):
             self._call(self._client.radar.value_list_items.delete, item.id)
+
+    # --- payment links (a lost dispute's repayment) ---------------------------------------
+
+    def create_payment_link(self, amount: int, currency: str, description: str,
+                            metadata: dict[str, str], idempotency_key: str) -> PaymentLink:
+        try:
+            unit_amount = currencies.from_stored(amount, currency)
+        except ValueError as exc:
+            raise AmountNotAccepted(str(exc)) from None
+        link = self._call(self._client.payment_links.create, params={
+            "line_items": [{"price_data": {"currency": currency.lower(),
+                                           "unit_amount": unit_amount,
+                                           "product_data": {"name": description[:250]}},
+                            "quantity": 1}],
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            # Paid once: a second payment of the same link would take the money twice.
+            "restrictions": {"completed_sessions": {"limit": 1}},
+        }, options={"idempotency_key": idempotency_key}).to_dict()
+        return PaymentLink(link=_ref(link["id"]), url=link["url"],
+                           active=bool(link.get("active")))
+
+    def deactivate_payment_link(self, link: Ref, idempotency_key: str) -> None:
+        self._call(self._client.payment_links.update, _own(link), params={"active": False},
+                   options=_options(idempotency_key))

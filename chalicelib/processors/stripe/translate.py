@@ -448,6 +448,7 @@ def _checkout_session(event, obj):
             invoice=_ref(obj.get("invoice")) if mode != "payment" else None,
             one_time=True,
             paid_at=event["created"] if obj.get("payment_status") == "paid" else None,
+            payment_link=_ref(obj.get("payment_link")),
         ))
     elif mode == "subscription" and _ref(obj.get("subscription")):
         out.append(SubscriptionChanged(
