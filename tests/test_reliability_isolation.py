@@ -114,6 +114,7 @@ ACTION_BODIES = {
     # The owner's own e-mail: 409 not applicable, before any processor call.
     "/api/v1/customers/{customer_id}/details": {"email": "owner@example.com"},
     "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments": {"amount": 100},
+    "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayment-link": {},
     # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
     "/api/v1/endpoints/{endpoint_id}/rotate-secret": {},
     "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay": {},
