@@ -76,3 +76,67 @@ def test_read_only_cannot_open_or_record(app_client, world, sent_emails):  # noq
     assert c.get(url).status_code == 403
     assert c.post(url, {"action_id": "a" * 24, "amount": "1.00"}).status_code == 403
     assert repayments.list_for(staff_shop.account_id, dispute["id"]) == before
+
+
+def test_support_sends_a_repayment_link_once_and_sees_it_paid(
+        app_client, world, stack, sent_emails):  # noqa: F811
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from chalicelib.records import service as records
+    from chalicelib.store import repayments
+
+    staff_shop, customer_id = world
+    c = _signed_in(app_client, staff_shop, sent_emails, "support")
+    dispute = records.get_record(staff_shop.account_id, customer_id)["disputes"][0]
+    url = f"{staff_shop.root}/customers/{customer_id}/disputes/{dispute['id']}/repayment"
+    page = text(c.get(url))
+    assert "Send a repayment link" in page
+    link_action = re.search(r'repayment-link"[^>]*>.*?name="action_id" value="([^"]+)"', page,
+                            re.S).group(1)
+    first = c.post(url + "-link", {"action_id": link_action})
+    assert first.status_code == 303, text(first)
+    assert c.post(url + "-link", {"action_id": link_action}).status_code == 303  # once
+    # Another form (a second tab): the open link, no second one.
+    other_action = ACTION_RE.findall(text(c.get(url)))
+    assert c.post(url + "-link", {"action_id": other_action[0]}).status_code == 303
+    links = [r for r in repayments.list_for(staff_shop.account_id, dispute["id"])
+             if r["kind"] == "link"]
+    assert len(links) == 1
+    link = links[0]
+    mails = [e for e in sent_emails() if link["url"] in e["body"]]
+    assert len(mails) == 1 and mails[0]["destinations"]["ToAddresses"] == [
+        "lost-dispute@example.com"]
+    shown = html.unescape(text(c.get(url + "?done=link_sent")))
+    assert "The repayment link was e-mailed to the customer." in shown
+    assert "Open repayment link" in shown and link["url"] in shown
+    assert "waiting for the payment" in shown
+
+    plink = link["link_id"].partition(":")[2]
+    request = urllib.request.Request(
+        f"{stack.stripe_api_url}/_shim/payment_links/{plink}/pay",
+        data=urllib.parse.urlencode({"email": "lost-dispute@example.com"}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        event = json.load(response)
+    merchant = staff_shop.shop.merchant
+    assert merchant.deliver(event).status_code == 200
+    assert merchant.deliver(event).status_code == 200  # redelivered: no change
+    paid = html.unescape(text(c.get(url)))
+    assert re.search(r'data-status="paid"', paid) and "Open repayment link" not in paid
+    assert re.search(r'id="remaining">€0\.00<', paid)
+    assert "Send a repayment link" not in paid and "Record a repayment" not in paid
+
+
+def test_read_only_cannot_send_a_repayment_link(app_client, world, sent_emails):  # noqa: F811
+    from chalicelib.records import service as records
+    from chalicelib.store import repayments
+
+    staff_shop, customer_id = world
+    c = _signed_in(app_client, staff_shop, sent_emails, "read_only")
+    dispute = records.get_record(staff_shop.account_id, customer_id)["disputes"][0]
+    url = (f"{staff_shop.root}/customers/{customer_id}/disputes/{dispute['id']}/"
+           "repayment-link")
+    before = repayments.list_for(staff_shop.account_id, dispute["id"])
+    assert c.post(url, {"action_id": "b" * 24}).status_code == 403
+    assert repayments.list_for(staff_shop.account_id, dispute["id"]) == before
