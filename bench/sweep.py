@@ -154,6 +154,12 @@ AWS would bill.
 
 {table}
 
+DynamoDB Local answers a Query of the index much more slowly than a PutItem (it is
+SQLite underneath): the idle sweep's time ratio is the stand-in's, not AWS's, where a
+Query of an empty index partition costs about what a GetItem does. The request counts
+hold everywhere. Taken on the shared 2-core machine while other work ran: compare the
+ratios of one run, not times across runs.
+
 An idle sweep costs {sum(idle['requests'].values())} reads (one Query per shard, whatever the
 number of accounts), so a sweep every two minutes costs about
 {sum(idle['requests'].values()) * 30 * 24 * 30:,} Query requests a month before any step is
