@@ -53,11 +53,14 @@ def _link(merchant, customer_id: str, dispute_id: str, key: str | None = None):
                            "repayment-link", key=key)
 
 
-def _shim(stripe_shim: str, path: str, form: dict | None = None) -> tuple[int, dict]:
+def _shim(stripe_shim: str, path: str, form: dict | None = None,
+          key: str | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": "Bearer sk_test_devstack"}
+    if key:
+        headers["Idempotency-Key"] = key
     request = urllib.request.Request(
         stripe_shim + path, data=urllib.parse.urlencode(form or {}).encode() if form is not None
-        else None, method="POST" if form is not None else "GET",
-        headers={"Authorization": "Bearer sk_test_devstack"})
+        else None, method="POST" if form is not None else "GET", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -164,3 +167,59 @@ def test_recorded_repayment_of_the_rest_deactivates_the_link(app_client, stripe_
     assert _shim(stripe_shim, f"/v1/payment_links/{plink}")[1]["active"] is False
     assert _shim(stripe_shim, f"/_shim/payment_links/{plink}/pay",
                  {"email": "repay-rest@example.com"})[0] == 400
+
+
+def test_the_gateway_sends_stripes_payment_link_shape():
+    """The request as Stripe documents POST /v1/payment_links (price_data with product_data,
+    metadata also on the payment intent, one completed session) and the answer read from
+    Stripe's example object; deactivation is POST /v1/payment_links/{id} active=false."""
+    from test_stripe_gateway import _fake_gateway
+
+    from chalicelib.domain.events import Ref
+    from chalicelib.processors.gateway import AmountNotAccepted
+
+    link = {"id": "plink_1MoC3ULkdIwHu7ixZjtGpVl2", "object": "payment_link", "active": True,
+            "currency": "eur", "livemode": False, "metadata": {"dispute_id": "dsp_1"},
+            "url": "https://buy.stripe.com/test_cN25nr0iZ7bUa7meUY"}
+    gw, fake = _fake_gateway({
+        ("POST", "/v1/payment_links"): (200, link),
+        ("POST", f"/v1/payment_links/{link['id']}"): (200, {**link, "active": False})})
+    made = gw.create_payment_link(2500, "eur", "Repayment", {"dispute_id": "dsp_1"}, "k-1")
+    assert (made.link, made.url, made.active) == (Ref("stripe", link["id"]), link["url"], True)
+    method, path, form, headers = fake.calls[0]
+    assert (method, path, headers["Idempotency-Key"]) == ("POST", "/v1/payment_links", "k-1")
+    assert form == {"line_items[0][price_data][currency]": ["eur"],
+                    "line_items[0][price_data][unit_amount]": ["2500"],
+                    "line_items[0][price_data][product_data][name]": ["Repayment"],
+                    "line_items[0][quantity]": ["1"],
+                    "metadata[dispute_id]": ["dsp_1"],
+                    "payment_intent_data[metadata][dispute_id]": ["dsp_1"],
+                    "restrictions[completed_sessions][limit]": ["1"]}
+    gw.deactivate_payment_link(made.link, "k-2")
+    method, path, form, headers = fake.calls[1]
+    assert (path, form, headers["Idempotency-Key"]) == (
+        f"/v1/payment_links/{link['id']}", {"active": ["false"]}, "k-2")
+    with pytest.raises(AmountNotAccepted):  # Stripe's KWD takes no last digit but 0
+        gw.create_payment_link(5124, "kwd", "Repayment", {}, "k-3")
+
+
+def test_the_shim_answers_payment_links_as_stripe_does(stripe_shim):
+    form = {"line_items[0][price_data][currency]": "eur",
+            "line_items[0][price_data][unit_amount]": "700",
+            "line_items[0][price_data][product_data][name]": "Repayment",
+            "line_items[0][quantity]": "1", "metadata[dispute_id]": "dsp_x"}
+    key = secrets.token_hex(8)
+    status, first = _shim(stripe_shim, "/v1/payment_links", form, key=key)
+    assert status == 200 and first["object"] == "payment_link" and first["active"] is True
+    assert first["id"].startswith("plink_") and first["url"].startswith("https://")
+    assert _shim(stripe_shim, "/v1/payment_links", form, key=key) == (200, first)
+    status, error = _shim(stripe_shim, "/v1/payment_links",
+                          {**form, "line_items[0][price_data][unit_amount]": "800"}, key=key)
+    assert status == 400 and error["error"]["type"] == "idempotency_error"
+    missing = {k: v for k, v in form.items() if "unit_amount" not in k}
+    status, error = _shim(stripe_shim, "/v1/payment_links", missing)
+    assert status == 400 and error["error"]["code"] == "parameter_missing"
+    assert _shim(stripe_shim, "/v1/payment_links/plink_nope")[0] == 404
+    status, off = _shim(stripe_shim, f"/v1/payment_links/{first['id']}", {"active": "false"})
+    assert status == 200 and off["active"] is False
+    assert _shim(stripe_shim, f"/_shim/payment_links/{first['id']}/pay", {})[0] == 400
