@@ -104,7 +104,8 @@ def test_the_median_is_exact_to_its_bucket():
 
 @pytest.mark.parametrize("first,last", [
     ("2031-13", "2031-12"), ("2031-1", None), ("31-01", None), ("2031-05", "2031-04"),
-    ("2020-01", "2031-01"), ("2031-01'", None), ("x" * 100, None)])
+    ("2020-01", "2031-01"), ("2031-01'", None), ("2031-01\n", None),
+    ("２０３１-01", None), ("x" * 100, None)])
 def test_a_bad_period_is_refused(first, last):
     with pytest.raises(BadRequest):
         report.period(first, last, datetime(2031, 6, 1, tzinfo=UTC))

@@ -21,7 +21,7 @@ from datetime import datetime
 from chalicelib.errors import BadRequest
 from chalicelib.store import dunning as store
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch; ASCII digits only
 MAX_MONTHS = 36  # the aggregates are tiny; this bounds a page and a response
 
 
@@ -41,9 +41,9 @@ def period(first: str | None, last: str | None, now: datetime) -> tuple[str, str
     A bad month, an inverted range or one over MAX_MONTHS is a 400."""
     this_month = now.strftime("%Y-%m")
     last = last or this_month
-    first = first or _month_back(last if MONTH.match(last) else this_month, 11)
+    first = first or _month_back(last if MONTH.fullmatch(last) else this_month, 11)
     for name, value in (("from", first), ("to", last)):
-        if not isinstance(value, str) or not MONTH.match(value):
+        if not isinstance(value, str) or not MONTH.fullmatch(value):
             raise BadRequest(f'"{name}" must be a month as YYYY-MM.', code="bad_request")
     span = _months_between(first, last)
     if span < 1:
