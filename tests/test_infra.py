@@ -69,13 +69,16 @@ FANOUT_ACTIONS = ({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"
                   | XRAY_ACTIONS)
 # The delivery sender (app.delivery_sender): deliveries, attempts, steps and endpoints (no
 # batch reads), the mail to owners of an endpoint disabled after 5 days, its queue.
+# eventbridge endpoints: PutEvents on the merchants' buses (the sweep retries them too).
+EVENT_BUS_ACTIONS = {"events:PutEvents"}
 SENDER_ACTIONS = ((TABLE_ACTIONS - {"dynamodb:BatchGetItem"}) | INDEX_ACTIONS | TABLE_KEY_ACTIONS
-                  | EMAIL_ACTIONS | WORKER_QUEUE_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS)
+                  | EMAIL_ACTIONS | WORKER_QUEUE_ACTIONS | LOG_ACTIONS | XRAY_ACTIONS
+                  | EVENT_BUS_ACTIONS)
 # The scheduler's sweep (app.sweep_due_steps): the table and its indexes (no batch reads),
 # the dunning e-mails.
 SWEEP_TABLE_ACTIONS = TABLE_ACTIONS - {"dynamodb:BatchGetItem"}
 SWEEP_ACTIONS = (SWEEP_TABLE_ACTIONS | INDEX_ACTIONS | TABLE_KEY_ACTIONS | EMAIL_ACTIONS
-                 | LOG_ACTIONS | XRAY_ACTIONS)
+                 | LOG_ACTIONS | XRAY_ACTIONS | EVENT_BUS_ACTIONS)
 # SES's bounces and complaints (app.mail_feedback): the bounced message's history entry
 # (a Query of the customer's mail, an update) and the address's suppression item.
 MAIL_FEEDBACK_ACTIONS = ({"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
@@ -555,6 +558,26 @@ def test_function_environment_points_at_the_stack_resources(template: dict):
         assert variables["TABLE_NAME"] == {"Ref": table}, name
         assert variables["RECEIPTS_BUCKET"] == {"Ref": bucket}, name
         assert variables["SECRETS_KEY_ID"] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}, name
+
+
+def test_event_buses_are_the_accounts_own_and_the_functions_know_the_account(template: dict):
+    """PutEvents (eventbridge endpoints) only on buses of this account and region, by the
+    two functions that attempt deliveries; the functions that check a bus ARN know the
+    account (DEPLOYMENT_ACCOUNT_ID)."""
+    resources = template["Resources"]
+    bus = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/*"}
+    granting = set()
+    for role_name, role in resources_of_type(template, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in as_list(policy["PolicyDocument"]["Statement"]):
+                if "events:PutEvents" in as_list(statement["Action"]):
+                    assert as_list(statement["Action"]) == ["events:PutEvents"], role_name
+                    assert as_list(statement["Resource"]) == [bus], role_name
+                    granting.add(role_name)
+    assert granting == {"DeliverySenderRole", "SweepDueStepsRole"}
+    for name in ("APIHandler", "DeliverySender", "SweepDueSteps"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["DEPLOYMENT_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}, name
 
 
 def test_merge_keeps_what_chalice_generated(merged_template: dict):
