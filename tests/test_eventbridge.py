@@ -218,3 +218,48 @@ def test_a_stored_foreign_bus_is_never_called(account):
     finally:
         eventbridge.set_client(None)
     assert client.calls == 0 and result["last_error"].startswith("not sent:")
+
+
+def test_the_fan_out_and_sender_roles_allow_what_their_flows_call(account, monkeypatch):
+    """The fan-out (app.outbox_fanout) and the sender (app.delivery_sender) run as their own
+    roles: what they call for an eventbridge endpoint, recorded as tests/test_iam_calls.py
+    records, must be granted to them; the sweep, which retries, may put events too."""
+    from test_iam_calls import granted, needs_of, recording
+    from test_infra import TEMPLATE, load_template
+
+    from chalicelib.integrations import pipeline
+
+    template = load_template(TEMPLATE)
+    sqs = _aws("sqs")
+    queue_url = sqs.create_queue(QueueName=f"deliveries-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    monkeypatch.setenv("DELIVERY_QUEUE_URL", queue_url)
+    get_settings.cache_clear()
+    try:
+        arn, bus_queue = _bus_with_queue(account)
+        created = endpoints.create(account, url=arn, event_types=["refund.created"],
+                                   kind="eventbridge")
+        event = _event(account, "refund.created")
+        with recording(monkeypatch) as fanout_rec:
+            deliveries = pipeline.fan_out_event(event, T0)
+        assert created["id"] in {d["endpoint_id"] for d in deliveries}
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+        with recording(monkeypatch) as sender_rec:
+            assert pipeline.send_records(records, T0) == {"batchItemFailures": []}
+    finally:
+        monkeypatch.delenv("DELIVERY_QUEUE_URL")
+        get_settings.cache_clear()
+    [received] = _received(bus_queue)
+    assert received["detail"]["id"] == event["event_id"]
+
+    assert ("sqs", "SendMessageBatch") in fanout_rec.operations()
+    assert ("eventbridge", "PutEvents") in sender_rec.operations()
+    for rec, role_name in ((fanout_rec, "OutboxFanoutRole"), (sender_rec, "DeliverySenderRole")):
+        needed = set()
+        for call in rec.calls:
+            needed |= needs_of(call, template)
+        missing = needed - granted(template, role_name)
+        assert not missing, f"{role_name} does not allow: {sorted(missing)}"
+    assert ("events:PutEvents", "event-bus") in granted(template, "SweepDueStepsRole")
+    assert ("events:PutEvents", "event-bus") not in granted(template, "ApiHandlerRole")
+    assert ("events:PutEvents", "event-bus") not in granted(template, "OutboxFanoutRole")

@@ -73,6 +73,8 @@ pytestmark = pytest.mark.usefixtures("portal_settings")
 #   ses                 SES identities (scoped by From address in the template)
 #   ses-configuration-set  the configuration set mail is sent with (bounce reports)
 #   secrets:<key>       the secrets key, for an encryption context with that one key
+#   delivery-queue      the webhook pipeline's delivery queue (SQS)
+#   event-bus           the account's own EventBridge buses (eventbridge endpoints)
 Need = tuple[str, str]
 
 _TRANSACT_ITEM_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem",
@@ -149,6 +151,9 @@ ACTIONS: dict[tuple[str, str], Callable[[dict], set[Need]]] = {
     ("s3", "CompleteMultipartUpload"): _receipt_object("s3:PutObject"),
     ("s3", "AbortMultipartUpload"): _receipt_object("s3:AbortMultipartUpload"),
     ("sqs", "SendMessage"): lambda p: {("sqs:SendMessage", "export-queue")},
+    # A batch is authorized as sqs:SendMessage; only the fan-out sends one (the deliveries).
+    ("sqs", "SendMessageBatch"): lambda p: {("sqs:SendMessage", "delivery-queue")},
+    ("eventbridge", "PutEvents"): lambda p: {("events:PutEvents", "event-bus")},
     ("kms", "Decrypt"): _secrets("kms:Decrypt"),
     ("kms", "Encrypt"): _secrets("kms:Encrypt"),
     ("kms", "GenerateDataKey"): _secrets("kms:GenerateDataKey"),
@@ -162,6 +167,11 @@ RUNTIME_ONLY = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvent
 # What Lambda's SQS event source does with the export worker's role: it polls the queue,
 # hands the function the messages and deletes those it handled.
 EVENT_SOURCE_ONLY = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+# What Lambda's DynamoDB stream event source does with the fan-out's role.
+STREAM_SOURCE_ONLY = {"dynamodb:DescribeStream", "dynamodb:GetRecords",
+                      "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+SOURCE_ONLY = {"ExportWorkerRole": EVENT_SOURCE_ONLY, "DeliverySenderRole": EVENT_SOURCE_ONLY,
+               "OutboxFanoutRole": STREAM_SOURCE_ONLY}
 
 
 def needs_of(call: Call, template: dict) -> set[Need]:
@@ -200,6 +210,11 @@ def _resource_name(resource) -> str:
         '{"Fn::Sub": "${ReceiptsBucket.Arn}/payloads/*"}': "payloads",
         '{"Fn::Sub": "${ReceiptsBucket.Arn}/exports/*"}': "exports",
         '{"Fn::GetAtt": ["ExportQueue", "Arn"]}': "export-queue",
+        '{"Fn::GetAtt": ["DeliveryQueue", "Arn"]}': "delivery-queue",
+        # The stream mapping's on-failure destination: Lambda sends to it with the role.
+        '{"Fn::GetAtt": ["OutboxFanoutFailureQueue", "Arn"]}': "fanout-failure-queue",
+        '{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:'
+        'event-bus/*"}': "event-bus",
         '{"Fn::GetAtt": ["ReceiptsBucket", "Arn"]}': "bucket",
         '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}': "ses",
         '{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:'
@@ -212,7 +227,7 @@ def _resource_name(resource) -> str:
 def granted(template: dict, role_name: str = "ApiHandlerRole") -> set[Need]:
     out: set[Need] = set()
     role = template["Resources"][role_name]["Properties"]
-    runtime = RUNTIME_ONLY | (EVENT_SOURCE_ONLY if role_name == "ExportWorkerRole" else set())
+    runtime = RUNTIME_ONLY | SOURCE_ONLY.get(role_name, set())
     for policy in role["Policies"]:
         for statement in as_list(policy["PolicyDocument"]["Statement"]):
             actions = set(as_list(statement["Action"]))
