@@ -59,15 +59,17 @@ def _row(account_id: str, when: datetime) -> dict:
 
 def test_months_and_currencies_apart_and_the_median_from_the_histogram():
     acct = f"acct_rr{secrets.token_hex(4)}"
-    _count(*[dunning_store.failed_op(acct, "2031-01", "eur", 1000) for _ in range(3)],
-           dunning_store.failed_op(acct, "2031-01", "usd", 700),
-           dunning_store.failed_op(acct, "2031-02", "eur", 500),
-           dunning_store.failed_op(acct, "2031-04", "eur", 900))
-    _count(dunning_store.recovered_op(acct, "2031-01", "eur", 1000, "automatic_retry", 5))
-    _count(dunning_store.recovered_op(acct, "2031-01", "eur", 1000, "staff", 30),
-           dunning_store.recovered_op(acct, "2031-02", "eur", 500, "customer", 100))
+    failed, recovered = dunning_store.failed_op, dunning_store.recovered_op
+    # Invoices spread over the aggregate's shards: the report sums them.
+    _count(*[failed(acct, "2031-01", "eur", 1000, f"stripe:in_{i}") for i in range(3)],
+           failed(acct, "2031-01", "usd", 700, "stripe:in_u"),
+           failed(acct, "2031-02", "eur", 500, "stripe:in_f"),
+           failed(acct, "2031-04", "eur", 900, "stripe:in_a"))
+    _count(recovered(acct, "2031-01", "eur", 1000, "stripe:in_0", "automatic_retry", 5),
+           recovered(acct, "2031-01", "eur", 1000, "stripe:in_1", "staff", 30),
+           recovered(acct, "2031-02", "eur", 500, "stripe:in_f", "customer", 100))
     # Another account's months are not this one's.
-    _count(dunning_store.failed_op(f"{acct}x", "2031-01", "eur", 99999))
+    _count(failed(f"{acct}x", "2031-01", "eur", 99999, "stripe:in_x"))
 
     got = report.recovery(acct, "2031-01", "2031-03")
     assert [(r["month"], r["currency"]) for r in got["months"]] == [
@@ -88,6 +90,38 @@ def test_months_and_currencies_apart_and_the_median_from_the_histogram():
     assert feb_eur["recovery_rate"] == 1.0 and feb_eur["median_range_hours"] == [96, 120]
     assert report.recovery(acct, "2031-04", "2031-04")["months"][0]["failed_amount"] == 900
     assert report.recovery(acct, "2030-01", "2030-12")["months"] == []
+
+
+def test_a_count_that_meets_another_transaction_is_sent_again(monkeypatch):
+    """Many sweeps ADD to one month's totals at once: a write cancelled only because
+    another transaction held the item did not apply, so it is sent again (the count lands
+    once); a write without such a counter still answers Conflict at once."""
+    from pynamodb.exceptions import CancellationReason, TransactWriteError
+
+    class HeldElsewhere(TransactWriteError):
+        @property
+        def cancellation_reasons(self):
+            return [None, CancellationReason(code="TransactionConflict")]
+
+    real, calls = customers_store._transact, []
+
+    def busy_once(ops):
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise HeldElsewhere("held")
+        real(ops)
+
+    monkeypatch.setattr(customers_store, "_transact", busy_once)
+    monkeypatch.setattr("chalicelib.backoff.pause", lambda attempt: None)
+    acct = f"acct_rr{secrets.token_hex(4)}"
+    _count(dunning_store.failed_op(acct, "2031-01", "eur", 1000, "stripe:in_1"))
+    assert len(calls) == 2
+    assert report.recovery(acct, "2031-01", "2031-01")["months"][0]["failed_count"] == 1
+    calls.clear()
+    with pytest.raises(customers_store.Conflict):
+        customers_store.commit([], None, None, also=[
+            dunning_store.state_op(dunning_store.State(acct, "cst_x", "stripe:in_2"))])
+    assert len(calls) == 1
 
 
 def test_the_median_is_exact_to_its_bucket():
@@ -204,9 +238,10 @@ def test_a_staff_retry_counts_as_staff(app_client, stripe_client, stripe_shim): 
 @pytest.fixture(scope="module")
 def staff_shop(table_of_its_own, app_client, stack) -> StaffShop:  # noqa: F811
     shop = make_staff_shop(app_client, stack)
-    _count(dunning_store.failed_op(shop.account_id, "2031-01", "eur", 4200),
-           dunning_store.failed_op(shop.account_id, "2031-01", "jpy", 5000))
-    _count(dunning_store.recovered_op(shop.account_id, "2031-01", "eur", 4200, "staff", 50))
+    _count(dunning_store.failed_op(shop.account_id, "2031-01", "eur", 4200, "stripe:in_1"),
+           dunning_store.failed_op(shop.account_id, "2031-01", "jpy", 5000, "stripe:in_2"))
+    _count(dunning_store.recovered_op(shop.account_id, "2031-01", "eur", 4200, "stripe:in_1",
+                                      "staff", 50))
     return shop
 
 

@@ -182,7 +182,7 @@ def _start(step: Step, now: datetime) -> Outcome:
     if isinstance(data["amount"], int) and data["currency"]:
         # The recovery report's count, in the write that opens the dunning: once.
         ops.append(store.failed_op(step.account_id, data["started_at"][:7], data["currency"],
-                                   data["amount"]))
+                                   data["amount"], invoice))
     return Outcome.done({"mode": mode, "mail": mail, "decline_code": decline_code}, ops=ops)
 
 
@@ -347,7 +347,7 @@ def _recovery_count(state: store.State, now: datetime) -> list[tuple]:
         return []
     hours = max(0.0, (now - _parse(data["started_at"])).total_seconds() / 3600)
     return [store.recovered_op(state.account_id, data["started_at"][:7], data["currency"],
-                               data["amount"], data["channel"], hours)]
+                               data["amount"], state.invoice, data["channel"], hours)]
 
 
 def _mail(step: Step, now: datetime) -> Outcome:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib import backoff
 from chalicelib.store import keys
 from chalicelib.store.table import (
     DeliveryItem,
@@ -416,24 +417,43 @@ def commit(writes: list[RecordWrite], mark: EventMark | None, delivery: dict | N
     ops.extend(also or [])
     if len(ops) > 100:
         raise ValueError(f"a record write of {len(ops)} items exceeds one transaction")
-    try:
-        with TransactWrite(connection=_connection()) as tx:
-            for op, item, condition in ops:
-                if op == "delete":
-                    tx.delete(item, condition=condition)
-                elif op == "update":  # condition: (update actions, condition)
-                    tx.update(item, actions=condition[0], condition=condition[1])
-                else:
-                    tx.save(item, condition=condition)
-    except TransactWriteError as exc:
-        reasons = exc.cancellation_reasons or []
-        if mark is not None and reasons and reasons[0] is not None and \
-                reasons[0].code == "ConditionalCheckFailed":
-            raise AlreadyApplied(mark.event_id) from exc
-        if any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
-               for r in reasons):
-            raise Conflict(str(exc)) from exc
-        raise
+    # Shared counters (``update`` ops: the recovery report's monthly totals) are touched by
+    # many unrelated writes at once; a write cancelled only because another transaction
+    # held one of its items (TransactionConflict, no condition failed) did not apply, and
+    # is sent again as it was, its conditions checked anew.
+    tries = 4 if any(op == "update" for op, _, _ in ops) else 1
+    for attempt in range(tries):
+        try:
+            _transact(ops)
+            return
+        except TransactWriteError as exc:
+            codes = {r.code for r in exc.cancellation_reasons or [] if r is not None}
+            if attempt + 1 < tries and codes == {"TransactionConflict"}:
+                backoff.pause(attempt)
+                continue
+            _raise_for(exc, mark)
+
+
+def _transact(ops: list[tuple]) -> None:
+    with TransactWrite(connection=_connection()) as tx:
+        for op, item, condition in ops:
+            if op == "delete":
+                tx.delete(item, condition=condition)
+            elif op == "update":  # condition: (update actions, condition)
+                tx.update(item, actions=condition[0], condition=condition[1])
+            else:
+                tx.save(item, condition=condition)
+
+
+def _raise_for(exc: TransactWriteError, mark: EventMark | None) -> None:
+    reasons = exc.cancellation_reasons or []
+    if mark is not None and reasons and reasons[0] is not None and \
+            reasons[0].code == "ConditionalCheckFailed":
+        raise AlreadyApplied(mark.event_id) from exc
+    if any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
+           for r in reasons):
+        raise Conflict(str(exc)) from exc
+    raise exc
 
 
 def delivery_sk(d: dict) -> str:

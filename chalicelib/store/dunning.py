@@ -9,15 +9,17 @@ per-card counters of merchant-initiated retries (chalicelib/dunning).
   ``ACCT#<acct>#CARDCAP#<card>`` / ``CAP``          the retries we made on one card in the
         last 30 days (attempt key → time): a retry is counted on the condition that the
         caps still allow it (``version``); counting the same attempt key twice is a no-op
-  ``ACCT#<acct>#RECOVERY`` / ``<YYYY-MM>#<cur>``    the recovery report's monthly aggregate
+  ``ACCT#<acct>#RECOVERY`` / ``<YYYY-MM>#<cur>#<shard>``  the recovery report's monthly aggregate
         of the invoices whose payment first failed in that month (UTC) in that currency:
         failed count and amount, recovered count and amount per channel, and a bounded
         histogram of times to recovery (``RECOVERY_BUCKET_HOURS``); ADDed to in the same
         transaction as the state change it counts (``failed_op``, ``recovered_op``), so
-        once per invoice, never scanned
+        once per invoice, never scanned; split over ``RECOVERY_SHARDS`` items by invoice
+        so that concurrent sweeps rarely touch the same one (read: summed)
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +38,7 @@ CHANNELS = ("automatic_retry", "customer", "staff", "processor")
 # Upper bounds (hours) of the time-to-recovery histogram's buckets; the last is open.
 RECOVERY_BUCKET_HOURS = (1, 3, 6, 12, 24, 48, 72, 96, 120, 168, 240, 336, 504, 720, 1440)
 RECOVERY_BUCKETS = len(RECOVERY_BUCKET_HOURS) + 1
+RECOVERY_SHARDS = 8
 
 
 class DunningSettingsItem(TableItem, discriminator="DunningSettings"):
@@ -170,17 +173,20 @@ def save_state(state: State) -> State:
 
 # --- the recovery report's monthly aggregates ---------------------------------------------
 
-def _month_item(account_id: str, month: str, currency: str) -> tuple[RecoveryMonthItem, list]:
-    pk, sk = keys.recovery_month(account_id, month, currency)
+def _month_item(account_id: str, month: str, currency: str, invoice: str
+                ) -> tuple[RecoveryMonthItem, list]:
+    shard = int.from_bytes(hashlib.sha256(invoice.encode()).digest()[:4], "big") \
+        % RECOVERY_SHARDS
+    pk, sk = keys.recovery_month(account_id, month, currency, shard)
     return RecoveryMonthItem(pk, sk), [
         RecoveryMonthItem.T.set(RecoveryMonthItem), RecoveryMonthItem.account_id.set(account_id),
         RecoveryMonthItem.month.set(month), RecoveryMonthItem.currency.set(currency)]
 
 
-def failed_op(account_id: str, month: str, currency: str, amount: int) -> tuple:
+def failed_op(account_id: str, month: str, currency: str, amount: int, invoice: str) -> tuple:
     """Count one invoice's failed payment (its dunning opened), as a transaction op: put
     it beside the ``state_op`` that creates the state, so it is counted once."""
-    item, actions = _month_item(account_id, month, currency)
+    item, actions = _month_item(account_id, month, currency, invoice)
     actions += [RecoveryMonthItem.failed_count.add(1),
                 RecoveryMonthItem.failed_amount.add(int(amount))]
     return ("update", item, (actions, None))
@@ -191,13 +197,13 @@ def recovery_bucket(hours: float) -> int:
                 len(RECOVERY_BUCKET_HOURS))
 
 
-def recovered_op(account_id: str, month: str, currency: str, amount: int, channel: str,
-                 hours: float) -> tuple:
+def recovered_op(account_id: str, month: str, currency: str, amount: int, invoice: str,
+                 channel: str, hours: float) -> tuple:
     """Count one recovery (under the month its payment failed in), as a transaction op
     beside the ``state_op`` that marks the state recovered."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown recovery channel {channel!r}")
-    item, actions = _month_item(account_id, month, currency)
+    item, actions = _month_item(account_id, month, currency, invoice)
     bucket = getattr(RecoveryMonthItem, f"h{recovery_bucket(hours):02d}")
     actions += [RecoveryMonthItem.recovered_count.add(1),
                 getattr(RecoveryMonthItem, f"recovered_{channel}").add(int(amount)),
@@ -207,23 +213,25 @@ def recovered_op(account_id: str, month: str, currency: str, amount: int, channe
 
 def recovery_months(account_id: str, first: str, last: str) -> list[dict]:
     """The monthly aggregates from month ``first`` to ``last`` (YYYY-MM, inclusive), in
-    month then currency order: one Query."""
-    pk, _ = keys.recovery_month(account_id, first, "")
-    out = []
+    month then currency order (the shards summed): one Query."""
+    pk, _ = keys.recovery_month(account_id, first, "", 0)
+    out: dict[tuple[str, str], dict] = {}
     for item in RecoveryMonthItem.query(pk, RecoveryMonthItem.SK.between(
             f"{first}#", f"{last}#~")):
         if item.account_id != account_id:
             continue
-        out.append({
-            "month": item.month, "currency": item.currency,
-            "failed_count": int(item.failed_count or 0),
-            "failed_amount": int(item.failed_amount or 0),
-            "recovered_count": int(item.recovered_count or 0),
-            "recovered": {c: int(getattr(item, f"recovered_{c}") or 0) for c in CHANNELS},
-            "histogram": [int(getattr(item, f"h{i:02d}") or 0)
-                          for i in range(RECOVERY_BUCKETS)],
-        })
-    return out
+        row = out.setdefault((item.month, item.currency), {
+            "month": item.month, "currency": item.currency, "failed_count": 0,
+            "failed_amount": 0, "recovered_count": 0, "recovered": dict.fromkeys(CHANNELS, 0),
+            "histogram": [0] * RECOVERY_BUCKETS})
+        row["failed_count"] += int(item.failed_count or 0)
+        row["failed_amount"] += int(item.failed_amount or 0)
+        row["recovered_count"] += int(item.recovered_count or 0)
+        for c in CHANNELS:
+            row["recovered"][c] += int(getattr(item, f"recovered_{c}") or 0)
+        for i in range(RECOVERY_BUCKETS):
+            row["histogram"][i] += int(getattr(item, f"h{i:02d}") or 0)
+    return [out[k] for k in sorted(out)]
 
 
 # --- card-network caps ----------------------------------------------------------------------

@@ -344,9 +344,10 @@ def dunning_state(account_id: str, invoice_ref: str) -> tuple[str, str]:
     return f"ACCT#{account_id}#DUNNING#{invoice_ref}", "STATE"
 
 
-def recovery_month(account_id: str, month: str, currency: str) -> tuple[str, str]:
-    """The recovery report's aggregate of one month (YYYY-MM) and currency."""
-    return f"ACCT#{account_id}#RECOVERY", f"{month}#{currency}"
+def recovery_month(account_id: str, month: str, currency: str, shard: int
+                   ) -> tuple[str, str]:
+    """One shard of the recovery report's aggregate of one month (YYYY-MM) and currency."""
+    return f"ACCT#{account_id}#RECOVERY", f"{month}#{currency}#{shard}"
 
 
 def card_cap(account_id: str, card: str) -> tuple[str, str]:
