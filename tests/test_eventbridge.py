@@ -11,6 +11,12 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 from app_fixtures import app_client, make_merchant  # noqa: F401
+from dashboard_helpers import (  # noqa: F401 - dashboard_settings is a fixture
+    dashboard_settings,
+    make_staff_shop,
+    staff_sign_in,
+)
+from portal_helpers import PortalClient, text
 
 from chalicelib.errors import BadRequest
 from chalicelib.integrations import catalogue, delivery, endpoints, eventbridge
@@ -263,3 +269,22 @@ def test_the_fan_out_and_sender_roles_allow_what_their_flows_call(account, monke
     assert ("events:PutEvents", "event-bus") in granted(template, "SweepDueStepsRole")
     assert ("events:PutEvents", "event-bus") not in granted(template, "ApiHandlerRole")
     assert ("events:PutEvents", "event-bus") not in granted(template, "OutboxFanoutRole")
+
+
+@pytest.mark.usefixtures("dashboard_settings")
+def test_the_dashboard_adds_a_bus_without_a_secret_and_refuses_a_foreign_one(
+        app_client, stack, sent_emails):  # noqa: F811
+    shop = make_staff_shop(app_client, stack)
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, shop.root, shop.owner, sent_emails)
+    base = f"{shop.root}/settings/endpoints"
+    assert "EventBridge bus" in text(c.get(base))
+    foreign = _bus_arn("dash").replace(get_settings().deployment_account_id, "210987654321")
+    refused = c.post(base, {"url": foreign, "event_types": "*", "kind": "eventbridge"})
+    assert refused.status_code == 400 and "another account" in text(refused)
+    added = c.post(base, {"url": _bus_arn("dash"), "event_types": "*", "kind": "eventbridge"})
+    assert added.status_code == 303  # straight to its page: there is no secret to show
+    detail = c.get(added.headers["Location"])
+    assert detail.status_code == 200 and _bus_arn("dash") in text(detail)
+    assert "whsec_" not in text(detail) and "Rotate the secret" not in text(detail)
+    assert "Signing secrets" not in text(detail)
