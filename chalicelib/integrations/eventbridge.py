@@ -46,10 +46,11 @@ def client():
         import boto3
         from botocore.config import Config
 
-        # Short timeouts and botocore's own retries of throttling (standard mode); what
-        # still fails is a failed attempt, retried on the delivery schedule.
+        # Short timeouts and one botocore retry of throttling (standard mode), within an
+        # HTTP attempt's 15 s; what still fails is a failed attempt, retried on the
+        # delivery schedule.
         _client = boto3.client("events", region_name=get_settings().region, config=Config(
-            connect_timeout=3, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}))
+            connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}))
     return _client
 
 
