@@ -288,3 +288,35 @@ def test_the_dashboard_adds_a_bus_without_a_secret_and_refuses_a_foreign_one(
     assert detail.status_code == 200 and _bus_arn("dash") in text(detail)
     assert "whsec_" not in text(detail) and "Rotate the secret" not in text(detail)
     assert "Signing secrets" not in text(detail)
+
+
+def test_the_sweep_retries_on_the_bus_with_what_its_role_allows(account, monkeypatch):
+    """A failed attempt's retry is the scheduler's step (``delivery:<id>:2``), run by the
+    sweep's function: it puts the event with SweepDueStepsRole's grants."""
+    from test_iam_calls import granted, needs_of, recording
+    from test_infra import TEMPLATE, load_template
+
+    from chalicelib.scheduler import service as scheduler
+    from chalicelib.store import steps as steps_store
+
+    name = f"sweep-{uuid.uuid4().hex[:10]}"
+    created = endpoints.create(account, url=_bus_arn(name), event_types=["*"],
+                               kind="eventbridge")
+    made = _delivery_to(created["id"], _event(account))
+    first = delivery.attempt(account, made["id"], T0)
+    assert first["status"] == "pending"
+    _aws("events").create_event_bus(Name=name)
+    due = datetime.fromisoformat(first["next_attempt_at"])
+    step = steps_store.claim(steps_store.get(account, delivery.step_id_of(made["id"], 2)),
+                             due, get_settings().scheduler_lease_seconds)
+    assert step is not None
+    with recording(monkeypatch) as rec:
+        scheduler.run(step, due)
+    assert delivery.get(account, made["id"])["status"] == "succeeded"
+    assert ("eventbridge", "PutEvents") in rec.operations()
+    template = load_template(TEMPLATE)
+    needed = set()
+    for call in rec.calls:
+        needed |= needs_of(call, template)
+    missing = needed - granted(template, "SweepDueStepsRole")
+    assert not missing, f"SweepDueStepsRole does not allow: {sorted(missing)}"
