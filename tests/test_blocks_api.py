@@ -163,7 +163,9 @@ def test_blocks_pushed_to_radar_when_the_account_asks(shop, stack):
                                          "reason": "stolen card"})
     assert status == 200, body
     fingerprint = shop.client.v1.payment_methods.retrieve(shop.first_card).card.fingerprint
-    assert listed("bp_blocked_cards") == [fingerprint]
-    assert listed("bp_blocked_customers") == [shop.customer]
+    # The test session's Stripe account is shared: other tests list values of their own.
+    assert listed("bp_blocked_cards").count(fingerprint) == 1
+    assert listed("bp_blocked_customers").count(shop.customer) == 1
     assert _post(shop, "unblock", {"all": True, "reason": "refunded"})[0] == 200
-    assert listed("bp_blocked_cards") == [] and listed("bp_blocked_customers") == []
+    assert fingerprint not in listed("bp_blocked_cards")
+    assert shop.customer not in listed("bp_blocked_customers")
