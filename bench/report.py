@@ -151,6 +151,7 @@ changes shape it falls back to the estimate in `bench/cost.py` and this file say
         parts.append(_dashboard(d, m))
     if r.get("exports"):
         parts.append(render_exports(r["exports"]))
+    parts.extend(filter(None, (section_of(h) for h in SEPARATE_RUN_HEADINGS)))
     return "\n".join(parts)
 
 
@@ -791,17 +792,43 @@ few hundred customers (tests/test_exports.py).
 """
 
 
-def write_section(section: str) -> None:
-    """Replace this part's section of docs/benchmarks.md (from its heading to the next
-    ``## ``), or append it."""
+# Sections measured by runs of their own (`python -m bench.<part> --doc`): a full run keeps
+# them as they are in the doc rather than dropping what it did not measure.
+SEPARATE_RUN_HEADINGS = ("## Webhook deliveries", "## Scheduler sweep")
+
+
+def _doc_path():
     from pathlib import Path
 
-    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start = text.find(EXPORTS_HEADING)
+    return Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def _section_bounds(text: str, heading: str) -> tuple[int, int] | None:
+    start = text.find("\n" + heading + "\n")
     if start < 0:
+        return None
+    start += 1
+    end = text.find("\n## ", start + len(heading))
+    return start, (end + 1 if end >= 0 else len(text))
+
+
+def section_of(heading: str) -> str | None:
+    """A section of the doc as it stands (from its heading to the next ``## ``)."""
+    text = _doc_path().read_text()
+    bounds = _section_bounds(text, heading)
+    return text[bounds[0]:bounds[1]].rstrip("\n") + "\n" if bounds else None
+
+
+def write_section(section: str) -> None:
+    """Replace one part's section of docs/benchmarks.md (the section's first line is its
+    heading), or append it."""
+    doc = _doc_path()
+    text = doc.read_text()
+    heading = section.split("\n", 1)[0]
+    bounds = _section_bounds(text, heading)
+    if bounds is None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(EXPORTS_HEADING))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:bounds[0]] + section.rstrip("\n") + "\n" + (
+            "\n" + text[bounds[1]:] if bounds[1] < len(text) else "")
     doc.write_text(text)

@@ -169,24 +169,12 @@ aggregate) in one TransactWriteItems instead of the PutItem.
 """
 
 
-def write_doc(section: str) -> None:
-    from pathlib import Path
-
-    doc = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    doc.write_text(text)
-
-
 if __name__ == "__main__":
     import sys
 
     results = main()
     print(json.dumps(results, indent=2))
     if "--doc" in sys.argv:
-        write_doc(render(results))
+        from bench import report
+
+        report.write_section(render(results))
