@@ -277,6 +277,12 @@ def test_settings_through_the_merchant_api(app_client):  # noqa: F811
     settings = merchant.get_json("/api/v1/settings/dunning")
     assert (settings["mode"], settings["schedule_days"], settings["final_action"]) == (
         "ours", [2, 5, 9], "unpaid")
+    # The change is on the account's record; the refused ones wrote nothing there.
+    from chalicelib.activity import service as activity
+
+    logged, _ = activity.list(merchant.account_id, action_prefix="settings.")
+    assert [(e["action"], e["actor"], e["details"]["changed"]) for e in logged] == [
+        ("settings.dunning_updated", "api", ["final_action", "mode", "schedule_days"])]
     other = create_account(name="Other", support_email="b@example.com",
                            stripe_secret_key=KEY, stripe_webhook_secrets=["whsec_y"])
     assert Merchant(app_client, other.account["account_id"], other.api_key, []).get_json(

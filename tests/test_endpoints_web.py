@@ -61,6 +61,15 @@ def test_the_api_creates_lists_updates_rotates_and_deletes(app_client, merchants
     assert status == 200 and deliveries == {"data": []}
     assert _call(app_client, "DELETE", f"/api/v1/endpoints/{endpoint_id}", mine.api_key)[0] == 204
     assert _call(app_client, "GET", f"/api/v1/endpoints/{endpoint_id}", mine.api_key)[0] == 404
+    # Where the account's events go is changed on the record, by the API key too.
+    from chalicelib.activity import service as activity
+
+    logged, _ = activity.list(mine.account_id, target=endpoint_id)
+    assert [(e["action"], e["actor"]) for e in reversed(logged)] == [
+        ("endpoint.created", "api"), ("endpoint.updated", "api"),
+        ("endpoint.secret_rotated", "api"), ("endpoint.deleted", "api")]
+    assert logged[-1]["details"]["url"] == "https://hooks.example.com/in"
+    assert "whsec_" not in json.dumps(logged)
 
 
 @pytest.mark.parametrize("body", [

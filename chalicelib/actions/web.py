@@ -59,6 +59,17 @@ def api_context(request, account_id: str) -> ActionContext:
                          idempotency_key=idempotency_key(request))
 
 
+def log_api_change(request, account_id: str, action: str, target: str | None = None,
+                   details: dict | None = None) -> None:
+    """An entry in the account's activity log for a change made with the API key outside
+    the action mechanism (settings, endpoints): who changed where events and e-mails go
+    must be on record whichever way it was changed."""
+    from chalicelib.activity import service as activity
+
+    activity.record(account_id, actor=API_ACTOR, actor_email=None, action=action,
+                    target=target, details=details, ip=http.client_ip(request))
+
+
 MAX_JSON_BODY = 16 * 1024
 
 

@@ -14,7 +14,7 @@ from chalice import Blueprint
 
 from chalicelib import timeutil
 from chalicelib.accounts.service import authenticate
-from chalicelib.actions.web import json_body
+from chalicelib.actions.web import json_body, log_api_change
 from chalicelib.activity import service as activity
 from chalicelib.dashboard import web
 from chalicelib.dunning import report
@@ -95,7 +95,10 @@ def api_get():
 def api_put():
     account_id = authenticate(bp.current_request.headers.get("authorization"))
     body = json_body(bp.current_request, set(dunning_settings.DEFAULTS))
-    return dunning_settings.update(account_id, body, timeutil.now_iso())
+    updated = dunning_settings.update(account_id, body, timeutil.now_iso())
+    log_api_change(bp.current_request, account_id, "settings.dunning_updated",
+                   details={"changed": sorted(body)})
+    return updated
 
 
 # --- the recovery report ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ from chalice import Blueprint, Response
 
 from chalicelib import timeutil
 from chalicelib.accounts.service import authenticate
-from chalicelib.actions.web import json_body
+from chalicelib.actions.web import json_body, log_api_change
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.http import json_errors
 from chalicelib.integrations import delivery, endpoints
@@ -85,10 +85,14 @@ def create_endpoint():
     kind = body.get("kind", "webhook")
     if kind not in API_KINDS:
         raise BadRequest(f"kind: one of {', '.join(API_KINDS)}")
-    return _created(endpoints.create(
+    created = endpoints.create(
         account_id, url=body.get("url"), event_types=body.get("event_types"),
         description=body.get("description") or "", kind=kind,
-        enabled=body.get("enabled", True)))
+        enabled=body.get("enabled", True))
+    log_api_change(bp.current_request, account_id, "endpoint.created", created["id"],
+                   {"url": created.get("url"), "kind": kind,
+                    "event_types": created.get("event_types")})
+    return _created(created)
 
 
 @bp.route("/api/v1/endpoints/{endpoint_id}", methods=["GET"])
@@ -103,14 +107,19 @@ def update_endpoint(endpoint_id: str):
     account_id = _account_id()
     body = json_body(bp.current_request, {"url", "description", "event_types", "enabled"})
     endpoints.require(account_id, endpoint_id)
-    return endpoints.update(account_id, endpoint_id, **body)
+    updated = endpoints.update(account_id, endpoint_id, **body)
+    log_api_change(bp.current_request, account_id, "endpoint.updated", endpoint_id,
+                   {"changed": sorted(body)})
+    return updated
 
 
 @bp.route("/api/v1/endpoints/{endpoint_id}", methods=["DELETE"])
 @json_errors
 def delete_endpoint(endpoint_id: str):
-    if not endpoints.delete(_account_id(), endpoint_id):
+    account_id = _account_id()
+    if not endpoints.delete(account_id, endpoint_id):
         raise NotFound("no such endpoint")
+    log_api_change(bp.current_request, account_id, "endpoint.deleted", endpoint_id)
     return Response(body="", status_code=204)
 
 
@@ -122,6 +131,8 @@ def rotate_secret(endpoint_id: str):
     body = json_body(bp.current_request, {"grace_hours"})
     grace = parse_grace(body.get("grace_hours"))
     secret = endpoints.rotate_secret(account_id, endpoint_id, timeutil.now(), grace=grace)
+    log_api_change(bp.current_request, account_id, "endpoint.secret_rotated", endpoint_id,
+                   {"grace_hours": grace.total_seconds() / 3600})
     return {**endpoints.require(account_id, endpoint_id), "secret": secret}
 
 

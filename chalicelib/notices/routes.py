@@ -11,7 +11,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.accounts.service import authenticate
-from chalicelib.actions.web import json_body
+from chalicelib.actions.web import json_body, log_api_change
 from chalicelib.activity import service as activity
 from chalicelib.dashboard import web
 from chalicelib.errors import BadRequest
@@ -91,4 +91,7 @@ def api_get():
 def api_put():
     account_id = authenticate(bp.current_request.headers.get("authorization"))
     body = json_body(bp.current_request, set(notice_settings.DEFAULTS))
-    return notice_settings.update(account_id, body)
+    updated = notice_settings.update(account_id, body)
+    log_api_change(bp.current_request, account_id, "settings.notices_updated",
+                   details={"changed": sorted(body)})
+    return updated
