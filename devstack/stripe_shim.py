@@ -34,6 +34,8 @@ here):
 - Refunds (remaining amount, reasons, idempotency keys) and disputes:
   devstack/stripe_shim_refunds.py.
 - Payment Links (localstripe has none) and paying one: devstack/stripe_shim_links.py.
+- Many distinct cards that decline on charge, each with its own number and fingerprint
+  (a test control): devstack/stripe_shim_cards.py.
 
 Everything else passes through untouched.
 
@@ -49,6 +51,7 @@ import urllib.parse
 from aiohttp import ClientSession, web
 
 from devstack import stripe_shim_billing as billing
+from devstack import stripe_shim_cards as cards
 from devstack import stripe_shim_links as links
 from devstack import stripe_shim_refunds as refunds
 
@@ -237,7 +240,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     method = request.method
     parts = request.path.strip("/").split("/")
-    own = _shim_state(method, parts) or links.handle(request, parts, body) or \
+    own = _shim_state(method, parts) or cards.control(method, parts, body) or \
+        links.handle(request, parts, body) or \
         await billing.handle(_forward, request, parts, body)
     if own is None:  # refunds' checks and idempotency, disputes (stripe_shim_refunds.py)
         own = await refunds.handle(_forward, request, parts, body)
@@ -258,6 +262,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     elif method == "POST" and len(parts) == 4 and parts[1] == "setup_intents" and \
             parts[3] == "confirm":
         result = await _confirm_setup(request, body)
+    elif method == "POST" and parts[1:] == ["payment_methods"]:
+        body, stands_for = cards.create_request(body)
+        result = await _forward(request, method, request.path_qs, body)
+        if result[0] == 200:
+            cards.created(json.loads(result[1]), stands_for)
     else:
         result = await _forward(request, method, request.path_qs, body)
     status, payload, content_type = result
@@ -265,6 +274,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         payload = _with_cards(json.loads(payload))
     if parts[1:2] == ["invoices"] and status == 200 and "json" in content_type:
         payload = _with_auto_advance(json.loads(payload))
+    if status == 200 and "json" in content_type:
+        payload = cards.decorate(parts, payload)
     return _cors(request, web.Response(status=status, body=payload,
                                        headers={"Content-Type": content_type}))
 
