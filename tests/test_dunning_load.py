@@ -176,7 +176,7 @@ def _run(app_client, stripe_client, stripe_shim, sent_emails, size: int):  # noq
             sent[to] += 1
     # payment failed, final warning, subscription ended: one each, whatever the overlap.
     assert [sent[e] for e in emails] == [3] * size
-    exhausted = [e for e in customers_store.list_outbox(account_id, limit=size + 10)
+    exhausted = [e for e in customers_store.list_outbox(account_id, limit=10 * size)
                  if e["type"] == "dunning.exhausted"]
     assert len(exhausted) == size
     return {"invoices": size, "charges": sum(charges.get(i, 0) for i in invoices),
