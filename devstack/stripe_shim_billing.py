@@ -20,6 +20,8 @@ What Stripe documents, and this module does in front of localstripe:
 - ``DELETE /v1/subscriptions/{id}`` with ``prorate`` (a pending credit for the unused time)
   and ``invoice_now`` (a final invoice of the pending items now); ``cancellation_details``
   is accepted. Already canceled → 400 as Stripe answers.
+- Listing prices (``GET /v1/prices``, localstripe has plans only):
+  devstack/stripe_shim_prices.py, answered from here.
 - Radar value lists and their items (``/v1/radar/value_lists``,
   ``/v1/radar/value_list_items``), kept here: unique aliases, item types, values checked
   for the list's type, a value listed once.
@@ -35,6 +37,8 @@ import time
 import urllib.parse
 
 from aiohttp import web
+
+from devstack import stripe_shim_prices as prices
 
 # subscription id → its pause_collection (Stripe's shape).
 paused: dict[str, dict] = {}
@@ -461,6 +465,9 @@ async def handle(forward, request: web.Request, parts: list[str],
                  body: bytes) -> tuple[int, bytes, str] | None:
     """The calls this module answers itself; None for the rest."""
     method = request.method
+    listed = await prices.handle(forward, request, parts)  # devstack/stripe_shim_prices.py
+    if listed is not None:
+        return listed
     form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True) if body else {}
     query = urllib.parse.parse_qs(request.query_string, keep_blank_values=True)
     try:

@@ -22,7 +22,9 @@ actions; chalicelib/store/blocks.py keeps one item per detail with its log). Eff
 """
 from __future__ import annotations
 
+from chalicelib.errors import NotFound
 from chalicelib.records import service as records
+from chalicelib.store import accounts as account_store
 from chalicelib.store import blocks as store
 
 SELF_SERVICE_BLOCKED = ("Changes to your account cannot be made here. Please contact our "
@@ -34,6 +36,19 @@ RADAR_KIND = {"email": "email", "card": "card_fingerprint", "customer": "custome
 def push_to_radar(account: dict) -> bool:
     """Whether the account asks for its blocks on the processor's block lists too."""
     return bool(((account.get("settings") or {}).get("blocks") or {}).get("push_to_radar"))
+
+
+def set_push_to_radar(account_id: str, on: bool) -> bool:
+    """Turn ``blocks.push_to_radar`` on or off (the dashboard's settings page); the value
+    before. Only blocks and unblocks made from then on go to Radar (nothing is copied)."""
+    account = account_store.get(account_id)
+    if account is None:
+        raise NotFound("There is no such account.")
+    before = push_to_radar(account)
+    settings = dict(account.get("settings") or {})
+    settings["blocks"] = {**(settings.get("blocks") or {}), "push_to_radar": bool(on)}
+    account_store.update_settings(account_id, settings)
+    return before
 
 
 def email_blocked(account_id: str, email: str | None) -> bool:

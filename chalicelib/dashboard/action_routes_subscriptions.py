@@ -3,9 +3,13 @@ a confirmation page per action saying what will happen, and its POST.
 
   GET/POST /dashboard/{slug}/customers/{id}/subscriptions/{sub}/cancel   at=now|period_end
   GET/POST …/subscriptions/{sub}/recover      take back a scheduled cancellation
-  GET/POST …/subscriptions/{sub}/pause        pause collection (void, keep as draft, …)
+  GET/POST …/subscriptions/{sub}/pause        pause collection (void, keep as draft, …),
+           optionally until a date (``resumes_on``, YYYY-MM-DD in the account's time zone:
+           the notices' setting; collection resumes at the start of that day)
   GET/POST …/subscriptions/{sub}/resume
-  GET/POST …/subscriptions/{sub}/plan         step 1 (no action id): the processor's
+  GET/POST …/subscriptions/{sub}/plan         a picker of the processor's active recurring
+           prices in the subscription's currency (the current one marked; a typed price id
+           only when the list cannot be loaded); step 1 (no action id): the processor's
            proration preview; step 2 (with the preview's proration date): the change
   GET/POST /dashboard/{slug}/customers/{id}/payments/{payment}/retry   the card on file or
            another of the customer's cards; the answer (paid, declined with the reason,
@@ -15,16 +19,28 @@ Each POST carries the session's CSRF token and the form's one-time action id (a 
 submission answers the first result and acts once); the role is checked per action on the
 server (``web.require``). Done → 303 to the record with a notice; refused → the form again
 with the message and the status.
+
+The forms offer only what the subscription's processor can do (``registry.capabilities_of``:
+no proration on a PayPal cancel, suspend only and no resume date on a PayPal pause, no
+PayPal plan change, a PayPal retry captures the outstanding balance); the gateways refuse
+the rest (NotSupported, 422) whatever is posted.
 """
 from __future__ import annotations
+
+import datetime as dt
+import re
 
 from chalice import Blueprint
 
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.subscriptions import SubscriptionActions
 from chalicelib.dashboard import web
+from chalicelib.domain.events import Ref
 from chalicelib.errors import AppError, BadRequest, NotFound
-from chalicelib.processors.registry import gateway_for
+from chalicelib.notices import settings as notice_settings
+from chalicelib.notices import timing
+from chalicelib.processors.gateway import NotSupported, PriceOption, ProcessorError
+from chalicelib.processors.registry import ProcessorNotConfigured, capabilities_of, gateway_for
 from chalicelib.records import service as records
 from chalicelib.selfservice.service import SelfService
 from chalicelib.store import accounts as account_store
@@ -41,6 +57,8 @@ NOTICES = {
     "canceling": "The subscription stays active until the next rebill date, then ends.",
     "recovered": "The scheduled cancellation is taken back: the subscription renews as usual.",
     "paused": "Collection of the subscription is paused.",
+    "paused_until": ("Collection of the subscription is paused; it resumes by itself on the "
+                     "date you chose."),
     "resumed": "Collection of the subscription is resumed.",
     "plan_changed": "The subscription's plan is changed.",
     "billing_link_sent": ("A sign-in link is on its way to the customer: it opens the card "
@@ -51,6 +69,7 @@ PAUSE_LABELS = {
     "keep_as_draft": "Keep the invoices as drafts to collect later",
     "mark_uncollectible": "Mark the invoices as uncollectible",
 }
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _permission(action: str, at: str | None) -> str:
@@ -85,6 +104,49 @@ def _yes(fields: dict, name: str) -> bool:
     return fields.get(name) in ("yes", "on", "true", "1")
 
 
+def _time_zone(account_id: str) -> str:
+    """The account's time zone (its notices' setting; UTC until set)."""
+    return notice_settings.get(account_id)["time_zone"]
+
+
+def _resumes_at(fields: dict, tz: str, today: dt.date) -> int | None:
+    """The pause form's ``resumes_on`` (a date in ``tz``) as the instant collection resumes:
+    the start of that day there. Empty: None (resumed by hand). 400 for anything that is not
+    a date after ``today`` (the account's today)."""
+    text = (fields.get("resumes_on") or "").strip()
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text) if DATE_RE.match(text) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise BadRequest("Enter the resume date as a date, e.g. 2027-01-31.", code="bad_request")
+    if day <= today:
+        raise BadRequest(f"The resume date must be after today ({today.isoformat()} in {tz}).",
+                         code="bad_request")
+    return int(timing.send_time(day, tz, 0).timestamp())
+
+
+def _plan_choices(visit, sub: dict) -> dict:
+    """The plan picker: the processor's active recurring prices in the subscription's
+    currency and the one it bills now; on a processor failure no list and why (the form
+    then asks for the price id)."""
+    ref = Ref(*(sub.get("processor_ref") or ":").split(":", 1))
+    try:
+        gateway = gateway_for(account_store.get(visit.account_id), ref.processor)
+        listed = gateway.list_prices(sub.get("currency") or "")
+        current = gateway.current_price(ref)
+    except (ProcessorError, ProcessorNotConfigured, NotSupported):
+        return {"prices": None, "current_price": None,
+                "prices_problem": "The list of your prices could not be loaded from the "
+                                  "payment processor: enter the new price's id instead."}
+    currency = (sub.get("currency") or "").lower()
+    prices: list[PriceOption] = [p for p in listed if p.currency == currency]
+    prices.sort(key=lambda p: (p.price != current, (p.product or "").lower(), p.amount or 0))
+    return {"prices": prices, "current_price": current, "prices_problem": None}
+
+
 def _sub_page(request, visit, customer_id: str, subscription_id: str, action: str, *,
               status: int = 200,
               problem: str | None = None, fields: dict | None = None,
@@ -92,11 +154,22 @@ def _sub_page(request, visit, customer_id: str, subscription_id: str, action: st
     record = _record(visit, customer_id)
     sub = _subscription(record, subscription_id)
     fields = fields or {}
+    caps = capabilities_of(sub.get("processor_ref"))
+    extra: dict = {}
+    if action == "plan":
+        if not caps.change_plan:
+            raise NotSupported("This subscription's payment processor does not support "
+                               "changing its plan here.")
+        extra = _plan_choices(visit, sub)
+    if action == "pause":
+        tz = _time_zone(visit.account_id)
+        extra = {"time_zone": tz, "min_resume_day": (timing.local_date(
+            dt.datetime.now(dt.UTC), tz) + dt.timedelta(days=1)).isoformat()}
     return web.page(request, visit, f"action_subscription_{action}.html", status=status,
                     current="customers", customer=record, customer_id=customer_id,
                     sub=sub, payment_plan="installments_total" in sub, problem=problem,
                     fields=fields, action_id=action_id or actions_web.action_id(),
-                    preview=preview, pause_labels=PAUSE_LABELS)
+                    preview=preview, pause_labels=PAUSE_LABELS, caps=caps, **extra)
 
 
 def _action(action: str) -> str:
@@ -128,7 +201,7 @@ def subscription_action(request, slug: str, customer_id: str, subscription_id: s
     at = fields.get("at") or "period_end"
     web.require(visit, _permission(action, at))
     kept = {k: fields.get(k, "") for k in ("at", "prorate", "reason", "note", "behavior",
-                                           "price", "proration_date")}
+                                           "price", "proration_date", "resumes_on")}
     preview = None
     try:
         if action == "plan" and not fields.get(actions_web.ACTION_ID_FIELD):
@@ -148,9 +221,11 @@ def subscription_action(request, slug: str, customer_id: str, subscription_id: s
             acting.recover(subscription_id, note=note)
             done = "recovered"
         elif action == "pause":
-            acting.pause(subscription_id, fields.get("behavior") or "void", reason=reason,
-                         note=note)
-            done = "paused"
+            tz = _time_zone(visit.account_id)
+            resumes_at = _resumes_at(fields, tz, timing.local_date(dt.datetime.now(dt.UTC), tz))
+            acting.pause(subscription_id, fields.get("behavior") or "void", resumes_at,
+                         reason=reason, note=note)
+            done = "paused_until" if resumes_at else "paused"
         elif action == "resume":
             acting.resume(subscription_id, note=note)
             done = "resumed"
@@ -183,11 +258,13 @@ def _retry_page(request, visit, customer_id: str, payment_id: str, *, status: in
     if payment is None:
         raise NotFound("No such payment for this customer.")
     account = account_store.get(visit.account_id)
+    caps = capabilities_of(payment.get("subscription") or payment.get("invoice"))
     cards = []
-    try:
-        cards = SelfService(account, customer_id, gateway_for(account)).cards(record)
-    except NotFound:
-        cards = []
+    if caps.retry_other_card:
+        try:
+            cards = SelfService(account, customer_id, gateway_for(account)).cards(record)
+        except NotFound:
+            cards = []
     # The subscription the invoice belongs to: "needs authentication" offers the update
     # billing link, which lands the customer on its page (where the portal lets them pay).
     sub = next((s for s in record["subscriptions"] + record["payment_plans"]
@@ -196,6 +273,7 @@ def _retry_page(request, visit, customer_id: str, payment_id: str, *, status: in
     return web.page(request, visit, "action_subscription_retry.html", status=status,
                     current="customers", customer=record, customer_id=customer_id,
                     payment=payment, cards=cards, problem=problem, outcome=outcome,
+                    caps=caps,
                     subscription_id=sub["id"] if sub else None,
                     action_id=action_id or actions_web.action_id())
 

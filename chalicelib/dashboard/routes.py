@@ -12,8 +12,10 @@ server (``web.require``), calls one service function and renders a page.
   POST  /dashboard/{slug}/customers/{id}/sign-in-link  e-mail the customer a portal link
   GET   /dashboard/{slug}/deliveries                the webhook audit trail (?cursor=)
   GET   /dashboard/{slug}/deliveries/{id}           one delivery with its raw payload
-  GET   /dashboard/{slug}/settings                  branding, self-cancel (owner)
+  GET   /dashboard/{slug}/settings                  branding, self-cancel (owner); the
+                                                    Radar toggle (owner, admin)
   POST  /dashboard/{slug}/settings
+  POST  /dashboard/{slug}/settings/radar            blocks.push_to_radar on/off (owner, admin)
   GET   /dashboard/{slug}/activity                  the activity log (?action=&actor=&customer=)
   POST  /dashboard/{slug}/activity/export           mail a step-up code for the CSV export
   POST  /dashboard/{slug}/activity/export/confirm   the code → the CSV (owner, admin)
@@ -28,10 +30,13 @@ from chalice import Blueprint, Response
 
 from chalicelib.actions.web import action_id
 from chalicelib.activity import service as activity
+from chalicelib.blocks import service as blocks
 from chalicelib.dashboard import service, web
 from chalicelib.dashboard.action_routes_subscriptions import NOTICES as action_notices
-from chalicelib.errors import BadRequest, TooManyRequests
+from chalicelib.errors import BadRequest, Conflict, TooManyRequests
+from chalicelib.processors.registry import capabilities_of
 from chalicelib.signin import step_up
+from chalicelib.store import accounts as account_store
 
 bp = Blueprint(__name__)
 FORM = ["application/x-www-form-urlencoded"]
@@ -75,7 +80,8 @@ def _record_context(visit: web.StaffVisit, request, customer_id: str, **extra) -
             "portal_link": service.portal_url(visit.http.base if visit.http else "", visit.slug),
             "can_send_link": visit.can("resend_email"),
             "address_lines": _address_lines(page["customer"].get("address")),
-            "notice": None, "problem": None, "note_action_id": action_id(), **page, **extra}
+            "notice": None, "problem": None, "note_action_id": action_id(),
+            "capabilities": capabilities_of, **page, **extra}
 
 
 def _address_lines(address) -> list[str]:
@@ -168,13 +174,53 @@ def delivery(request, slug: str, delivery_id: str):
 
 # --- settings (owner) ------------------------------------------------------------------
 
+def _settings_visit(request, slug: str) -> web.StaffVisit:
+    """The settings page: the owner's (branding, self-cancel), and the admins' too for the
+    Radar toggle (``block``)."""
+    visit = web.staff_visit(request, slug)
+    if not visit.can("manage_settings"):
+        web.require(visit, "block")
+    return visit
+
+
+def _radar(account_id: str) -> dict:
+    """The Radar toggle: shown only when the account has Stripe (Radar is Stripe's)."""
+    account = account_store.get(account_id) or {}
+    return {"shown": bool(account.get("stripe_secret_key")),
+            "on": blocks.push_to_radar(account)}
+
+
 @bp.route("/dashboard/{slug}/settings", methods=["GET"])
 @web.dashboard_view(bp)
 def settings_form(request, slug: str):
-    visit = _visit(request, slug, "manage_settings")
+    visit = _settings_visit(request, slug)
+    done = _params(request).get("done")
     return web.page(request, visit, "settings.html", current="settings",
-                    values=service.settings(visit.account_id), problems={},
-                    saved=_params(request).get("done") == "saved")
+                    values=service.settings(visit.account_id)
+                    if visit.can("manage_settings") else None, problems={},
+                    saved=done == "saved", radar_saved=done == "radar_saved",
+                    radar=_radar(visit.account_id))
+
+
+@bp.route("/dashboard/{slug}/settings/radar", methods=["POST"], content_types=FORM)
+@web.dashboard_view(bp)
+def save_radar(request, slug: str):
+    """``blocks.push_to_radar`` on or off (owner, admin; CSRF; on the activity log)."""
+    visit = _visit(request, slug, "block")
+    form = web.form(request, visit)
+    value = form.get("push_to_radar") or ""
+    if value not in ("", "1"):
+        raise BadRequest("Tick the box or leave it empty.", code="bad_request")
+    if not _radar(visit.account_id)["shown"]:
+        raise Conflict("This shop has no Stripe account: there are no Radar lists to put "
+                       "blocks on.", code="not_applicable")
+    on = value == "1"
+    before = blocks.set_push_to_radar(visit.account_id, on)
+    activity.record(visit.account_id, actor=visit.staff_id, actor_email=visit.email,
+                    action="settings.updated",
+                    details={"changed": {"blocks.push_to_radar": on} if before != on else {}},
+                    ip=visit.client_ip)
+    return web.redirect(f"{visit.root}/settings?done=radar_saved", request)
 
 
 @bp.route("/dashboard/{slug}/settings", methods=["POST"], content_types=FORM)
@@ -184,7 +230,8 @@ def save_settings(request, slug: str):
     values, problems = service.parse_settings_form(web.form(request, visit))
     if problems:
         return web.page(request, visit, "settings.html", status=400, current="settings",
-                        values=values, problems=problems, saved=False)
+                        values=values, problems=problems, saved=False, radar_saved=False,
+                        radar=_radar(visit.account_id))
     before = service.save_settings(visit.account_id, values)
     changed = {k: values[k] for k in values if before.get(k) != values[k]}
     activity.record(visit.account_id, actor=visit.staff_id, actor_email=visit.email,

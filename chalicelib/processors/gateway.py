@@ -166,7 +166,35 @@ class PaymentLink:
     active: bool
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a processor can do for the merchant's actions, so that the dashboard offers
+    only those (one description per processor: ``capabilities`` on each gateway class,
+    ``registry.capabilities_of``). The gateways still refuse the rest (NotSupported)."""
+
+    cancel_now_prorate: bool  # credit the unused time / bill pending items on a cancel
+    pause_behaviors: tuple[str, ...]  # of PAUSE_BEHAVIORS; the first is the default
+    pause_resumes_at: bool  # a paused subscription resumes by itself on a date
+    change_plan: bool  # a plan change with the processor's proration preview
+    retry_other_card: bool  # a failed payment retried with another of the customer's cards
+    block_lists: bool  # the processor's own block lists (Stripe Radar value lists)
+
+
+@dataclass(frozen=True)
+class PriceOption:
+    """A recurring price the merchant sells at the processor (a plan change's target)."""
+
+    price: str  # the processor's price id
+    product: str | None  # the product's name (else the price's nickname)
+    amount: int | None  # stored minor units per interval; None: not a fixed amount
+    currency: str
+    interval: str | None
+    interval_count: int
+
+
 class Gateway(Protocol):
+    capabilities: Capabilities
+
     def create_card_setup(self, customer: Ref) -> CardSetup: ...
 
     def list_cards(self, customer: Ref) -> list[SavedCard]: ...
@@ -205,6 +233,14 @@ class Gateway(Protocol):
 
     def pause_collection(self, subscription: Ref, behavior: str, resumes_at: int | None,
                          idempotency_key: str) -> None: ...
+
+    def list_prices(self, currency: str) -> list[PriceOption]:
+        """The active recurring prices in ``currency`` a subscription may change to."""
+        ...
+
+    def current_price(self, subscription: Ref) -> str | None:
+        """The price id the subscription bills now (None: several, or none)."""
+        ...
 
     def resume_collection(self, subscription: Ref, idempotency_key: str) -> None: ...
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from chalicelib.errors import AppError
-from chalicelib.processors.gateway import Gateway
+from chalicelib.processors.gateway import Capabilities, Gateway
 from chalicelib.settings import get_settings
 
 
@@ -24,3 +24,16 @@ def gateway_for(account: dict, processor: str = "stripe") -> Gateway:
     from chalicelib.processors.stripe.gateway import StripeGateway
 
     return StripeGateway(account["stripe_secret_key"], api_base=get_settings().stripe_api_base)
+
+
+def capabilities_of(processor_ref: str | None) -> Capabilities:
+    """What the processor of ``processor_ref`` (``"paypal:I-…"``, ``"stripe:sub_…"``, or a
+    bare processor name) can do: what the dashboard offers for it. Needs no credentials."""
+    processor = (processor_ref or "stripe").partition(":")[0]
+    if processor == "paypal":
+        from chalicelib.processors.paypal.gateway import PayPalGateway
+
+        return PayPalGateway.capabilities
+    from chalicelib.processors.stripe.gateway import StripeGateway
+
+    return StripeGateway.capabilities

@@ -33,12 +33,14 @@ from chalicelib.domain.events import Ref
 from chalicelib.observability import logger
 from chalicelib.processors.gateway import (
     AmountNotAccepted,
+    Capabilities,
     CardSetup,
     CustomerChanges,
     DisputeState,
     NotSupported,
     PaymentOutcome,
     PlanChangePreview,
+    PriceOption,
     ProcessorError,
     ProcessorUnavailable,
     RefundOutcome,
@@ -157,6 +159,13 @@ class Transaction:
 class PayPalGateway(PayPalClient):
     """The gateway (``processors.gateway.Gateway``) for an account's PayPal credentials; also
     the client's reads, owners and signature check (``PayPalClient``)."""
+
+    # What the dashboard offers for a PayPal subscription (the module's list of what PayPal
+    # does differently): cancel without proration, pause = suspend (nothing billed, no
+    # resume date), no plan change, a retry captures the outstanding balance (no card).
+    capabilities = Capabilities(
+        cancel_now_prorate=False, pause_behaviors=("void",), pause_resumes_at=False,
+        change_plan=False, retry_other_card=False, block_lists=False)
 
     # --- transport ----------------------------------------------------------------------
 
@@ -392,6 +401,12 @@ class PayPalGateway(PayPalClient):
 
     def change_plan(self, subscription: Ref, price: str, prorate: bool, proration_date: int,
                     idempotency_key: str) -> None:
+        raise not_supported("changing a subscription's plan with a proration preview")
+
+    def list_prices(self, currency: str) -> list[PriceOption]:
+        raise not_supported("changing a subscription's plan with a proration preview")
+
+    def current_price(self, subscription: Ref) -> str | None:
         raise not_supported("changing a subscription's plan with a proration preview")
 
     def update_customer(self, customer: Ref, changes: CustomerChanges,

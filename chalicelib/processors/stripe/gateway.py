@@ -15,6 +15,7 @@ from chalicelib.processors.gateway import (
     PAUSE_BEHAVIORS,
     REFUND_REASONS,
     AmountNotAccepted,
+    Capabilities,
     CardDeclined,
     CardSetup,
     CustomerChanges,
@@ -24,6 +25,7 @@ from chalicelib.processors.gateway import (
     PaymentOutcome,
     PlanChangePreview,
     PreviewLine,
+    PriceOption,
     ProcessorError,
     ProcessorUnavailable,
     RefundOutcome,
@@ -45,6 +47,9 @@ VALUE_LISTS = {
                     "customer_id"),
 }
 ADDRESS_FIELDS = ("line1", "line2", "postal_code", "city", "state", "country")
+# The most prices a plan change offers (Stripe lists 100 a page): past it the form asks for
+# the price id instead.
+MAX_PRICES = 300
 
 
 def _options(idempotency_key: str | None) -> dict:
@@ -66,6 +71,9 @@ class StripeGateway:
     # Gateway's 29 s): past it the outcome is unknown and the call is retried with the
     # same idempotency key (``max_network_retries``), then reported as unavailable.
     TIMEOUT_SECONDS: ClassVar[float] = 20
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        cancel_now_prorate=True, pause_behaviors=PAUSE_BEHAVIORS, pause_resumes_at=True,
+        change_plan=True, retry_other_card=True, block_lists=True)
 
     def __init__(self, secret_key: str, api_base: str = "", http_client=None,
                  max_network_retries: int = 2):
@@ -375,6 +383,41 @@ class StripeGateway:
             "items": [{"id": self._item_id(subscription), "price": price}],
             "proration_behavior": self._behavior(prorate), "proration_date": proration_date,
         }, options=_options(idempotency_key))
+
+    def list_prices(self, currency: str) -> list[PriceOption]:
+        """Stripe's active recurring prices in ``currency``, with their product's name
+        (``expand[]=data.product``); prices of an archived product are left out. At most
+        MAX_PRICES: more raise ProcessorError (the form then asks for the id)."""
+        page = self._call(self._client.prices.list, params={
+            "active": True, "type": "recurring", "currency": currency.lower(), "limit": 100,
+            "expand": ["data.product"]})
+        out: list[PriceOption] = []
+        for price in self._call(lambda: list(page.auto_paging_iter())):
+            found = price.to_dict()
+            product = found.get("product")
+            product = product if isinstance(product, dict) else {}
+            if product.get("active") is False or product.get("deleted"):
+                continue
+            recurring = found.get("recurring") or {}
+            unit = found.get("unit_amount")
+            code = (found.get("currency") or currency).lower()
+            out.append(PriceOption(
+                price=found["id"], product=product.get("name") or found.get("nickname"),
+                amount=currencies.to_stored(unit, code) if isinstance(unit, int) else None,
+                currency=code, interval=recurring.get("interval"),
+                interval_count=int(recurring.get("interval_count") or 1)))
+            if len(out) > MAX_PRICES:
+                raise ProcessorError(f"There are more than {MAX_PRICES} prices in "
+                                     f"{currency.upper()} to choose from.")
+        return out
+
+    def current_price(self, subscription: Ref) -> str | None:
+        sub = self._call(self._client.subscriptions.retrieve, _own(subscription)).to_dict()
+        items = (sub.get("items") or {}).get("data") or []
+        if len(items) != 1:
+            return None
+        price = items[0].get("price") or items[0].get("plan") or {}
+        return price.get("id") if isinstance(price, dict) else None
 
     def pause_collection(self, subscription: Ref, behavior: str, resumes_at: int | None,
                          idempotency_key: str) -> None:
