@@ -1,8 +1,9 @@
 """Sending a repayment link for a lost dispute, through the merchant API: a Stripe Payment
 Link (devstack's shim answers Stripe's Payment Link calls) for what remains, e-mailed to the
 customer; paid through the shim, whose ``checkout.session.completed`` marks it paid on the
-dispute, once whatever the redeliveries; one open link per dispute; a repayment recorded
-elsewhere for the rest deactivates it; only a lost dispute of the account's own customer."""
+dispute, once whatever the redeliveries; one open link per dispute; any repayment recorded
+elsewhere deactivates it (and a new link asks for what then remains); only a lost dispute
+of the account's own customer."""
 from __future__ import annotations
 
 import json
@@ -148,25 +149,47 @@ def test_refusals_change_nothing(world, app_client):  # noqa: F811
     assert repayments.list_for(m.account_id, world["open"]) == before
 
 
-def test_recorded_repayment_of_the_rest_deactivates_the_link(app_client, stripe_shim):  # noqa: F811
+def test_any_recorded_repayment_deactivates_the_open_link(app_client, stripe_shim):  # noqa: F811
+    """A link asks for what remained when it was sent: a partial repayment recorded
+    elsewhere deactivates it at the processor (the customer could otherwise pay more than
+    is owed) and offers a new link for the rest; one that covers the rest deactivates it
+    too, and offers nothing."""
     from chalicelib.store import repayments
 
     m = make_merchant(app_client)
     cid, lost, _ = _customer_with_lost_dispute(m, "rpx", "repay-rest@example.com", 3000)
-    status, body = _post(m, f"/api/v1/customers/{cid}/disputes/{lost}/repayments",
-                         {"amount": 1000})
-    assert status == 200
+    repayments_path = f"/api/v1/customers/{cid}/disputes/{lost}/repayments"
+    status, body = _post(m, repayments_path, {"amount": 1000})
+    assert status == 200 and body["link_deactivated"] is None and body["next"] is None
     status, body = _link(m, cid, lost)
     assert status == 200 and body["repayment"]["amount"] == 2000
-    status, body = _post(m, f"/api/v1/customers/{cid}/disputes/{lost}/repayments",
-                         {"amount": 2000, "method": "bank transfer"})
-    assert status == 200 and body["dispute"]["remaining"] == 0
-    row = next(r for r in repayments.list_for(m.account_id, lost) if r["kind"] == "link")
-    assert row["deactivated_at"]
-    plink = row["link_id"].partition(":")[2]
+    first_url = body["repayment"]["url"]
+
+    # Part of the rest, paid elsewhere while the link for 2,000 is open.
+    status, body = _post(m, repayments_path, {"amount": 500, "method": "cash"})
+    assert status == 200, body
+    assert body["dispute"]["remaining"] == 1500
+    assert body["link_deactivated"]["status"] == "deactivated"
+    assert body["next"]["action"] == "send_repayment_link" and body["next"]["amount"] == 1500
+    assert "€15.00" in body["next"]["message"]
+    first = next(r for r in repayments.list_for(m.account_id, lost) if r["kind"] == "link")
+    assert first["deactivated_at"]
+    plink = first["link_id"].partition(":")[2]
     assert _shim(stripe_shim, f"/v1/payment_links/{plink}")[1]["active"] is False
     assert _shim(stripe_shim, f"/_shim/payment_links/{plink}/pay",
                  {"email": "repay-rest@example.com"})[0] == 400
+    # A new link, for what remains now.
+    status, body = _link(m, cid, lost)
+    assert status == 200 and body["created"] is True, body
+    assert body["repayment"]["amount"] == 1500 and body["repayment"]["url"] != first_url
+
+    status, body = _post(m, repayments_path, {"amount": 1500, "method": "bank transfer"})
+    assert status == 200 and body["dispute"]["remaining"] == 0 and body["next"] is None
+    links = [r for r in repayments.list_for(m.account_id, lost) if r["kind"] == "link"]
+    assert len(links) == 2 and all(r["deactivated_at"] for r in links)
+    for row in links:
+        plink = row["link_id"].partition(":")[2]
+        assert _shim(stripe_shim, f"/v1/payment_links/{plink}")[1]["active"] is False
 
 
 def test_the_gateway_sends_stripes_payment_link_shape():

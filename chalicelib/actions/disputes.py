@@ -2,8 +2,15 @@
 (``actions.service.run``):
 
 - "record repayment" notes a repayment of a lost dispute made elsewhere (a bank transfer,
-  cash), never above what remains; when it covers the rest, the open repayment link (if
-  any) is deactivated at the processor, so the customer cannot pay twice;
+  cash), never above what remains, even when two are recorded at once: the action's
+  transaction raises the dispute's recorded total only on the condition that it stays
+  within the disputed amount less what its links were paid (``store.recorded_total_write``,
+  as the refund ledger's ``available >= amount``); the loser of a race gets a 409 and,
+  sent again, the answer for what then remains. Any recorded repayment deactivates the
+  open repayment link (if any) at the processor: the link asks for the amount that
+  remained when it was sent, so the customer could otherwise pay more than is owed.
+  When something still remains, the answer (and the dashboard) offers a new link for it
+  (``next``), which "send repayment link" creates for what remains;
 - "send repayment link" creates a processor-hosted payment link for what remains (the
   disputed amount minus what was repaid), e-mails it to the customer (kind
   ``dispute_repayment``), records it on the dispute and writes ``dispute.repayment_requested``
@@ -30,6 +37,7 @@ from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.observability import logger
 from chalicelib.processors.registry import gateway_for
 from chalicelib.records.reactions import Change, Context, Effects
+from chalicelib.store import actions as action_store
 from chalicelib.store import repayments as store
 
 MAX_METHOD = 100
@@ -51,15 +59,17 @@ def repayment_state(account_id: str, dispute: dict) -> dict:
     """A dispute's repayments, what they add up to (recorded ones and paid links), what
     remains, and the open repayment link (sent, neither paid nor deactivated) if any."""
     rows = store.list_for(account_id, dispute["id"])
-    repaid = 0
+    recorded = paid_links = 0
     for row in rows:
         if row["kind"] == "recorded":
-            repaid += row["amount"]
+            recorded += row["amount"]
         elif row.get("paid"):
             paid = row["paid"].get("amount")
-            repaid += paid if paid is not None else row["amount"]
+            paid_links += paid if paid is not None else row["amount"]
+    repaid = recorded + paid_links
     open_link = next((r for r in reversed(rows) if _is_open(r)), None)
-    return {"repayments": rows, "repaid": repaid, "open_link": open_link,
+    return {"repayments": rows, "repaid": repaid, "recorded": recorded,
+            "paid_links": paid_links, "open_link": open_link,
             "remaining": max((dispute.get("amount") or 0) - repaid, 0)}
 
 
@@ -167,22 +177,45 @@ class DisputeActions:
                          "at": timeutil.now_iso()}
             after = {"repaid": state["repaid"] + amount,
                      "remaining": state["remaining"] - amount}
-            writes = [store.new_write(self.ctx.account_id, repayment)]
+            # The conditional write that keeps concurrent recordings within the dispute.
+            cap = (dispute.get("amount") or 0) - state["paid_links"]
+            writes = [store.new_write(self.ctx.account_id, repayment),
+                      store.recorded_total_write(self.ctx.account_id, dispute_id, amount, cap,
+                                                 state["recorded"])]
             link = state["open_link"]
-            if link is not None and after["remaining"] == 0:
-                # Repaid in full elsewhere: the customer must not pay the link too.
+            deactivated = None
+            if link is not None:
+                # The link asks for what remained when it was sent: after any repayment
+                # made elsewhere the customer could pay it and overpay.
                 gateway_for(actions.account_of(self.ctx.account_id),
                             _processor_of(dispute)).deactivate_payment_link(
                     _link_ref(link["link_id"]), step.key("deactivate_link"))
                 writes.append(store.deactivated_write(self.ctx.account_id, link,
                                                       repayment["at"]))
                 after["link_deactivated"] = link["repayment_id"]
+                deactivated = link_view({**link, "deactivated_at": repayment["at"]})
+            currency = dispute.get("currency") or ""
             return Result(
                 body={"repayment": {k: repayment[k] for k in (
                     "repayment_id", "kind", "amount", "currency", "method", "at")},
                       "dispute": {"id": dispute_id, "amount": dispute.get("amount"), **{
-                          k: after[k] for k in ("repaid", "remaining")}}},
+                          k: after[k] for k in ("repaid", "remaining")}},
+                      "link_deactivated": deactivated,
+                      "next": {"action": "send_repayment_link", "amount": after["remaining"],
+                               "currency": currency,
+                               "message": "Send a new repayment link for the remaining "
+                                          f"{formatting.money(after['remaining'], currency)}."}
+                      if deactivated is not None and after["remaining"] > 0 else None},
                 before={"repaid": state["repaid"]}, after=after, writes=writes)
+
+        try:
+            return actions.run(self.ctx, spec, perform).body
+        except action_store.Conflict:
+            # Another repayment of this dispute was recorded at the same time and this one
+            # would have gone above what remains (or the same key ran twice at once).
+            raise Conflict("Another repayment of this dispute was recorded at the same "
+                           "time. Check what remains, then send this one again.",
+                           code="repayments_changed") from None
 
         return actions.run(self.ctx, spec, perform).body
 

@@ -273,6 +273,9 @@ def merge_records(request, slug: str, customer_id: str):
 REPAYMENT_PATH = "/dashboard/{slug}/customers/{customer_id}/disputes/{dispute_id}/repayment"
 _REPAYMENT_NOTICES = {
     "recorded": "The repayment is recorded.",
+    "recorded_link_deactivated": "The repayment is recorded. The open repayment link asked "
+                                 "for more than now remains, so it was deactivated: send a "
+                                 "new link for the remaining amount below.",
     "link_sent": "The repayment link was e-mailed to the customer.",
     "link_not_mailed": "The repayment link was created but could not be e-mailed: copy it "
                        "from below and send it to the customer.",
@@ -327,7 +330,7 @@ def record_repayment(request, slug: str, customer_id: str, dispute_id: str):
         amount = parse_major_amount(fields.get("amount"), dispute.get("currency") or "eur")
         if amount is None:
             raise BadRequest("Enter the amount repaid.", code="bad_amount")
-        dispute_actions.DisputeActions(ctx, customer_id).record_repayment(
+        recorded = dispute_actions.DisputeActions(ctx, customer_id).record_repayment(
             dispute_id, amount, (fields.get("method") or "").strip() or None,
             (fields.get("note") or "").strip() or None)
     except AppError as exc:
@@ -335,8 +338,9 @@ def record_repayment(request, slug: str, customer_id: str, dispute_id: str):
             raise
         return _repayment_page(request, visit, customer_id, dispute_id, status=exc.status,
                                problem=exc.message, fields=kept)
+    done = "recorded_link_deactivated" if recorded.get("next") else "recorded"
     return web.redirect(f"{visit.root}/customers/{customer_id}/disputes/{dispute_id}/"
-                        "repayment?done=recorded", request)
+                        f"repayment?done={done}", request)
 
 
 @bp.route(REPAYMENT_PATH + "-link", methods=["POST"], content_types=FORM)

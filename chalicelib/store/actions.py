@@ -182,12 +182,17 @@ def finish_ops(action: Action, result: dict, result_status: int, finished_at: st
 
 
 def commit_ops(ops: list[tuple[str, TableItem, object]]) -> None:
-    """Write ``finish_ops`` alone (an action that changed no record). Conflict if the
-    action is no longer this run's."""
+    """Write ``finish_ops`` alone (an action that changed no record), with the action's
+    own writes (kind ``"update"``: an update whose condition is ``(update actions,
+    condition)``, as in store.customers.commit). Conflict if the action is no longer
+    this run's or a condition of its writes failed."""
     try:
         with TransactWrite(connection=_connection()) as tx:
-            for _, item, condition in ops:
-                tx.save(item, condition=condition)
+            for op, item, condition in ops:
+                if op == "update":
+                    tx.update(item, actions=condition[0], condition=condition[1])
+                else:
+                    tx.save(item, condition=condition)
     except TransactWriteError as exc:
         if any(r is not None and r.code in ("ConditionalCheckFailed", "TransactionConflict")
                for r in exc.cancellation_reasons or []):

@@ -360,6 +360,12 @@ def dispute_repayments_pk(account_id: str, dispute_id: str) -> str:
     return f"ACCT#{account_id}#REPAY#{dispute_id}"
 
 
+def dispute_repaid_total(account_id: str, dispute_id: str) -> tuple[str, str]:
+    """What was recorded as repaid on a lost dispute, kept by a conditional update
+    (store/repayments.py)."""
+    return f"ACCT#{account_id}#REPAYTOTAL#{dispute_id}", "TOTAL"
+
+
 def repayment_link_paid(account_id: str, link: str) -> tuple[str, str]:
     """A repayment link's payment as the processor's webhook reported it (store/repayments.py)."""
     return f"ACCT#{account_id}#REPAYLINK#{link}", "PAID"

@@ -9,6 +9,11 @@ link sent to the customer (``link_id``, ``url``), repaid once its payment is rep
   link_write       a link's item: ``attribute_not_exists`` or the same link (two
                    concurrent requests that got the same link from the processor)
   deactivated_write  a link's item marked deactivated (in the recording action's transaction)
+  recorded_total_write  the dispute's recorded total raised by a recorded repayment, in the
+                   same transaction, on the condition that it stays within ``cap`` (the
+                   disputed amount less what its links were paid): two concurrent
+                   recordings can never add up to more than the dispute took, whatever
+                   each read (the loser's transaction is cancelled: store.Conflict)
   paid_op          the link's payment, for a record's transaction (unconditional: the same
                    item again on a redelivery; never aborts the record's write)
   list_for         Query the dispute's partition (consistent), oldest first (by ``at``);
@@ -17,7 +22,12 @@ link sent to the customer (``link_id``, ``url``), repaid once its payment is rep
 from __future__ import annotations
 
 from chalicelib.store import keys
-from chalicelib.store.table import RepaymentItem, RepaymentPaidItem, TableItem
+from chalicelib.store.table import (
+    RepaymentItem,
+    RepaymentPaidItem,
+    RepaymentTotalItem,
+    TableItem,
+)
 
 FIELDS = ("customer_id", "dispute_id", "repayment_id", "kind", "amount", "currency",
           "method", "by", "at", "link_id", "url", "deactivated_at")
@@ -42,6 +52,25 @@ def deactivated_write(account_id: str, repayment: dict,
                       at: str) -> tuple[str, TableItem, object]:
     return ("repayment", _item(account_id, {**repayment, "deactivated_at": at}),
             RepaymentItem.link_id == repayment["link_id"])
+
+
+def recorded_total_write(account_id: str, dispute_id: str, amount: int, cap: int,
+                         recorded_before: int) -> tuple[str, TableItem, tuple]:
+    """``recorded += amount`` on the condition ``recorded + amount <= cap``, as an
+    ``update`` op of the action's transaction (store.actions.commit_ops). A dispute
+    whose repayments were recorded before this total was kept has no item yet: it
+    starts from ``recorded_before`` (the recorded rows as read; a concurrent first
+    recording makes the item, and the condition then checks what it holds)."""
+    pk, sk = keys.dispute_repaid_total(account_id, dispute_id)
+    if recorded_before + amount > cap:
+        raise ValueError("the recorded total would exceed the cap")
+    actions = [RepaymentTotalItem.T.set(RepaymentTotalItem),
+               RepaymentTotalItem.account_id.set(account_id),
+               RepaymentTotalItem.recorded.set(
+                   (RepaymentTotalItem.recorded | recorded_before) + amount)]
+    condition = RepaymentTotalItem.recorded.does_not_exist() | \
+        (RepaymentTotalItem.recorded <= cap - amount)
+    return ("update", RepaymentTotalItem(pk, sk), (actions, condition))
 
 
 def paid_op(account_id: str, link: str, payment_id: str, amount: int | None,

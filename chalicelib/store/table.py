@@ -573,6 +573,15 @@ class RepaymentPaidItem(TableItem, discriminator="RepaymentPaid"):
     paid_at = UnicodeAttribute()
 
 
+class RepaymentTotalItem(TableItem, discriminator="RepaymentTotal"):
+    """The sum of a lost dispute's repayments recorded as made elsewhere
+    (``ACCT#<acct>#REPAYTOTAL#<dispute id>`` / ``TOTAL``): raised only on the condition
+    that it stays within what the dispute took (chalicelib/store/repayments.py)."""
+
+    account_id = UnicodeAttribute()
+    recorded = NumberAttribute(default=0)
+
+
 class RefundSeenItem(TableItem, discriminator="RefundSeen"):
     """A processor refund counted in its payment's ledger (``REFUND#<processor ref>``):
     written with ``attribute_not_exists`` together with the ledger's update, so each
