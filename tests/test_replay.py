@@ -6,7 +6,15 @@ import random
 
 import pytest
 from app_fixtures import app_client, make_merchant, normalize_record  # noqa: F401
+from paypal_events import (
+    MixedMerchant,
+    PayPalStandIn,
+    PayPalStream,
+    mixed_customer_story,
+    paypal_customer_story,
+)
 from story import story_events
+from stripe_events import Stream
 
 
 def _records(merchant) -> dict:
@@ -66,3 +74,109 @@ def test_in_order_stream_gives_expected_record(app_client):  # noqa: F811
     r3 = records["customer3@example.com"]
     assert r3["subscriptions"][0]["status"] == "canceled"
     assert set(records) == {f"customer{n}@example.com" for n in range(5)}
+
+
+# --- PayPal, and a customer paying with both ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def paypal(stack) -> PayPalStandIn:
+    return PayPalStandIn(stack.paypal.url)
+
+
+def _paypal_records(merchant) -> dict:
+    """Normalized records; a PayPal-only record's ``created_at`` is when it was made here
+    (PayPal names no customer creation time), so it is left out."""
+    return {email: {k: v for k, v in r.items() if k != "created_at"}
+            for email, r in _records(merchant).items()}
+
+
+def _noisy(events: list[dict], rng: random.Random) -> list[dict]:
+    """Each event 1 to 3 times, shuffled: at-least-once, any order."""
+    noisy = [e for e in events for _ in range(rng.randint(1, 3))]
+    rng.shuffle(noisy)
+    return noisy
+
+
+def test_paypal_stream_in_order_gives_expected_record(app_client, paypal):  # noqa: F811
+    stream = PayPalStream("rpo")
+    stories = [paypal_customer_story(stream, n) for n in range(2)]
+    paypal.put_objects(stream)
+    merchant = MixedMerchant(make_merchant(app_client), paypal)
+    merchant.deliver_until_applied(stream.events)
+    records = merchant.records_by_email()
+    assert set(records) == {s["email"].lower() for s in stories}
+    # payer0: active after PayPal's retry recovered the failed payment; the first sale
+    # partly refunded; the order captured, then refunded in full; the retry's dispute lost.
+    s0, r0 = stories[0], records[stories[0]["email"].lower()]
+    assert r0["name"] == "Zoë Pay0"
+    [sub] = r0["subscriptions"]
+    assert (sub["processor_ref"], sub["status"], sub["amount"], sub["currency"]) == (
+        f"paypal:{s0['subscription']}", "active", 1000, "usd")
+    assert sub["missed_payments"] == 0
+    by_ref = {ref: p for p in r0["payments"] for ref in p["processor_refs"]}
+    assert by_ref[f"paypal:txn_{s0['first_sale']}"]["refunded"] == 400
+    assert by_ref[f"paypal:txn_{s0['retry_sale']}"]["disputes"][0]["status"] == "lost"
+    [due] = [p for p in r0["payments"] if p["due_at"]]
+    assert (due["status"], due["amount"]) == ("recovered", 1000)
+    order = by_ref[f"paypal:order_{s0['order']}"]
+    assert order is by_ref[f"paypal:txn_{s0['capture']}"]  # the order and its capture: one payment
+    assert (order["amount"], order["refunded"], order["one_time"]) == (2500, 2500, True)
+    assert [o["status"] for o in r0["orders"] if o["kind"] == "one_time"] == ["refunded"]
+    # Two sales of 10.00, 4.00 refunded; the order refunded in full; a failure not counted.
+    assert r0["stats"]["lifetime_value"] == {"usd": 1000 + 1000 - 400}
+    assert r0["stats"]["active_subscriptions"] == 1 and r0["stats"]["missed_payments"] == 0
+    # payer1: suspended, re-activated, then cancelled; the order partly refunded; the
+    # dispute still open.
+    r1 = records[stories[1]["email"]]
+    assert [s["status"] for s in r1["subscriptions"]] == ["canceled"]
+    assert r1["stats"]["lifetime_value"] == {"usd": 1001 * 2 - 400 + 2501 - 500}
+    assert r1["stats"]["active_subscriptions"] == 0
+    assert [d["status"] for d in r1["disputes"]] == ["open"]
+
+
+def test_paypal_duplicated_shuffled_streams_converge(app_client, paypal):  # noqa: F811
+    stream = PayPalStream("rps")
+    for n in range(3):
+        paypal_customer_story(stream, n)
+    paypal.put_objects(stream)
+    in_order = MixedMerchant(make_merchant(app_client), paypal)
+    in_order.deliver_until_applied(stream.events)
+    expected = _paypal_records(in_order)
+    assert len(expected) == 3
+    for seed in range(3):
+        replay = MixedMerchant(make_merchant(app_client), paypal)
+        replay.deliver_until_applied(_noisy(stream.events, random.Random(seed)))
+        got = _paypal_records(replay)
+        assert got.keys() == expected.keys(), seed
+        for email in expected:
+            assert got[email] == expected[email], (seed, email)
+
+
+def test_a_customer_paying_with_stripe_and_paypal_converges_to_one_record(app_client, paypal):  # noqa: F811
+    stripe_stream, paypal_stream = Stream("rmx"), PayPalStream("rmx")
+    mixed = [mixed_customer_story(stripe_stream, paypal_stream, n) for n in range(2)]
+    paypal.put_objects(paypal_stream)
+    events = stripe_stream.events + paypal_stream.events
+    in_order = MixedMerchant(make_merchant(app_client), paypal)
+    in_order.deliver_until_applied(events)
+    records = in_order.records_by_email()
+    assert set(records) == {m["email"] for m in mixed}
+    for m in mixed:
+        r = records[m["email"]]
+        assert sorted(s["processor_ref"].split(":")[0] for s in r["subscriptions"]) == [
+            "paypal", "stripe"]
+        assert {p["currency"] for p in r["payments"]} == {"usd", "eur"}
+        assert {ref.split(":")[0] for p in r["payments"] for ref in p["processor_refs"]} == {
+            "paypal", "stripe"}
+        # USD from both processors, EUR from Stripe only.
+        assert r["stats"]["lifetime_value"] == m["lifetime_value"], m["email"]
+        assert r["stats"]["active_subscriptions"] == m["active_subscriptions"]
+    expected = _records(in_order)
+    for seed in range(3):
+        replay = MixedMerchant(make_merchant(app_client), paypal)
+        replay.deliver_until_applied(_noisy(events, random.Random(100 + seed)))
+        got = _records(replay)
+        assert got.keys() == expected.keys(), seed
+        for email in expected:
+            assert got[email] == expected[email], (seed, email)
