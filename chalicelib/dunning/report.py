@@ -1,6 +1,13 @@
-"""The recovery report: per month (the month an invoice's payment first failed, UTC) and
-currency, the failed amount, the recovered amount by channel, the recovery rate and the
-median time to recovery.
+"""The recovery report: per month (the month an invoice's payment first failed, in the
+account's time zone: the notices setting) and currency, the failed amount, the recovered
+amount by channel, the recovery rate and the median time to recovery.
+
+The month is fixed when the dunning opens (``month_of``, in the zone in force then) and
+kept on the dunning state (``report_month``): the recovery is counted under that same
+month, whenever it comes and whatever the zone is by then. So a changed time zone applies
+to failures from then on; months already counted stay as they were counted (before this
+was per zone they were UTC months: a state without ``report_month`` counts its recovery
+under the UTC month of ``started_at``, where its failure was counted).
 
 Read from the monthly aggregates that dunning's own writes keep (store.dunning
 ``failed_op`` / ``recovered_op``, in the same transaction as the state they count): one
@@ -19,6 +26,8 @@ import re
 from datetime import datetime
 
 from chalicelib.errors import BadRequest
+from chalicelib.notices import settings as notice_settings
+from chalicelib.notices import timing
 from chalicelib.store import dunning as store
 
 MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # fullmatch; ASCII digits only
@@ -36,10 +45,23 @@ def _month_back(month: str, back: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def period(first: str | None, last: str | None, now: datetime) -> tuple[str, str]:
-    """The months asked for (``YYYY-MM``, inclusive); by default the last 12 to this one.
-    A bad month, an inverted range or one over MAX_MONTHS is a 400."""
-    this_month = now.strftime("%Y-%m")
+def time_zone_of(account_id: str) -> str:
+    """The account's time zone (the notices setting; UTC until the merchant sets one)."""
+    return notice_settings.get(account_id)["time_zone"]
+
+
+def month_of(at: datetime, zone: str | None) -> str:
+    """The month (``YYYY-MM``) the instant ``at`` falls in, in the zone ``zone``: 23:30 UTC
+    on 31 January is February in a UTC+2 account. Daylight-saving time is the zone's."""
+    return at.astimezone(timing.zone(zone)).strftime("%Y-%m")
+
+
+def period(first: str | None, last: str | None, now: datetime,
+           zone: str | None = None) -> tuple[str, str]:
+    """The months asked for (``YYYY-MM``, inclusive); by default the last 12 to this one
+    (this month in ``zone``). A bad month, an inverted range or one over MAX_MONTHS is a
+    400."""
+    this_month = month_of(now, zone)
     last = last or this_month
     first = first or _month_back(last if MONTH.fullmatch(last) else this_month, 11)
     for name, value in (("from", first), ("to", last)):
@@ -76,9 +98,11 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def recovery(account_id: str, first: str, last: str) -> dict:
+def recovery(account_id: str, first: str, last: str, zone: str | None = None) -> dict:
     """The report of ``account_id`` from month ``first`` to ``last`` (as ``period``
-    gives them): one row per month and currency that had a failed payment, oldest first."""
+    gives them): one row per month and currency that had a failed payment, oldest first.
+    ``time_zone``: the zone the report's months are read in now (``zone``, else the
+    account's)."""
     rows = []
     for month in store.recovery_months(account_id, first, last):
         recovered = sum(month["recovered"].values())
@@ -92,4 +116,5 @@ def recovery(account_id: str, first: str, last: str) -> dict:
             "invoice_recovery_rate": _rate(month["recovered_count"], month["failed_count"]),
             "median_hours_to_recovery": median, "median_range_hours": bounds,
         })
-    return {"from": first, "to": last, "channels": list(store.CHANNELS), "months": rows}
+    return {"from": first, "to": last, "time_zone": zone or time_zone_of(account_id),
+            "channels": list(store.CHANNELS), "months": rows}

@@ -107,13 +107,13 @@ CHANNEL_NAMES = {"automatic_retry": "Our automatic retries", "customer": "Custom
                  "staff": "Staff retries", "processor": "Processor (its retries, hosted page)"}
 
 
-def _report_period(params: dict | None) -> tuple[str, str]:
+def _report_period(params: dict | None, zone: str) -> tuple[str, str]:
     params = params or {}
     unknown = sorted(set(params) - {"from", "to"})
     if unknown:
         raise BadRequest(f'Unknown parameter "{unknown[0][:40]}".', code="bad_request")
     return report.period(params.get("from") or None, params.get("to") or None,
-                         timeutil.now())
+                         timeutil.now(), zone)
 
 
 @bp.route("/dashboard/{slug}/reports/recovery", methods=["GET"])
@@ -121,9 +121,10 @@ def _report_period(params: dict | None) -> tuple[str, str]:
 def recovery_page(request, slug: str):
     visit = web.staff_visit(request, slug)
     web.require(visit, "view_reports")
-    first, last = _report_period(request.query_params)
+    zone = report.time_zone_of(visit.account_id)
+    first, last = _report_period(request.query_params, zone)
     return web.page(request, visit, "report_recovery.html", current="reports",
-                    report=report.recovery(visit.account_id, first, last),
+                    report=report.recovery(visit.account_id, first, last, zone),
                     channels=CHANNEL_NAMES)
 
 
@@ -131,5 +132,6 @@ def recovery_page(request, slug: str):
 @json_errors
 def api_recovery():
     account_id = authenticate(bp.current_request.headers.get("authorization"))
-    first, last = _report_period(bp.current_request.query_params)
-    return report.recovery(account_id, first, last)
+    zone = report.time_zone_of(account_id)
+    first, last = _report_period(bp.current_request.query_params, zone)
+    return report.recovery(account_id, first, last, zone)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from chalicelib import timeutil
-from chalicelib.dunning import planning
+from chalicelib.dunning import planning, report
 from chalicelib.dunning import settings as dunning_settings
 from chalicelib.scheduler.service import Outcome
 from chalicelib.store import dunning as store
@@ -163,6 +163,8 @@ def _start(step: Step, now: datetime) -> Outcome:
         "first_failure": {"status": step.data.get("status"), "decline_code": decline_code,
                           "message": message},
     }
+    # The recovery report's month: the account's, fixed now (dunning.report).
+    data["report_month"] = report.month_of(now, report.time_zone_of(step.account_id))
     ops = []
     if mode == "ours" and not needs_action and not hard:
         gateway.stop_automatic_collection(_ref(invoice), f"dunning:{invoice}:take-over")
@@ -181,7 +183,7 @@ def _start(step: Step, now: datetime) -> Outcome:
     ops.append(store.state_op(state))
     if isinstance(data["amount"], int) and data["currency"]:
         # The recovery report's count, in the write that opens the dunning: once.
-        ops.append(store.failed_op(step.account_id, data["started_at"][:7], data["currency"],
+        ops.append(store.failed_op(step.account_id, data["report_month"], data["currency"],
                                    data["amount"], invoice))
     return Outcome.done({"mode": mode, "mail": mail, "decline_code": decline_code}, ops=ops)
 
@@ -346,7 +348,10 @@ def _recovery_count(state: store.State, now: datetime) -> list[tuple]:
             not data.get("started_at"):
         return []
     hours = max(0.0, (now - _parse(data["started_at"])).total_seconds() / 3600)
-    return [store.recovered_op(state.account_id, data["started_at"][:7], data["currency"],
+    # Where the failure was counted (a dunning opened before months were the account's:
+    # the UTC month it started in).
+    month = data.get("report_month") or data["started_at"][:7]
+    return [store.recovered_op(state.account_id, month, data["currency"],
                                data["amount"], state.invoice, data["channel"], hours)]
 
 
