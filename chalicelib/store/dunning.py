@@ -10,7 +10,8 @@ per-card counters of merchant-initiated retries (chalicelib/dunning).
         last 30 days (attempt key → time): a retry is counted on the condition that the
         caps still allow it (``version``); counting the same attempt key twice is a no-op
   ``ACCT#<acct>#RECOVERY`` / ``<YYYY-MM>#<cur>#<shard>``  the recovery report's monthly aggregate
-        of the invoices whose payment first failed in that month (UTC) in that currency:
+        of the invoices whose payment first failed in that month (the account's time zone
+        when the dunning opened: the state's ``report_month``) in that currency:
         failed count and amount, recovered count and amount per channel, and a bounded
         histogram of times to recovery (``RECOVERY_BUCKET_HOURS``); ADDed to in the same
         transaction as the state change it counts (``failed_op``, ``recovered_op``), so
