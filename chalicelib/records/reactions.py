@@ -42,6 +42,9 @@ class Context:
     source: str
     now: str  # ISO time of the write
     record: Callable[[], dict]  # the record as the merchant API shows it after the write
+    # The blocked details of the payments this write makes succeed, by the payment fact's
+    # id (blocks.blocked_for_payments): read by the writer, only when a payment succeeds.
+    blocked: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -60,13 +63,14 @@ class Effects:
 def _reactions() -> list[Callable[[Context, list[Change]], Effects]]:
     """The features that react to record changes (each adds its line here)."""
     from chalicelib.actions import disputes
+    from chalicelib.blocks import service as blocks
     from chalicelib.dunning import planning as dunning
     from chalicelib.integrations import reactions as integrations
     from chalicelib.notices import planning as notices
-    from chalicelib.selfservice import pending_cancel
+    from chalicelib.selfservice import late_payments, pending_cancel
 
     return [integrations.react, notices.react, pending_cancel.react, dunning.react,
-            disputes.react]
+            disputes.react, blocks.react, late_payments.react]
 
 
 def effects_of(context: Context, changes: list[Change]) -> Effects:

@@ -146,6 +146,12 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         paid = [p for p in sub_payments if p["status"] == "succeeded"]
         missed = [p for p in sub_payments if p["status"] in MISSED]
         status = v.get("status") or "incomplete"
+        period_end, cancel_at = v.get("current_period_end"), v.get("cancel_at") or None
+        if _ended_ahead(v):
+            # Ended at its processor before the end of the period the customer paid for
+            # (PayPal's period-end cancel, carried out 48 h early by
+            # selfservice.pending_cancel): it runs until then.
+            status, period_end, cancel_at = "canceling", v["ended_at"], v["ended_at"]
         ended = status == "canceled"
         if not ended and status in ("active", "trialing", "past_due") and (
                 v.get("cancel_at_period_end") or v.get("cancel_at")) and not v.get("installments"):
@@ -162,10 +168,10 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             "interval": v.get("interval"),
             "interval_count": v.get("interval_count") or 1,
             "current_period_start": iso_from_epoch(v.get("current_period_start")),
-            "current_period_end": iso_from_epoch(v.get("current_period_end")),
+            "current_period_end": iso_from_epoch(period_end),
             "next_billing_at": None if ended or status == "canceling" else iso_from_epoch(
                 v.get("current_period_end")),
-            "cancel_at": iso_from_epoch(v.get("cancel_at") or None),
+            "cancel_at": iso_from_epoch(cancel_at),
             "canceled_at": iso_from_epoch(v.get("canceled_at")),
             "started_at": iso_from_epoch(v.get("started_at")),
             "missed_payments": len(missed),
@@ -173,6 +179,8 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
             "card": _card_public(cards.get(card_ref) or card_on_file),
             "card_id": stable_id("card", account_id, card_ref) if card_ref else None,
         }
+        status = item["status"] = subscription_status(item, now)
+        ended = status == "canceled"
         total = v.get("installments")
         if total:
             amount_paid = sum(p["amount"] or 0 for p in paid)
@@ -387,6 +395,27 @@ def _with_expired(card: dict | None, today: tuple[int, int]) -> dict | None:
     return _card_public(_card_view(card, today))
 
 
+def _ended_ahead(values: dict) -> bool:
+    """A subscription's fact says it was cancelled at its processor ahead of the end of
+    the period paid for (``ended_at`` after ``canceled_at``, on a period-end cancel)."""
+    ended_at = values.get("ended_at")
+    return values.get("status") == "canceled" and bool(values.get("cancel_at_period_end")) \
+        and isinstance(ended_at, int) and ended_at > (values.get("canceled_at") or 0)
+
+
+def subscription_status(sub: dict, now: datetime) -> str:
+    """The status a subscription (as a record shows it) has at ``now``: one whose cancel
+    was asked for (``canceled_at``) and that ends at a known time (``cancel_at``: Stripe's
+    scheduled end, or the end of the period paid for of one ended at its processor ahead
+    of it) is canceling until then and canceled from then on, whether or not a write
+    comes at that time. The record's JSON, the dashboard and the portal all show this;
+    the overview's stored summary is read again with it."""
+    if sub.get("status") != "canceling" or not sub.get("canceled_at") or not sub.get("cancel_at"):
+        return sub.get("status")
+    ends = datetime.fromisoformat(sub["cancel_at"].replace("Z", "+00:00"))
+    return "canceled" if ends <= now else "canceling"
+
+
 def summary_of(record: dict) -> dict:
     """The overview's part of a record, orders apart: subscriptions and plans (with their
     progress and missed payments), open payments (failed or awaiting the customer), cards.
@@ -426,7 +455,8 @@ def overview_record(profile: dict, summary: dict, orders: list[dict],
         "stats": profile.get("stats") or {},
         "card_on_file": _with_expired(summary.get("card_on_file"), today),
         "cards": [_with_expired(c, today) for c in summary.get("cards") or []],
-        "subscriptions": [{**s, "card": _with_expired(s.get("card"), today)}
+        "subscriptions": [{**s, "card": _with_expired(s.get("card"), today),
+                           "status": subscription_status(s, now)}
                           for s in summary.get("subscriptions") or []],
         "payment_plans": [{**s, "card": _with_expired(s.get("card"), today)}
                           for s in summary.get("payment_plans") or []],

@@ -16,6 +16,7 @@ _HANDLERS = {
     "notice": "chalicelib.notices.service:handle",
     "delivery": "chalicelib.integrations.delivery:handle_due_attempt",
     "pending_cancel": "chalicelib.selfservice.pending_cancel:handle",
+    "late_payment": "chalicelib.selfservice.late_payments:handle",
     "outbox": "chalicelib.integrations.pipeline:handle_due_fanout",
     "dunning": "chalicelib.dunning.steps:handle",
 }

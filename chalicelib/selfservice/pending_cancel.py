@@ -14,12 +14,16 @@ of PayPal then. This module:
   subscription", recover) drops the step; a subscription that ended keeps it, to no effect.
 - ``handle`` (the scheduler's handler): when the step is due and the record still says the
   subscription is set to end, cancels it at PayPal (PayPal's own state makes a repeat
-  harmless) and records the cancellation at once; a mark taken back meanwhile is done
-  with nothing to do. Payments PayPal took for a cycle after the period the customer
-  asked to end (its sales from that billing time on) are refunded in full, through the
-  refund action (``actions.refunds``: its ledger, PayPal-Request-Id, the activity log, by
-  ``system:pending_cancel``); one the record does not know yet (its webhook not in) is
-  refunded when the step runs again a few minutes later.
+  harmless) and records the cancellation at once, with the period end as its
+  ``ended_at``: the record shows it canceling until then (``records.view``), and
+  PayPal's own CANCELLED webhook that follows carries no end time to change that. A mark
+  taken back meanwhile is done with nothing to do. Payments PayPal took for a cycle after
+  the period the customer asked to end (its sales from that billing time on) are
+  refunded in full, through the refund action (``actions.refunds``: its ledger,
+  PayPal-Request-Id, the activity log, by ``system:pending_cancel``) with the key
+  ``late_payments`` uses for the same payment (one refund whichever runs first); one the
+  record does not know yet (its webhook not in) is refunded when the step runs again a
+  few minutes later, or by ``late_payments`` when its webhook comes.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from chalicelib.errors import AppError
 from chalicelib.observability import logger
 from chalicelib.processors.gateway import ProcessorUnavailable
 from chalicelib.records.reactions import Change, Context, Effects
+from chalicelib.selfservice import late_payments
 from chalicelib.store import steps as steps_store
 from chalicelib.store.steps import Step
 from chalicelib.timeutil import iso
@@ -37,7 +42,7 @@ from chalicelib.timeutil import iso
 KIND = "pending_cancel.run"
 ACTOR = "system:pending_cancel"
 # A payment PayPal took from this long before the period end on is the next cycle's.
-BILLING_SLACK_SECONDS = 3600
+BILLING_SLACK_SECONDS = late_payments.BILLING_SLACK_SECONDS
 # The step runs again this often while a payment to refund is not in the record yet.
 RECHECK_MINUTES = 5
 MAX_RECHECKS = 6
@@ -101,10 +106,13 @@ def handle(step: Step, now: datetime):
     record = records.get_record(step.account_id, step.customer_id or "", consistent=True)
     sub = next((s for s in (record or {}).get("subscriptions", [])
                 if s["id"] == step.data.get("sub_fact")), None)
-    if sub is not None and sub["status"] == "canceled" and step.data.get("cancelled"):
+    # Cancelled at the processor (by this step or anyone): the record shows it canceling
+    # until the period end (records.view), with the cancel's time.
+    ended = sub is not None and bool(sub.get("canceled_at"))
+    if ended and step.data.get("cancelled"):
         # Run again for a payment whose webhook was not in yet: refunds only.
         return _refund_later_payments(step, now, record, sub)
-    if sub is None or sub["status"] != "canceling":
+    if sub is None or sub["status"] != "canceling" or ended:
         return Outcome.done({"cancelled": False, "why": "no longer set to end"})
     processor, _, paypal_id = sub["processor_ref"].partition(":")
     ref = Ref(processor, paypal_id)
@@ -120,9 +128,11 @@ def handle(step: Step, now: datetime):
                             "error": exc.code})
         return Outcome.failed({"cancelled": False, "error": exc.code, "message": exc.message})
     at = int(now.timestamp())
+    # Ended at PayPal now, the customer keeps it until the end of the period paid for
+    # (``ended_at``): canceling until then (records.view.subscription_status).
     records.record_confirmed(step.account_id, step.customer_id or "", [SubscriptionChanged(
         occurred_at=at, customer=None, email=None, subscription=ref, status="canceled",
-        canceled_at=at)])
+        canceled_at=at, ended_at=int(step.data.get("period_end") or at))])
     return _refund_later_payments(step, now, records.get_record(
         step.account_id, step.customer_id or "", consistent=True), sub)
 
@@ -131,11 +141,9 @@ def _refund_later_payments(step: Step, now: datetime, record: dict | None, sub: 
     """Refund, in full, what PayPal took for a cycle after the period the customer asked to
     end; the step's outcome (done, or again in a few minutes for a payment whose webhook
     has not come yet)."""
-    from chalicelib.actions.refunds import Refunds
-    from chalicelib.actions.service import ActionContext, account_of
+    from chalicelib.actions.service import account_of
     from chalicelib.processors.registry import gateway_for
     from chalicelib.scheduler.service import Outcome
-    from chalicelib.staff import roles
 
     processor, _, paypal_id = sub["processor_ref"].partition(":")
     since = int(step.data.get("period_end") or 0) - BILLING_SLACK_SECONDS
@@ -151,22 +159,12 @@ def _refund_later_payments(step: Step, now: datetime, record: dict | None, sub: 
             continue
         if (payment.get("refunded") or 0) >= (payment.get("amount") or 0):
             continue
-        ctx = ActionContext(account_id=step.account_id, actor_id=ACTOR, actor_email=None,
-                            role=roles.ADMIN, ip=None, source="api",
-                            idempotency_key=f"{step.step_id}:refund:{txn.payment.id}")
-        try:
-            Refunds(ctx, step.customer_id or "").refund(
-                payment["id"], None, "requested_by_customer",
-                "Taken by PayPal after the customer asked to end the subscription at the "
-                "end of the period: refunded automatically.")
-        except AppError as exc:
-            if exc.status >= 500:
-                raise  # unknown outcome: the same refund action again when the step reruns
-            logger.error("a payment taken after a cancel request could not be refunded",
-                         extra={"account_id": step.account_id, "error": exc.code})
+        # The same refund (its key) as late_payments' step for this payment: one refund.
+        if late_payments.refund_in_full(step.account_id, step.customer_id or "",
+                                        payment["id"], ACTOR):
+            refunded.append(payment["id"])
+        else:
             refused.append(payment["id"])
-            continue
-        refunded.append(payment["id"])
     result = {"cancelled": True, "refunded": refunded}
     if refused:
         result["refund_refused"] = refused

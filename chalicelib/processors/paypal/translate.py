@@ -253,8 +253,9 @@ def _subscription(event, r):
         interval_count=_int(frequency.get("interval_count")),
         current_period_end=None if ended else parse_time(billing.get("next_billing_time")),
         started_at=parse_time(r.get("start_time")),
+        # When PayPal cancelled it; not ``ended_at``, which is until when the customer keeps
+        # what they paid for (ours: selfservice.pending_cancel), never PayPal's to say.
         canceled_at=parse_time(r.get("status_update_time")) if ended else None,
-        ended_at=parse_time(r.get("status_update_time")) if ended else None,
         installments=_installments(regular.get("total_cycles") or cycle.get("total_cycles")),
     ))
     failed = _dict(billing.get("last_failed_payment"))
@@ -308,7 +309,6 @@ def _agreement(event, r):
         current_period_end=None if ended else parse_time(details.get("next_billing_date")),
         started_at=parse_time(r.get("start_date")),
         canceled_at=at if ended else None,
-        ended_at=at if ended else None,
         installments=_installments(regular.get("cycles")),
     ))
     return out, [sub]
