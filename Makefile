@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv dev test lint package scan bench soak clean
+.PHONY: help venv dev test lint package scan bench soak clean translations
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,14 @@ scan: package $(CHECKOV_STAMP)  ## checkov on the packaged template (build/packa
 
 bench: $(STAMP)  ## run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench
+
+# The mail's words (babel.cfg) into chalicelib/locales: the template, each language's catalogue
+# (a new language: pybabel init -i chalicelib/locales/messages.pot -d chalicelib/locales -l xx),
+# and the compiled .mo files the Lambda reads (committed: the package has no build step).
+translations: $(STAMP)  ## extract the mail's messages, update the catalogues, compile the .mo files
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --omit-header -o chalicelib/locales/messages.pot .
+	$(BIN)/pybabel update -i chalicelib/locales/messages.pot -d chalicelib/locales --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d chalicelib/locales --statistics
 
 clean:  ## remove caches, build output and local stack logs (keeps .venv)
 	rm -rf .devstack .pytest_cache .ruff_cache .hypothesis build dist

@@ -20,40 +20,42 @@ from chalicelib.scheduler.service import Outcome
 from chalicelib.store import dunning as store
 from chalicelib.store import notices as sent_store
 from chalicelib.store.steps import Step
+from chalicelib.templating import N_
 
 MAIL_RETRY_MINUTES = 15
 MAIL_ATTEMPTS = 5
 
-# e-mail → (the setting that switches it, its subject; {brand} is the shop's name)
+# e-mail → the setting that switches it (its subject is the template's ``subject`` block).
 MAILS = {
-    "payment_failed": ("payment_failed", "Your payment to {brand} did not go through"),
-    "update_card": ("payment_failed", "Please update your card for {brand}"),
-    "action_needed": ("action_needed", "Please confirm your payment to {brand}"),
-    "final_warning": ("final_warning", "Last attempt: your payment to {brand}"),
-    "recovered": ("recovered", "Your payment to {brand} went through"),
-    "ended": ("ended", "Your subscription to {brand} has ended"),
-    "defaulted": ("ended", "Your payment plan with {brand} is overdue"),
-    "merchant_alert": ("merchant_alert", "Dunning ended for a customer"),
+    "payment_failed": "payment_failed",
+    "update_card": "payment_failed",
+    "action_needed": "action_needed",
+    "final_warning": "final_warning",
+    "recovered": "recovered",
+    "ended": "ended",
+    "defaulted": "ended",
+    "merchant_alert": "merchant_alert",
 }
 # Only the recovered e-mail and the merchant's alert go once the invoice is paid.
 STILL_TRUE_WHEN_PAID = ("recovered", "merchant_alert")
 
-# Decline codes in plain words for the customer (the rest: the processor's message).
+# Decline codes in plain words for the customer (the rest: the processor's message),
+# translated into the account's language when the e-mail is written.
 REASONS = {
-    "insufficient_funds": "your card did not have enough funds",
-    "expired_card": "your card has expired",
-    "lost_card": "your card was reported lost",
-    "stolen_card": "your card was reported stolen",
-    "pickup_card": "your bank asked us not to charge this card",
-    "restricted_card": "your bank has restricted this card",
-    "do_not_honor": "your bank declined the payment without giving a reason",
-    "generic_decline": "your bank declined the payment",
-    "card_declined": "your bank declined the payment",
-    "incorrect_cvc": "the card's security code was not accepted",
-    "processing_error": "the payment could not be processed",
-    "authentication_required": "your bank asks you to confirm the payment",
-    "try_again_later": "your bank asked us to try again later",
-    "transaction_not_allowed": "your bank does not allow this kind of payment on this card",
+    "insufficient_funds": N_("your card did not have enough funds"),
+    "expired_card": N_("your card has expired"),
+    "lost_card": N_("your card was reported lost"),
+    "stolen_card": N_("your card was reported stolen"),
+    "pickup_card": N_("your bank asked us not to charge this card"),
+    "restricted_card": N_("your bank has restricted this card"),
+    "do_not_honor": N_("your bank declined the payment without giving a reason"),
+    "generic_decline": N_("your bank declined the payment"),
+    "card_declined": N_("your bank declined the payment"),
+    "incorrect_cvc": N_("the card's security code was not accepted"),
+    "processing_error": N_("the payment could not be processed"),
+    "authentication_required": N_("your bank asks you to confirm the payment"),
+    "try_again_later": N_("your bank asked us to try again later"),
+    "transaction_not_allowed": N_("your bank does not allow this kind of payment on this card"),
 }
 
 
@@ -68,7 +70,7 @@ def handle(step: Step, now: datetime) -> Outcome:
     from chalicelib.store import accounts as account_store
 
     mail, invoice = step.data["mail"], step.data["invoice"]
-    setting, subject = MAILS[mail]
+    setting = MAILS[mail]
     account = account_store.get(step.account_id)
     state = store.get_state(step.account_id, invoice)
     if account is None or state is None:
@@ -102,7 +104,8 @@ def handle(step: Step, now: datetime) -> Outcome:
         "customer_email": (record or {}).get("email"),
         "amount": formatting.money(data.get("amount"), data.get("currency"), locale)
         if data.get("amount") is not None else None,
-        "reason": reason_in_words(last.get("decline_code"), last.get("message")),
+        "reason": templating.gettext(
+            locale, reason_in_words(last.get("decline_code"), last.get("message"))),
         "next_attempt": formatting.date(data["next_attempt_at"], locale)
         if data.get("next_attempt_at") else None,
         "attempts": len(attempts) + 1,  # the processor's own first attempt counts
@@ -113,7 +116,7 @@ def handle(step: Step, now: datetime) -> Outcome:
         message_id = send(Message(
             from_name=brand["name"], from_address=brand["support_email"],
             reply_to=brand["support_email"], to=to,
-            subject=subject.replace("{brand}", brand["name"]),
+            subject=templating.render_subject(f"mail/dunning_{mail}.txt", **context),
             text=templating.render(f"mail/dunning_{mail}.txt", **context),
             html=templating.render(f"mail/dunning_{mail}.html", **context),
         ), account_id=step.account_id,

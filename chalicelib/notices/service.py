@@ -42,10 +42,10 @@ ANNOUNCED = ("active", "trialing", "past_due")
 
 @dataclass
 class Notice:
-    """A notice ready to send: its template, subject and template values."""
+    """A notice ready to send: its template (whose ``subject`` block is its subject line)
+    and template values."""
 
     kind: str  # settings.KINDS
-    subject: str
     context: dict
     sent_keys: list[str]
     outbox: list[dict] = field(default_factory=list)
@@ -129,7 +129,7 @@ def _handle(step: Step, now: datetime) -> Outcome:
         message_id = send(Message(
             from_name=brand["name"], from_address=brand["support_email"],
             reply_to=brand["support_email"], to=record["email"],
-            subject=notice.subject.replace("{brand}", brand["name"]),
+            subject=templating.render_subject(f"mail/notice_{notice.kind}.txt", **context),
             text=templating.render(f"mail/notice_{notice.kind}.txt", **context),
             html=templating.render(f"mail/notice_{notice.kind}.html", **context),
         ), account_id=step.account_id, customer_id=step.customer_id,
@@ -193,8 +193,6 @@ def _card(step: Step, record: dict, settings: dict, now: datetime, locale: str) 
     event_type = "card.expired" if notice == "expired" else "card.expiring"
     return Notice(
         kind=kind,
-        subject=("Your card has expired" if notice == "expired"
-                 else "Your card expires soon"),
         context={"card": card, "valid_through": formatting_date(last_day, locale),
                  "days": (timing.first_day_after(month, year) - local).days},
         sent_keys=[step.step_id],
@@ -245,11 +243,8 @@ def _upcoming(step: Step, record: dict, settings: dict, now: datetime, locale: s
             raise _Skip("no instalment due")
         k, n = planned["instalment"], planned["instalments_total"]
         context.update(instalment=k, instalments_total=n, last=k == n)
-        subject = (f"Your last instalment is due on {context['due_date']}" if k == n
-                   else f"Instalment {k} of {n} is due on {context['due_date']}")
-        return Notice("instalment", subject, context, [step.step_id])
-    return Notice("renewal", f"Your subscription renews on {context['due_date']}", context,
-                  [step.step_id])
+        return Notice("instalment", context, [step.step_id])
+    return Notice("renewal", context, [step.step_id])
 
 
 def _receipt(step: Step, record: dict, settings: dict, now: datetime, locale: str) -> Notice:
@@ -268,7 +263,7 @@ def _receipt(step: Step, record: dict, settings: dict, now: datetime, locale: st
     keys = [f"receipt:{ref}" for ref in payment.get("processor_refs") or []] or \
         [f"receipt:{payment['id']}"]
     return Notice(
-        "receipt", "Your receipt from {brand}",
+        "receipt",
         {"payment": payment, "paid_on": formatting.date(payment.get("paid_at"), locale),
          "amount": formatting.money(payment.get("amount"), payment.get("currency"), locale),
          "footer": settings["receipt_footer"], "receipt_path": f"receipts/{payment['id']}"},
