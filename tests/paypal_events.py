@@ -47,6 +47,7 @@ class PayPalStream:
         self.events: list[dict] = []
         self.objects: dict[str, dict[str, dict]] = {}  # kind → id → what PayPal's API answers
         self._n = 0
+        self.same_instant = 0
         self._opened: dict[str, str] = {}  # dispute id → its create_time
 
     def _id(self, head: str = "", width: int = 17) -> str:
@@ -55,8 +56,21 @@ class PayPalStream:
         return head + body.rjust(width - len(head), "X")
 
     def _now(self) -> str:
-        self.t += timedelta(minutes=1)
+        if self.same_instant:
+            self.same_instant -= 1
+        else:
+            self.t += timedelta(minutes=1)
         return _iso(self.t)
+
+    def _next(self) -> str:
+        """The time the next event will carry."""
+        return _iso(self.t if self.same_instant else self.t + timedelta(minutes=1))
+
+    def next_at_same_instant(self, events: int = 1) -> None:
+        """The next ``events`` events carry the time of the one before (PayPal sends a
+        capture's and its order's completion, or an activation and its first sale, within
+        one second): which came first then rests on the app's tie-break alone."""
+        self.same_instant = events
 
     def _event(self, event_type: str, resource_type: str, resource: dict,
                version: str | None = "2.0") -> dict:
@@ -80,8 +94,8 @@ class PayPalStream:
         """A v2 subscription (not yet sent): the dict later events of it change."""
         sub = {"id": "I-" + self._id(width=12), "plan_id": "P-" + self._id(width=24),
                "status": "APPROVAL_PENDING", "quantity": "1",
-               "start_time": _iso(self.t + timedelta(minutes=1)),
-               "status_update_time": _iso(self.t + timedelta(minutes=1)),
+               "start_time": self._next(),
+               "status_update_time": self._next(),
                "subscriber": {"email_address": email, "payer_id": self._id(width=13),
                               "name": {"given_name": name[0], "surname": name[1]}},
                "billing_info": {"outstanding_balance": {"currency_code": currency, "value": "0.00"},
@@ -105,7 +119,7 @@ class PayPalStream:
             sub["status"] = status
         if outstanding is not None:
             sub["billing_info"]["outstanding_balance"]["value"] = _money(outstanding, sub["_currency"])
-        at = _iso(self.t + timedelta(minutes=1))
+        at = self._next()
         if status:
             sub["status_update_time"] = at
         resource = {k: v for k, v in sub.items() if not k.startswith("_")}
@@ -114,7 +128,7 @@ class PayPalStream:
 
     def payment_failed(self, sub: dict) -> str:
         """BILLING.SUBSCRIPTION.PAYMENT.FAILED: a balance outstanding; the failure's time."""
-        failed_at = _iso(self.t + timedelta(minutes=1))
+        failed_at = self._next()
         sub["billing_info"]["last_failed_payment"] = {
             "amount": {"currency_code": sub["_currency"], "value": _money(sub["_price"], sub["_currency"])},
             "time": failed_at, "reason_code": "PAYMENT_DENIED"}
@@ -132,8 +146,8 @@ class PayPalStream:
                                "details": {"subtotal": _money(amount or sub["_price"], sub["_currency"])}},
                     "payment_mode": "INSTANT_TRANSFER", "protection_eligibility": "ELIGIBLE",
                     "transaction_fee": {"value": "0.59", "currency": sub["_currency"]},
-                    "billing_agreement_id": sub["id"], "create_time": _iso(self.t + timedelta(minutes=1)),
-                    "update_time": _iso(self.t + timedelta(minutes=1)),
+                    "billing_agreement_id": sub["id"], "create_time": self._next(),
+                    "update_time": self._next(),
                     "links": [{"href": f"https://api.paypal.com/v1/payments/sale/{sale_id}",
                                "rel": "self", "method": "GET"}]}
         self._keep("sales", resource)
@@ -146,7 +160,7 @@ class PayPalStream:
         self._event("PAYMENT.SALE.REFUNDED", "sale", {
             "id": refund_id, "state": "completed", "sale_id": sale_id,
             "amount": {"total": "-" + _money(amount, currency), "currency": currency},
-            "create_time": _iso(self.t + timedelta(minutes=1)),
+            "create_time": self._next(),
             "links": [{"href": f"https://api.paypal.com/v1/payments/refund/{refund_id}",
                        "rel": "self", "method": "GET"},
                       {"href": f"https://api.paypal.com/v1/payments/sale/{sale_id}",
@@ -168,7 +182,7 @@ class PayPalStream:
                                      "amount": {**value, "breakdown": {"item_total": value}},
                                      "items": [{"name": item, "quantity": "1",
                                                 "unit_amount": value}]}],
-                 "create_time": _iso(self.t + timedelta(minutes=1)),
+                 "create_time": self._next(),
                  "links": [{"href": f"https://api.paypal.com/v2/checkout/orders/{order_id}",
                             "rel": "self", "method": "GET"}]}
         self._keep("orders", order)
@@ -177,8 +191,8 @@ class PayPalStream:
         capture = {"id": capture_id, "status": "COMPLETED", "amount": value, "final_capture": True,
                    "seller_protection": {"status": "ELIGIBLE"},
                    "supplementary_data": {"related_ids": {"order_id": order_id}},
-                   "create_time": _iso(self.t + timedelta(minutes=1)),
-                   "update_time": _iso(self.t + timedelta(minutes=1)),
+                   "create_time": self._next(),
+                   "update_time": self._next(),
                    "links": [{"href": f"https://api.paypal.com/v2/payments/captures/{capture_id}",
                               "rel": "self", "method": "GET"},
                              {"href": f"https://api.paypal.com/v2/checkout/orders/{order_id}",
@@ -186,7 +200,8 @@ class PayPalStream:
         self._keep("captures", capture)
         self._event("PAYMENT.CAPTURE.COMPLETED", "capture", capture)
         order["status"] = "COMPLETED"
-        order["update_time"] = _iso(self.t + timedelta(minutes=1))
+        order["update_time"] = capture["update_time"]
+        self.next_at_same_instant()
         order["purchase_units"][0]["payments"] = {"captures": [
             {k: v for k, v in capture.items() if k != "supplementary_data"}]}
         self._keep("orders", order)
@@ -199,8 +214,8 @@ class PayPalStream:
         self._event("PAYMENT.CAPTURE.REFUNDED", "refund", {
             "id": refund_id, "status": "COMPLETED",
             "amount": {"currency_code": currency, "value": _money(amount, currency)},
-            "create_time": _iso(self.t + timedelta(minutes=1)),
-            "update_time": _iso(self.t + timedelta(minutes=1)),
+            "create_time": self._next(),
+            "update_time": self._next(),
             "links": [{"href": f"https://api.paypal.com/v2/payments/refunds/{refund_id}",
                        "rel": "self", "method": "GET"},
                       {"href": f"https://api.paypal.com/v2/payments/captures/{capture_id}",
@@ -213,13 +228,13 @@ class PayPalStream:
                 outcome: str | None = None, dispute_id: str | None = None) -> str:
         """CUSTOMER.DISPUTE.CREATED (open), or with ``outcome`` CUSTOMER.DISPUTE.RESOLVED."""
         dispute_id = dispute_id or "PP-D-" + self._id(width=12)
-        opened = self._opened.setdefault(dispute_id, _iso(self.t + timedelta(minutes=1)))
+        opened = self._opened.setdefault(dispute_id, self._next())
         resource = {"dispute_id": dispute_id, "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
                     "status": "RESOLVED" if outcome else "OPEN",
                     "disputed_transactions": [{"seller_transaction_id": transaction_id,
                                                "seller_protection_eligible": True}],
                     "dispute_amount": {"currency_code": currency, "value": _money(amount, currency)},
-                    "create_time": opened, "update_time": _iso(self.t + timedelta(minutes=1))}
+                    "create_time": opened, "update_time": self._next()}
         if outcome:
             resource["dispute_outcome"] = {"outcome_code": outcome}
         self._event("CUSTOMER.DISPUTE.RESOLVED" if outcome else "CUSTOMER.DISPUTE.CREATED",
@@ -240,6 +255,8 @@ def paypal_customer_story(stream: PayPalStream, n: int, email: str | None = None
     sub = stream.subscription(email, name, price)
     stream.subscription_event(sub, "BILLING.SUBSCRIPTION.CREATED")
     stream.subscription_event(sub, "BILLING.SUBSCRIPTION.ACTIVATED", status="ACTIVE")
+    if n % 2 == 0:
+        stream.next_at_same_instant()
     first = stream.sale(sub)
     failed_at = stream.payment_failed(sub)
     retry = stream.sale(sub)

@@ -92,7 +92,8 @@ def deliver_noisy(merchant, events: list[dict], seed: int, threads: int = 4,
                 if status >= 500:
                     retry.append(event)
                 else:
-                    assert status == 200, (status, outcome, event["type"], event["id"])
+                    assert status == 200, (status, outcome, event.get("type") or event.get("event_type"),
+                                           event["id"])
             pending = retry
             if pending:
                 time.sleep(0.01)
