@@ -11,21 +11,29 @@ actions; chalicelib/store/blocks.py keeps one item per detail with its log). Eff
   self-service (``check_self_service``: 403 with ``SELF_SERVICE_BLOCKED``);
 - a payment by a blocked card or processor customer raises a flag on the record page.
   This is worked out when the page is read (``record_view``: one Query of the account's
-  blocks per page), not in the webhook's transaction: the webhook path stays as it is and
-  a block or unblock changes the flags of every record at once. A payment flags when it
-  was paid at or after the detail was blocked, by a blocked processor customer of the
-  record, or with a card of the record blocked by fingerprint (matched on the card the
-  payment names, brand and last four digits: a record's payments do not keep the
-  processor's fingerprint);
+  blocks per page), so a block or unblock changes the flags of every record at once. A
+  payment flags when it was paid at or after the detail was blocked, by a blocked
+  processor customer of the record, or with a blocked card: matched by the processor's
+  card fingerprint, which a payment keeps from the processor's charge (or its payment
+  method): so a card blocked on one record flags its payments on any other record, and
+  two cards that merely share brand and last four digits are told apart. Only a payment
+  recorded before payments kept the fingerprint (none known) is matched the old way, by
+  the brand and last four digits of a card of the record that is blocked;
+- such a payment also writes ``payment.blocked_detail`` to the outbox for the
+  integrations, once per payment, when it is recorded (``react``, a records reaction: the
+  webhook's write reads the payment's block items first, see ``blocked_for_payments``);
 - with the account setting ``blocks.push_to_radar``, a block is also put on the Stripe
   Radar value list of its kind, and an unblock takes it off (``gateway.block_value``).
 """
 from __future__ import annotations
 
+from chalicelib import ids
 from chalicelib.errors import NotFound
 from chalicelib.records import service as records
+from chalicelib.records.reactions import Change, Context, Effects
 from chalicelib.store import accounts as account_store
 from chalicelib.store import blocks as store
+from chalicelib.timeutil import iso_from_epoch
 
 SELF_SERVICE_BLOCKED = ("Changes to your account cannot be made here. Please contact our "
                         "support team.")
@@ -120,7 +128,9 @@ def card_label(card: dict | None) -> str | None:
 
 def record_view(account_id: str, overview: dict, payments: list[dict] | None) -> dict:
     """What the record page shows of blocks: each detail's state and log (newest first),
-    and the payments paid by a blocked card or processor customer since its block."""
+    and the payments paid by a blocked card or processor customer since its block.
+    ``payments``: the record's, with their ``card_fingerprint``
+    (``records.get_record(…, card_fingerprints=True)``)."""
     by_detail = {(b.kind, b.value): b for b in store.list_all(account_id)}
     email = records.normalize_email(overview.get("email"))
     email_block = by_detail.get(("email", email)) if email else None
@@ -137,8 +147,12 @@ def record_view(account_id: str, overview: dict, payments: list[dict] | None) ->
                           if (b := by_detail.get(("customer", ref))) and b.blocked),
                          default=None)
     ours = set(cards)
-    blocked_cards = {b.label: blocked_at(b) or "" for b in by_detail.values()
-                     if b.kind == "card" and b.blocked and b.label and ours & set(b.card_ids)}
+    by_fingerprint = {b.value: blocked_at(b) or "" for b in by_detail.values()
+                      if b.kind == "card" and b.blocked}
+    # Payments recorded before they kept the fingerprint: the record's blocked cards by
+    # brand and last four digits.
+    by_label = {b.label: blocked_at(b) or "" for b in by_detail.values()
+                if b.kind == "card" and b.blocked and b.label and ours & set(b.card_ids)}
     for p in payments or []:
         if p.get("status") != "succeeded" or not p.get("paid_at"):
             continue
@@ -146,8 +160,10 @@ def record_view(account_id: str, overview: dict, payments: list[dict] | None) ->
         if customer_since is not None and p["paid_at"] >= customer_since:
             why.append("blocked processor customer")
         label = card_label(p.get("card"))
-        if label in blocked_cards and p["paid_at"] >= blocked_cards[label]:
-            why.append(f"blocked card {label}")
+        fingerprint = p.get("card_fingerprint")
+        since = by_fingerprint.get(fingerprint) if fingerprint else by_label.get(label)
+        if since is not None and p["paid_at"] >= since:
+            why.append(f"blocked card {label or ''}".strip())
         if why:
             flagged.append({"payment_id": p["id"], "paid_at": p["paid_at"],
                             "amount": p.get("amount"), "currency": p.get("currency"),
@@ -163,3 +179,83 @@ def record_view(account_id: str, overview: dict, payments: list[dict] | None) ->
             "customers_by_id": {ref.partition(":")[2]: b for ref, b in customers.items()},
             "cards": cards,
             "card_rows": card_rows, "flagged_payments": flagged, "any_blocked": any_blocked}
+
+
+# --- a payment by a blocked detail, as it is recorded: the integrations' event -------------
+
+BLOCKED_PAYMENT_EVENT = "payment.blocked_detail"
+
+
+def newly_paid(changes: list[Change]) -> list[Change]:
+    """The payments a record's write makes succeed, or learns the card of once succeeded
+    (an invoice's payment is told first, its charge's card by the intent's event)."""
+    return [c for c in changes if c.kind == "PAY" and c.after.get("status") == "succeeded"
+            and (c.became("status") or c.became("card_fingerprint"))]
+
+
+def blocked_for_payments(account_id: str, changes: list[Change], processor_ids: list[str],
+                         method_fingerprints: dict[str, str]) -> dict[str, list[dict]]:
+    """The blocked details of each payment this write makes succeed, by the payment
+    fact's id, for ``react`` (through ``Context.blocked``: a reaction reads nothing).
+
+    Read by the record's writer before its transaction, and only when a payment succeeds
+    in it: one BatchGetItem of the record's processor customers and the payment's card
+    fingerprint (its own, else its payment method's); a write with no payment success
+    reads nothing. A detail counts when it is blocked now; ``react`` keeps those blocked
+    at or before the payment."""
+    paid = newly_paid(changes)
+    if not paid:
+        return {}
+    fingerprints = {c.fact_id: c.after.get("card_fingerprint")
+                    or method_fingerprints.get(c.after.get("payment_method")) for c in paid}
+    details = [("customer", ref) for ref in processor_ids] + \
+        [("card", fp) for fp in fingerprints.values() if fp]
+    if not details:
+        return {}
+    found = store.get_many(account_id, details, consistent=True)
+    out: dict[str, list[dict]] = {}
+    for change in paid:
+        hits = [{"kind": "customer", "label": None, "processor_customer": ref,
+                 "blocked_at": blocked_at(b)}
+                for ref in processor_ids if (b := found.get(("customer", ref))) and b.blocked]
+        card = found.get(("card", fingerprints[change.fact_id] or ""))
+        if card is not None and card.blocked:
+            hits.append({"kind": "card", "processor_customer": None,
+                         "label": card_label(change.after.get("card")) or card.label,
+                         "blocked_at": blocked_at(card)})
+        if hits:
+            out[change.fact_id] = hits
+    return out
+
+
+def react(context: Context, changes: list[Change]) -> Effects:
+    """``payment.blocked_detail`` for a payment that succeeds by a detail blocked at or
+    before it was paid (records.reactions), with the blocked details in ``data.blocked``.
+    Once per payment: its id derives from the payment's intent (an invoice's payment is
+    told by its invoice and by its intent: one event), and a redelivered event changes no
+    fact, so it reacts to nothing."""
+    from chalicelib.integrations import catalogue
+
+    effects = Effects()
+    seen: set[str] = set()
+    for change in newly_paid(changes):
+        paid_at = iso_from_epoch(change.after.get("paid_at")) or context.now
+        hits = [h for h in context.blocked.get(change.fact_id) or []
+                if (h["blocked_at"] or "") <= paid_at]
+        if not hits:
+            continue
+        after = change.after
+        event_id = ids.stable_id("evt", context.account_id, BLOCKED_PAYMENT_EVENT,
+                                 after.get("intent") or after.get("charge")
+                                 or after.get("payment") or change.fact_id)
+        record = context.record()
+        payment = next((p for p in record["payments"]
+                        if after.get("payment") in p["processor_refs"]), None)
+        if event_id in seen or payment is None:
+            continue
+        seen.add(event_id)
+        effects.outbox.append({
+            "event_id": event_id, "type": BLOCKED_PAYMENT_EVENT, "occurred_at": context.now,
+            "data": catalogue.event_data(BLOCKED_PAYMENT_EVENT, payment, record,
+                                         blocked=hits)})
+    return effects

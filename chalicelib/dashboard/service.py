@@ -239,7 +239,7 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
     stats = overview["stats"]
     full = None
     if (stats.get("orders") or 0) <= FULL_HISTORY_ORDERS:
-        full = records.get_record(account_id, customer_id)
+        full = records.get_record(account_id, customer_id, card_fingerprints=True)
         if full is None:  # folded away or moved between the two reads
             raise NotFound("There is no such customer.")
     orders, next_orders = overview["orders"], None

@@ -128,6 +128,10 @@ class PaymentChanged(DomainEvent):
     one_time: bool | None = None
     payment_method: Ref | None = None
     card: Card | None = None
+    # The processor's fingerprint of the card number (the same card saved twice, or by
+    # someone else, has one): what a blocked card is matched by (chalicelib/blocks).
+    # Kept apart from ``card``, which the record's JSON shows as it is.
+    card_fingerprint: str | None = None
     failure_message: str | None = None
     amount_refunded: int | None = None
     paid_at: int | None = None
@@ -165,6 +169,7 @@ class DisputeChanged(DomainEvent):
 class PaymentMethodChanged(DomainEvent):
     payment_method: Ref = None  # type: ignore[assignment]
     card: Card | None = None
+    card_fingerprint: str | None = None  # as PaymentChanged's
     attached: bool | None = None
     created_at: int | None = None
 

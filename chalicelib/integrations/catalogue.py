@@ -47,6 +47,9 @@ EVENT_TYPES: dict[str, EventType] = {
                                        "besides payment.succeeded)."),
     "payment.refunded": _T("payment", "The refunded amount of a payment grew (data.object."
                                       "refunded is the total refunded)."),
+    "payment.blocked_detail": _T("payment", "A payment succeeded by a card or processor "
+                                            "customer the merchant has blocked (data.blocked "
+                                            "names which); once per payment."),
     "refund.created": _T("refund", "A refund was made (by staff here, or at the processor)."),
     "dispute.opened": _T("dispute", "The customer's bank opened a dispute (chargeback)."),
     "dispute.closed": _T("dispute", "A dispute was closed: won, lost or a warning closed."),
@@ -133,6 +136,9 @@ def example_data(event_type: str) -> dict:
     data = {"object_type": kind, "object": obj}
     if kind != "customer":
         data["customer"] = customer
+    if event_type == "payment.blocked_detail":
+        data["blocked"] = [{"kind": "card", "label": "visa •••• 4242",
+                            "processor_customer": None, "blocked_at": "2026-01-01T00:00:00Z"}]
     return data
 
 
@@ -253,13 +259,25 @@ _PERSON = _obj(["id"], {"id": {"type": "string", "pattern": "^cst_"}, "email": _
                         "name": _NSTR})
 
 
+# What else an event's data carries, by type.
+_BLOCKED = {"type": "array", "minItems": 1, "description": "The blocked details the payment "
+            "was made by (a card is named by brand and last four digits, never its number).",
+            "items": _obj(["kind", "blocked_at"], {
+                "kind": {"enum": ["card", "customer"]}, "label": _NSTR,
+                "processor_customer": _NSTR, "blocked_at": _TIME})}
+_EXTRA = {"payment.blocked_detail": {"blocked": _BLOCKED}}
+# Written with their object by another part's reaction to a record's change.
+_WITH_OBJECT = {"payment.blocked_detail": ["blocked"]}
+
+
 def _event_schema(event_type: str) -> dict:
     kind = EVENT_TYPES[event_type].object
     # An event derived from a record's change always carries its object; one written by
     # another part (a block, the scheduler) may carry only ids (data.customer_id, …).
     data_required = ["object_type", "object"] + ([] if kind == "customer" else ["customer"]) \
-        if event_type in DERIVED else []
-    data = _obj(data_required, {
+        if event_type in DERIVED or event_type in _WITH_OBJECT else []
+    data_required += _WITH_OBJECT.get(event_type, [])
+    data = _obj(data_required, {**_EXTRA.get(event_type, {}),
         "object_type": {"const": kind},
         "object": {"oneOf": [OBJECT_SCHEMAS[kind], {**_THIN, "additionalProperties": False}]},
         "customer": _PERSON, "customer_id": _STR, "thin": {"const": True},

@@ -166,9 +166,20 @@ class _State:
         return out
 
     def effects(self, source: str) -> reactions.Effects:
+        # Imported here: records depend on no feature at import time (records.reactions).
+        from chalicelib.blocks import service as blocks
+
+        changes = self.changes()
+        # Reactions read nothing: the block items of a payment that succeeds now are read
+        # here (none read when no payment succeeds in this write).
+        methods = {f.values.get("payment_method"): f.values["card_fingerprint"]
+                   for f in self.facts.get("PM", {}).values()
+                   if f.values.get("card_fingerprint")}
+        blocked = blocks.blocked_for_payments(self.account_id, changes,
+                                              list(self.profile["processor_ids"]), methods)
         context = reactions.Context(self.account_id, self.customer_id, self.profile.get("email"),
-                                    source, timeutil.now_iso(), self.view)
-        return reactions.effects_of(context, self.changes())
+                                    source, timeutil.now_iso(), self.view, blocked=blocked)
+        return reactions.effects_of(context, changes)
 
     def to_write(self) -> store.RecordWrite:
         """What to write for the changes made; also keeps, as ``self.written``, the
@@ -507,15 +518,42 @@ def _tombstone(state: _State, target_id: str) -> store.RecordWrite:
     )
 
 
-def get_record(account_id: str, customer_id: str, consistent: bool = False) -> dict | None:
+def get_record(account_id: str, customer_id: str, consistent: bool = False,
+               card_fingerprints: bool = False) -> dict | None:
     """The derived record. ``consistent`` for a customer's own pages, which must show the
-    change they have just made (a strongly consistent Query costs twice the read units)."""
+    change they have just made (a strongly consistent Query costs twice the read units).
+    ``card_fingerprints``: each payment also carries ``card_fingerprint`` (the processor's
+    fingerprint of its card, None when unknown) for the merchant's own pages (blocked
+    cards are matched by it); the record's JSON (merchant API, portal, integrations)
+    does not show it."""
     collection = store.load(customer_id, consistent=consistent)
     profile = collection.profile
     if not profile or profile["account_id"] != account_id or profile.get("merged_into"):
         return None
-    return build_record(account_id, profile,
-                        moves.view_facts(customer_id, profile, collection.facts))
+    facts = moves.view_facts(customer_id, profile, collection.facts)
+    record = build_record(account_id, profile, facts)
+    if card_fingerprints:
+        by_ref = payment_card_fingerprints(facts)
+        for payment in record["payments"]:
+            payment["card_fingerprint"] = next(
+                (by_ref[r] for r in payment["processor_refs"] if r in by_ref), None)
+    return record
+
+
+def payment_card_fingerprints(facts: dict[str, dict[str, dict]]) -> dict[str, str]:
+    """The card fingerprint of each payment's processor objects (``stripe:pi_…`` → its
+    fingerprint): the payment's own (from its charge), else its payment method's."""
+    by_method = {f["values"].get("payment_method"): f["values"]["card_fingerprint"]
+                 for f in facts.get("PM", {}).values() if f["values"].get("card_fingerprint")}
+    out: dict[str, str] = {}
+    for fact in facts.get("PAY", {}).values():
+        values = fact["values"]
+        fingerprint = values.get("card_fingerprint") or by_method.get(values.get("payment_method"))
+        if fingerprint:
+            for name in ("payment", "invoice", "intent", "charge"):
+                if values.get(name):
+                    out.setdefault(values[name], fingerprint)
+    return out
 
 
 def get_overview(account_id: str, customer_id: str, orders: int) -> tuple[dict | None, bool]:

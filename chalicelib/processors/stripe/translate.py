@@ -390,14 +390,23 @@ def _charge_card(charge) -> Card | None:
     return _card(_dict(_dict(charge).get("payment_method_details")).get("card"))
 
 
+def _fingerprint(card) -> str | None:
+    """A card's fingerprint (a card object, or a charge's ``payment_method_details.card``)."""
+    return _str(_dict(card).get("fingerprint"), 64)
+
+
+def _charge_fingerprint(charge) -> str | None:
+    return _fingerprint(_dict(_dict(charge).get("payment_method_details")).get("card"))
+
+
 @handles("payment_intent.succeeded")
 def _payment_intent(event, obj):
     invoice = _ref(obj.get("invoice"))
     charges = _list(obj.get("charges"))  # older API versions embed the charges
     latest = obj.get("latest_charge")
     charge = _ref(latest) or (_ref(charges[0]) if charges else None)
-    card = _charge_card(latest) if isinstance(latest, dict) else (
-        _charge_card(charges[0]) if charges else None)
+    paid_by = latest if isinstance(latest, dict) else (charges[0] if charges else None)
+    card = _charge_card(paid_by) if paid_by is not None else None
     currency = _currency(obj.get("currency"))
     amount = _amount(_int(obj.get("amount_received")) or _int(obj.get("amount")), currency)
     return [PaymentChanged(
@@ -416,6 +425,7 @@ def _payment_intent(event, obj):
         one_time=invoice is None,
         payment_method=_ref(obj.get("payment_method")),
         card=card,
+        card_fingerprint=_charge_fingerprint(paid_by) if paid_by is not None else None,
         paid_at=event["created"],
     )], []
 
@@ -498,6 +508,7 @@ def _charge_refunded(event, obj):
         intent=intent, charge=charge,
         invoice=_ref(obj.get("invoice")),
         card=_charge_card(obj),
+        card_fingerprint=_charge_fingerprint(obj),
         amount_refunded=_amount(obj.get("amount_refunded"), _currency(obj.get("currency"))),
     )]
     # Since 2022-11-15 the charge no longer embeds its refunds; refund.* events carry them.
@@ -542,6 +553,7 @@ def _payment_method(event, obj):
         email=None,
         payment_method=_ref(obj.get("id")),
         card=_card(obj.get("card")),
+        card_fingerprint=_fingerprint(obj.get("card")),
         attached=not detached,
         created_at=_time(obj.get("created")),
     )], []
