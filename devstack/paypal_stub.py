@@ -9,7 +9,8 @@ here). It serves, over HTTPS with a certificate of the dev stack's own CA:
 - ``POST /v1/notifications/verify-webhook-signature``: PayPal's own check, against the
   bytes the stand-in signed for that transmission;
 - ``GET`` of the objects the product reads: subscriptions (and legacy agreements),
-  checkout orders, captures, sales, v1 payments, from its state.
+  checkout orders, captures, sales, v1 payments, disputes (and PayPal's List disputes by
+  ``disputed_transaction_id``), from its state.
 - the gateway's calls, as PayPal documents them (status checks, 422
   ``UNPROCESSABLE_ENTITY`` with PayPal's ``issue``, ``PayPal-Request-Id`` answering the
   first answer again): a subscription's cancel, suspend, activate, capture of the
@@ -17,7 +18,8 @@ here). It serves, over HTTPS with a certificate of the dev stack's own CA:
   queues the webhooks PayPal would send (``/_stub/events``), sent signed to the target set
   with ``PUT /_stub/webhook-target`` when there is one (the dev stack's app).
 
-And for the dev stack and tests (``/_stub/…``): put an object into the state, sign a
+And for the dev stack and tests (``/_stub/…``): put an object into the state, open or
+move a dispute on a capture or sale (with PayPal's CUSTOMER.DISPUTE.* webhook), sign a
 webhook (answering the headers), send a signed webhook to a URL, list the requests it
 served, reset.
 
@@ -236,7 +238,12 @@ def _money(value, currency: str) -> str:
 
 _PATHS = {"subscriptions": "/v1/billing/subscriptions/", "agreements": "/v1/payments/billing-agreements/",
           "orders": "/v2/checkout/orders/", "captures": "/v2/payments/captures/",
-          "sales": "/v1/payments/sale/", "payments": "/v1/payments/payment/"}
+          "sales": "/v1/payments/sale/", "payments": "/v1/payments/payment/",
+          "disputes": "/v1/customer/disputes/"}
+# What PayPal's List disputes gives of each dispute (the details have the rest).
+_DISPUTE_SUMMARY = ("dispute_id", "create_time", "update_time", "reason", "status",
+                    "dispute_state", "dispute_amount", "dispute_life_cycle_stage",
+                    "dispute_channel", "links")
 
 
 def build_app(stub: Stub) -> web.Application:
@@ -589,6 +596,51 @@ def build_app(stub: Stub) -> web.Application:
         stub.emit("PAYMENT.SALE.COMPLETED", "sale", sale, version=None)
         stub.emit("BILLING.SUBSCRIPTION.UPDATED", "subscription", sub)
         return web.json_response(txn)
+
+    @routes.get("/v1/customer/disputes")
+    async def list_disputes(request):
+        """PayPal's List disputes, filtered by ``disputed_transaction_id`` (a capture's or
+        sale's id), summaries only, as PayPal answers."""
+        if not authorized(request):
+            return error(401, "AUTHENTICATION_FAILURE")
+        txn = request.query.get("disputed_transaction_id")
+        found = [d for d in stub.objects.get("disputes", {}).values()
+                 if txn is None or txn in {t.get("seller_transaction_id")
+                                           for t in d.get("disputed_transactions") or []}]
+        return web.json_response({
+            "items": [{k: d[k] for k in _DISPUTE_SUMMARY if k in d} for d in found],
+            "links": [{"href": f"{stub.base}/v1/customer/disputes", "rel": "self",
+                       "method": "GET"}]})
+
+    @routes.post("/_stub/disputes/{id}")
+    async def dispute(request):
+        """A payer opens a dispute on a capture or sale, or PayPal moves it on: the
+        dispute's details (``transaction_id``, ``stage``: INQUIRY or CHARGEBACK,
+        ``status``, ``outcome`` when RESOLVED, ``amount``), and PayPal's
+        CUSTOMER.DISPUTE.CREATED, .UPDATED or .RESOLVED."""
+        data = await request.json()
+        known = stub.objects.setdefault("disputes", {})
+        dispute_id = request.match_info["id"]
+        before = known.get(dispute_id)
+        status = data.get("status", "WAITING_FOR_SELLER_RESPONSE")
+        found = {**(before or {}), "dispute_id": dispute_id, "update_time": _now(),
+                 "reason": data.get("reason", "MERCHANDISE_OR_SERVICE_NOT_RECEIVED"),
+                 "status": status, "dispute_life_cycle_stage": data.get("stage", "INQUIRY"),
+                 "dispute_channel": "INTERNAL",
+                 "dispute_state": "RESOLVED" if status == "RESOLVED" else "REQUIRED_ACTION",
+                 "dispute_amount": data["amount"],
+                 "disputed_transactions": [{"seller_transaction_id": data["transaction_id"],
+                                            "seller_protection_eligible": True}],
+                 "links": [{"href": f"{stub.base}/v1/customer/disputes/{dispute_id}",
+                            "rel": "self", "method": "GET"}]}
+        found.setdefault("create_time", found["update_time"])
+        if data.get("outcome"):
+            found["dispute_outcome"] = {"outcome_code": data["outcome"]}
+        known[dispute_id] = found
+        event_type = "CUSTOMER.DISPUTE.CREATED" if before is None else \
+            "CUSTOMER.DISPUTE.RESOLVED" if status == "RESOLVED" else "CUSTOMER.DISPUTE.UPDATED"
+        stub.emit(event_type, "dispute", found, version=None)
+        return web.json_response(found)
 
     @routes.get("/_stub/events")
     async def events(request):

@@ -266,6 +266,43 @@ def test_refund_of_a_subscriptions_v1_sale(gateway, stub):
                               "usd", None, "k")
 
 
+def test_disputes_of_a_payment_as_paypals_disputes_api_has_them(gateway, stub):
+    """A refund of a disputed payment asks this (actions.refunds): refundable while the
+    payer and the merchant settle it (inquiry) or once the merchant won; not in a claim
+    (PayPal holds the money) nor once lost."""
+    from chalicelib.processors.gateway import DisputeState
+
+    capture_id = _capture(stub)
+    payment = Ref("paypal", f"txn_{capture_id}")
+    assert gateway.disputes_of(payment) == []
+    [listed] = _served(stub, "/v1/customer/disputes")
+    assert listed["query"] == f"disputed_transaction_id={capture_id}"
+    dispute_id = "PP-D-" + secrets.token_hex(4).upper()
+    other = _capture(stub)  # another payment's dispute is not this one's
+    stub.call("POST", f"/_stub/disputes/PP-D-{secrets.token_hex(4).upper()}", {
+        "transaction_id": other, "amount": {"currency_code": "USD", "value": "20.00"}})
+    ref = Ref("paypal", f"dispute_{dispute_id}")
+    for change, expected in [
+            ({}, DisputeState(ref, "waiting_for_seller_response", True)),
+            ({"stage": "CHARGEBACK", "status": "UNDER_REVIEW"},
+             DisputeState(ref, "under_review", False)),
+            ({"stage": "CHARGEBACK", "status": "RESOLVED", "outcome": "RESOLVED_SELLER_FAVOUR"},
+             DisputeState(ref, "won", True)),
+            ({"stage": "CHARGEBACK", "status": "RESOLVED", "outcome": "RESOLVED_BUYER_FAVOUR"},
+             DisputeState(ref, "lost", False))]:
+        stub.call("POST", f"/_stub/disputes/{dispute_id}", {
+            "transaction_id": capture_id, "amount": {"currency_code": "USD", "value": "20.00"},
+            **change})
+        assert gateway.disputes_of(payment) == [expected], change
+    assert _served(stub, f"/v1/customer/disputes/{dispute_id}")
+    # A dispute that leaves nothing to refund is not refundable, whatever its stage.
+    stub.put("disputes", dispute_id, {
+        **gateway._get(f"/v1/customer/disputes/{dispute_id}"), "status": "OPEN",
+        "dispute_life_cycle_stage": "INQUIRY",
+        "refund_details": {"allowed_refund_amount": {"currency_code": "USD", "value": "0.00"}}})
+    assert gateway.disputes_of(payment) == [DisputeState(ref, "open", False)]
+
+
 @pytest.mark.parametrize("call", [
     lambda g: g.create_card_setup(Ref("paypal", "payer_X")),
     lambda g: g.list_cards(Ref("paypal", "payer_X")),
@@ -274,6 +311,7 @@ def test_refund_of_a_subscriptions_v1_sale(gateway, stub):
     lambda g: g.change_plan(Ref("paypal", "I-X"), "P-2", True, 0, "k"),
     lambda g: g.update_customer(Ref("paypal", "payer_X"), CustomerChanges(name="A"), "k"),
     lambda g: g.block_value("email", "a@example.com", "k"),
+    lambda g: g.create_payment_link(1000, "usd", "Repayment", {}, "k"),
 ])
 def test_what_paypal_does_not_have_is_a_clear_422(gateway, call):
     with pytest.raises(NotSupported) as refused:

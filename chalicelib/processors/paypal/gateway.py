@@ -48,7 +48,7 @@ from chalicelib.processors.gateway import (
     SavedCard,
 )
 from chalicelib.processors.paypal.client import PayPalClient
-from chalicelib.processors.paypal.translate import PROCESSOR
+from chalicelib.processors.paypal.translate import PROCESSOR, dispute_status, ref
 from chalicelib.processors.paypal.values import amount as money_of
 from chalicelib.processors.paypal.values import parse_time
 
@@ -143,6 +143,23 @@ def _describe(data: dict) -> str:
             return text[:300]
     text = data.get("message")
     return text[:300] if isinstance(text, str) and text else "no reason given"
+
+
+# Where a dispute is between the payer and the merchant (PayPal has not taken the money).
+SETTLED_BETWEEN_THEM = ("INQUIRY",)
+
+
+def _refundable(dispute: dict) -> bool:
+    """Whether PayPal still lets the merchant refund a disputed payment (see disputes_of)."""
+    allowed, _ = money_of((dispute.get("refund_details") or {}).get("allowed_refund_amount"))
+    if allowed is not None and allowed <= 0:
+        return False
+    status = dispute_status(dispute)
+    if status in ("won", "warning_closed"):
+        return True
+    if status == "lost":
+        return False
+    return str(dispute.get("dispute_life_cycle_stage") or "").upper() in SETTLED_BETWEEN_THEM
 
 
 @dataclass(frozen=True)
@@ -371,10 +388,32 @@ class PayPalGateway(PayPalClient):
             status=_REFUND_STATUS.get(str(state), "pending"))
 
     def disputes_of(self, payment: Ref) -> list[DisputeState]:
-        """PayPal's disputes are answered in PayPal's resolution center; none are listed
-        here, so a refund of a disputed payment is PayPal's to refuse (422)."""
-        del payment
-        return []
+        """The disputes of a capture or sale, as PayPal's Disputes API has them now (List
+        disputes by ``disputed_transaction_id``, then each one's details for its outcome
+        and what it still lets be refunded). ``refundable`` (``_refundable``): while the
+        payer and the merchant settle it between them (the inquiry stage) or once it is
+        closed in the merchant's favour; not once PayPal has taken the money back (a claim
+        or chargeback under review, or lost), when a refund would pay the payer twice."""
+        txn = _own(payment, "txn")
+        status, data = self._call("GET", "/v1/customer/disputes?" + urlencode(
+            {"disputed_transaction_id": txn}))
+        if status >= 500 or status == 429:
+            raise ProcessorUnavailable("PayPal did not answer. Nothing was changed; please "
+                                       "try again.")
+        if status != 200:
+            logger.warning("PayPal refused to list disputes", extra={"status": status})
+            raise ProcessorError("PayPal refused to say whether this payment is disputed "
+                                 "(the shop's PayPal app needs the Disputes feature).")
+        out = []
+        for item in data.get("items") or []:
+            dispute_id = item.get("dispute_id") if isinstance(item, dict) else None
+            found = ref("dispute", dispute_id)
+            if found is None:
+                continue
+            details = self._get(f"/v1/customer/disputes/{quote(dispute_id, safe='')}") or item
+            out.append(DisputeState(dispute=found, status=dispute_status(details) or "open",
+                                    refundable=_refundable(details)))
+        return out
 
     # --- what PayPal does not have ------------------------------------------------------
 

@@ -473,6 +473,16 @@ _OUTCOMES = {"RESOLVED_BUYER_FAVOUR": "lost", "RESOLVED_WITH_PAYOUT": "lost",
              "DENIED": "won", "NONE": "warning_closed"}
 
 
+def dispute_status(r: dict) -> str | None:
+    """A dispute's status as ours (a webhook's resource, or the Disputes API's dispute):
+    PayPal's open statuses in lower case, a resolved one won or lost by its outcome."""
+    status = str(r.get("status") or "").upper()
+    if status == "RESOLVED":
+        outcome = str(_dict(r.get("dispute_outcome")).get("outcome_code") or "").upper()
+        return _OUTCOMES.get(outcome, "warning_closed")
+    return status.lower() or None
+
+
 def _dispute(event, r):
     dispute = ref("dispute", r.get("dispute_id"))
     if dispute is None:
@@ -481,16 +491,10 @@ def _dispute(event, r):
                     for t in _list(r.get("disputed_transactions"))]
     transactions = [t for t in transactions if t]
     amount, currency = money_of(r.get("dispute_amount"))
-    status = str(r.get("status") or "").upper()
-    if status == "RESOLVED":
-        outcome = str(_dict(r.get("dispute_outcome")).get("outcome_code") or "").upper()
-        status_value = _OUTCOMES.get(outcome, "warning_closed")
-    else:
-        status_value = status.lower() or None
     reason = _str(r.get("reason"), 100)
     return [DisputeChanged(
         occurred_at=event["occurred_at"], customer=None, email=None, dispute=dispute,
-        amount=amount, currency=currency, status=status_value,
+        amount=amount, currency=currency, status=dispute_status(r),
         reason=reason.lower() if reason else None,
         charge=transactions[0] if transactions else None,
         created_at=parse_time(r.get("create_time")),
