@@ -90,7 +90,7 @@ def _link_ref(value: str) -> Ref:
 
 
 def _processor_of(dispute: dict) -> str:
-    ref = dispute.get("dispute") or dispute.get("processor_id") or ""
+    ref = dispute.get("processor_ref") or dispute.get("dispute") or dispute.get("processor_id") or ""
     return ref.partition(":")[0] if ":" in ref else "stripe"
 
 

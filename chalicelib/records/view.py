@@ -262,7 +262,8 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         "orders": orders,
         "payments": payments,
         "disputes": [{"id": d["id"], "amount": d.get("amount"), "currency": d.get("currency"),
-                      "status": d.get("status"), "reason": d.get("reason")} for d in disputes],
+                      "status": d.get("status"), "reason": d.get("reason"),
+                      "processor_ref": d.get("dispute")} for d in disputes],
         "planned_payments": planned_payments(subscriptions, plans),
     }
     record["purchases"] = purchases(orders, payments, subscriptions + plans)
