@@ -321,3 +321,73 @@ def test_the_record_page_offers_no_plan_change_and_retry_captures_at_paypal(
     captures = [r for r in stub.served()
                 if r["path"] == f"/v1/billing/subscriptions/{story.sub_id}/capture"]
     assert len(captures) == 1
+    # A lost PayPal dispute: repayments are recorded; no repayment link is offered.
+    [sale_id] = [e["resource"]["id"] for e in stub.call("GET", "/_stub/events")
+                 if e["event_type"] == "PAYMENT.SALE.COMPLETED"
+                 and e["resource"].get("billing_agreement_id") == story.sub_id]
+    dispute_id = "PP-D-" + secrets.token_hex(4).upper()
+    for change in ({"stage": "CHARGEBACK"}, {"stage": "CHARGEBACK", "status": "RESOLVED",
+                                             "outcome": "RESOLVED_BUYER_FAVOUR"}):
+        stub.call("POST", f"/_stub/disputes/{dispute_id}", {
+            "transaction_id": sale_id, "amount": {"currency_code": "USD", "value": "10.00"},
+            **change})
+        [event] = [e for e in stub.call("GET", "/_stub/events")
+                   if e["resource"].get("dispute_id") == dispute_id][-1:]
+        body, headers = stub.sign(event, webhook_id)
+        r = app_client.http.post(f"/webhooks/paypal/{staff_shop.account_id}", body=body,
+                                 headers=headers)
+        assert r.status_code == 200, r.body
+    [dispute] = get_record(staff_shop.account_id, customer_id)["disputes"]
+    assert dispute["status"] == "lost"
+    page = c.get(f"{staff_shop.root}/customers/{customer_id}/disputes/{dispute['id']}/repayment")
+    assert page.status_code == 200, text(page)
+    assert "Record a repayment made elsewhere" in text(page)
+    assert "Send a repayment link" not in text(page) and "repayment-link" not in text(page)
+
+
+def _dispute(stub: PayPalStub, pm: PayPalMerchant, dispute_id: str, txn: str, **change) -> None:
+    """The payer opens (or PayPal moves) a dispute of ``txn`` at PayPal; its webhook in."""
+    stub.call("POST", f"/_stub/disputes/{dispute_id}", {
+        "transaction_id": txn, "amount": {"currency_code": "USD", "value": "10.00"}, **change})
+    [event] = [e for e in stub.call("GET", "/_stub/events")
+               if e["resource"].get("dispute_id") == dispute_id][-1:]
+    assert pm.deliver(event).status_code == 200
+
+
+def test_a_disputed_paypal_sale_is_refunded_only_while_paypal_allows_and_has_no_link(
+        app_client, stub):  # noqa: F811
+    """actions.refunds asks the gateway's disputes_of (PayPal's Disputes API): in the
+    inquiry a refund is made, with the warning; in a claim it is refused (409) before any
+    refund call; a lost PayPal dispute's repayment link is 422, PayPal has none."""
+    other = Shop(app_client, stub)
+    dispute_id = "PP-D-" + secrets.token_hex(4).upper()
+    _dispute(stub, other.pm, dispute_id, other.sale_id, stage="INQUIRY")
+    record = other.record()
+    [paid] = [p for p in record["payments"] if p["status"] == "succeeded"]
+    assert [d["status"] for d in paid["disputes"]] == ["waiting_for_seller_response"]
+    path = f"/api/v1/customers/{record['id']}/payments/{paid['id']}/refunds"
+    status, body = other.post(path, {"amount": 300, "reason": "requested_by_customer"})
+    assert status == 201 and body["warning"], body
+    lists = [r for r in stub.served() if r["path"] == "/v1/customer/disputes"
+             and r["query"] == f"disputed_transaction_id={other.sale_id}"]
+    assert len(lists) == 1
+    _dispute(stub, other.pm, dispute_id, other.sale_id, stage="CHARGEBACK", status="UNDER_REVIEW")
+    refunds = len([r for r in stub.served() if r["path"].endswith(f"/{other.sale_id}/refund")])
+    status, body = other.post(path, {"amount": 300, "reason": "requested_by_customer"})
+    assert status == 409 and body["error"] == "charge_disputed", body
+    assert len([r for r in stub.served()
+                if r["path"].endswith(f"/{other.sale_id}/refund")]) == refunds
+    # Lost: repaid only by a repayment recorded elsewhere; PayPal has no payment links.
+    _dispute(stub, other.pm, dispute_id, other.sale_id, stage="CHARGEBACK", status="RESOLVED",
+             outcome="RESOLVED_BUYER_FAVOUR")
+    [dispute] = other.record()["disputes"]
+    assert (dispute["status"], dispute["processor_ref"]) == ("lost", f"paypal:dispute_{dispute_id}")
+    served = len(stub.served())
+    status, body = other.post(
+        f"/api/v1/customers/{record['id']}/disputes/{dispute['id']}/repayment-link")
+    assert status == 422 and body["error"] == "not_supported_by_processor", body
+    assert body["message"].startswith("PayPal does not support")
+    assert len(stub.served()) == served
+    from chalicelib.store import repayments
+
+    assert repayments.list_for(other.pm.m.account_id, dispute["id"]) == []
