@@ -10,6 +10,14 @@ Phases, each on its own merchant account:
   duplicate    a redelivery of an applied event
   http         the steady stream over real HTTP through ``chalice local`` (optional)
   profile      cProfile of the steady path: where the time goes
+  paypal       PayPal's steady deliveries (``PAYMENT.SALE.COMPLETED``,
+               ``BILLING.SUBSCRIPTION.UPDATED``) next to Stripe's, in alternating blocks
+               of the same run; PayPal's signature checked offline against a certificate
+               already in the container's cache (the warm path); and a few deliveries
+               with that cache emptied (certificate fetch and chain check)
+
+  python -m bench.webhooks --doc   this part alone, on its own stack, rewriting its
+                                   section of docs/benchmarks.md
 """
 from __future__ import annotations
 
@@ -31,6 +39,10 @@ STEADY_ROUNDS = int(os.environ.get("BENCH_STEADY_ROUNDS", "4"))
 FIRST_SIGHT = int(os.environ.get("BENCH_FIRST_SIGHT", "200"))
 FLOOR_N = int(os.environ.get("BENCH_FLOOR_N", "400"))
 HTTP_EVENTS = int(os.environ.get("BENCH_HTTP_EVENTS", "200"))
+PAYPAL_CUSTOMERS = int(os.environ.get("BENCH_PAYPAL_CUSTOMERS", "50"))
+PAYPAL_ROUNDS = int(os.environ.get("BENCH_PAYPAL_ROUNDS", "4"))
+PAYPAL_BLOCK = 10  # events per block; Stripe's and PayPal's blocks alternate
+PAYPAL_COLD_CERT = int(os.environ.get("BENCH_PAYPAL_COLD_CERT", "10"))
 
 
 def _put_floor():
@@ -274,6 +286,139 @@ def _over_http(stack, merchant, events) -> dict | None:
         server.stop()
 
 
+class _PresignedPayPal:
+    """Delivers PayPal events signed beforehand by the stand-in (one transmission each, as
+    PayPal signs every attempt), so the stand-in's signing is not in the measured time."""
+
+    def __init__(self, sender, events: list[dict]):
+        self.sender = sender
+        self.signed = {e["id"]: sender.stand_in.sign(e, sender.webhook_id) for e in events}
+
+    def deliver(self, event):
+        return self.sender.post(*self.signed[event["id"]])
+
+
+def _merged(recs: list[ddbhooks.Recorder]) -> ddbhooks.Recorder:
+    out = ddbhooks.Recorder()
+    for rec in recs:
+        out.calls.update(rec.calls)
+        out.capacity_by_op.update(rec.capacity_by_op)
+        out.attempts += rec.attempts
+        out.read_units += rec.read_units
+        out.write_units += rec.write_units
+        out.seconds += rec.seconds
+        out.transact_items += rec.transact_items
+        out.item_bytes += rec.item_bytes
+        out.writes += rec.writes
+    return out
+
+
+def _paypal_steady_events(stream, subs: list[dict], rounds: int) -> list[dict]:
+    """PayPal's renewal burst for known subscriptions: the sale, then the subscription's
+    update (its next billing time moved on), alternating by round as Stripe's are."""
+    from datetime import timedelta
+
+    start = len(stream.events)
+    for r in range(rounds):
+        for sub in subs:
+            if r % 2 == 0:
+                stream.sale(sub)
+            else:
+                billing = sub["billing_info"]
+                billing["next_billing_time"] = (
+                    stream.t + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                stream.subscription_event(sub, "BILLING.SUBSCRIPTION.UPDATED")
+    return stream.events[start:]
+
+
+def _profile_paypal(deliverer, events) -> dict:
+    """Shares of a warm PayPal delivery's time (inside the test client's ``post``) spent
+    verifying the signature and translating the event."""
+    profiler = cProfile.Profile()
+    with quiet():
+        profiler.enable()
+        for event in events:
+            deliverer.deliver(event)
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+
+    def cumulative(predicate) -> float:
+        return sum(cum for (filename, _, name), (_, _, _, cum, callers) in stats.stats.items()
+                   if predicate(filename, name) and not any(predicate(f, n) for (f, _, n) in callers))
+
+    whole = cumulative(lambda f, n: n == "post" and "chalice" in f and "test" in f)
+    parts = {"signature check (processors.paypal.webhook.verify)":
+             cumulative(lambda f, n: n == "verify" and f.endswith("paypal/webhook.py")),
+             "translation (processors.paypal.translate)":
+             cumulative(lambda f, n: n == "translate" and f.endswith("paypal/translate.py")),
+             "DynamoDB calls (botocore)":
+             cumulative(lambda f, n: n == "_make_api_call" and "botocore" in f)}
+    return {"events": len(events), "ms_per_event": whole * 1000 / len(events),
+            "shares": {k: (v / whole if whole else 0) for k, v in parts.items()}}
+
+
+def _paypal_vs_stripe(stack, client) -> dict:
+    """Steady deliveries of both processors for known customers of one account, in
+    alternating blocks of PAYPAL_BLOCK events, each event with its own bare PutItem timed
+    right before it: requests per event and time as ratios of the same run."""
+    from app_fixtures import make_merchant
+    from paypal_events import PayPalStandIn, PayPalStream, enable_paypal
+
+    from chalicelib.processors.paypal import webhook as paypal_webhook
+
+    merchant = make_merchant(client)
+    stand_in = PayPalStandIn(stack.paypal.url)
+    sender = enable_paypal(merchant, stand_in)
+    stripe_stream, known = _known_customers(merchant, "pvs", PAYPAL_CUSTOMERS)
+    paypal_stream = PayPalStream("bench")
+    subs = []
+    for i in range(PAYPAL_CUSTOMERS):
+        sub = paypal_stream.subscription(f"paypal{i}@bench.test", ("Bench", f"Payer {i}"), 1900 + i)
+        paypal_stream.subscription_event(sub, "BILLING.SUBSCRIPTION.ACTIVATED", status="ACTIVE")
+        subs.append(sub)
+    # Not measured: the customers become known and the certificate enters the cache (the
+    # first delivery fetches it and checks its chain once for the container).
+    _deliver_all(sender, paypal_stream.events)
+
+    stripe_events = _steady_events(stripe_stream, known, PAYPAL_ROUNDS)
+    paypal_events = _paypal_steady_events(paypal_stream, subs, PAYPAL_ROUNDS)
+    presigned = _PresignedPayPal(sender, paypal_events)
+    served_before = len(stand_in.call("GET", "/_stub/requests"))
+    samples: dict[str, list[float]] = {"stripe": [], "paypal": []}
+    floors: dict[str, list[float]] = {"stripe": [], "paypal": []}
+    recs: dict[str, list] = {"stripe": [], "paypal": []}
+    for start in range(0, max(len(stripe_events), len(paypal_events)), PAYPAL_BLOCK):
+        for name, deliverer, events in (("stripe", merchant, stripe_events),
+                                        ("paypal", presigned, paypal_events)):
+            block = events[start:start + PAYPAL_BLOCK]
+            if block:
+                got, rec = _deliver_all(deliverer, block, floor=floors[name])
+                samples[name] += got
+                recs[name].append(rec)
+    paypal_api = len(stand_in.call("GET", "/_stub/requests")) - served_before
+    out = {name: _per_event(_merged(recs[name]), len(samples[name]), samples[name], floors[name])
+           for name in ("stripe", "paypal")}
+    out["paypal"]["paypal_api_requests_per_event"] = paypal_api / len(paypal_events)
+
+    # The certificate cache emptied before each delivery (a new container, or a
+    # certificate PayPal rolled): its fetch from PayPal's host and the chain check.
+    cold = _paypal_steady_events(paypal_stream, subs[:PAYPAL_COLD_CERT], 1)
+    presigned = _PresignedPayPal(sender, cold)
+    served_before = len(stand_in.call("GET", "/_stub/requests"))
+    floor: list[float] = []
+    got, rec = _deliver_all(presigned, cold, before_each=paypal_webhook.forget_cached, floor=floor)
+    out["paypal_cold_certificate"] = _per_event(rec, len(cold), got, floor)
+    out["paypal_cold_certificate"]["paypal_api_requests_per_event"] = (
+        len(stand_in.call("GET", "/_stub/requests")) - served_before) / len(cold)
+    # Where a warm PayPal delivery's time goes that a Stripe one does not spend.
+    extra = _paypal_steady_events(paypal_stream, subs, 2)
+    out["paypal_profile"] = _profile_paypal(_PresignedPayPal(sender, extra), extra)
+    out["block"] = PAYPAL_BLOCK
+    out["paypal_vs_stripe"] = (out["paypal"]["time"]["median_ms"]
+                               / out["stripe"]["time"]["median_ms"])
+    return out
+
+
 def run(stack, client) -> dict:
     from app_fixtures import make_merchant
     from stripe_events import Stream
@@ -349,6 +494,10 @@ def run(stack, client) -> dict:
         except Exception as exc:  # noqa: BLE001 (optional figure: report why it is missing)
             out["http"] = {"error": f"{type(exc).__name__}: {exc}"}
 
+    log(f"webhooks: PayPal next to Stripe ({PAYPAL_CUSTOMERS} known customers each x "
+        f"{PAYPAL_ROUNDS} rounds, alternating blocks of {PAYPAL_BLOCK})")
+    out["paypal"] = _paypal_vs_stripe(stack, client)
+
     # Ratios of medians against the PutItem floor timed interleaved with each path.
     steady = out["steady"]
     floor = steady["floor"]["median_ms"]
@@ -358,8 +507,43 @@ def run(stack, client) -> dict:
         "steady_ddb_share": steady["ddb_ms_per_event"] / steady["time"]["mean_ms"],
         "steady_ddb_vs_putitem": steady["ddb_ms_per_event"] / floor,
     }
+    out["ratios"]["paypal_vs_stripe"] = out["paypal"]["paypal_vs_stripe"]
+    out["ratios"]["paypal_vs_putitem"] = out["paypal"]["paypal"]["vs_putitem"]
     if out.get("http") and "time" in out["http"]:
         out["ratios"]["http_vs_in_process"] = (out["http"]["time"]["median_ms"]
                                                / out["steady"]["time"]["median_ms"])
         out["ratios"]["http_vs_putitem"] = out["http"]["time"]["median_ms"] / floor
     return out
+
+
+def main() -> dict:
+    """This part alone on a stack of its own (``python -m bench.webhooks [--doc]``)."""
+    from bench import stack as bench_stack
+
+    stack = bench_stack.start()
+    try:
+        from chalice.test import Client
+
+        from app import app
+
+        with Client(app) as client:
+            return run(stack, client)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench.__main__ import machine
+
+    results = {"machine": machine(), "webhooks": main()}
+    out = REPO / "build" / "bench" / "webhooks.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    log(f"results: {out.relative_to(REPO)}")
+    if "--doc" in sys.argv:
+        from bench import report
+
+        report.write_section(report.webhooks_section(results["webhooks"], results["machine"]))
+        log("rewrote the webhooks section of docs/benchmarks.md")
