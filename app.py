@@ -20,6 +20,7 @@ from chalicelib.merchant_api.action_routes_money import bp as merchant_api_money
 from chalicelib.merchant_api.action_routes_subscriptions import bp as merchant_api_subscriptions
 from chalicelib.merchant_api.routes import bp as merchant_api
 from chalicelib.notices.routes import bp as notice_settings
+from chalicelib.notices.suppression_routes import bp as notice_suppression
 from chalicelib.observability import logger, metrics
 from chalicelib.portal.routes import bp as portal
 from chalicelib.webhooks.routes import bp as webhooks
@@ -42,6 +43,7 @@ app.register_blueprint(zapier_hooks)
 app.register_blueprint(merchant_api_endpoints)
 app.register_blueprint(dashboard_endpoints)
 app.register_blueprint(notice_settings)
+app.register_blueprint(notice_suppression)
 app.register_blueprint(dunning_settings)
 app.register_blueprint(event_catalogue)
 

@@ -10,15 +10,33 @@ payload arrives as an SNS message's body where a topic is used instead:
 set by ``mail.sender.send``, name the account and customer; its message id names the
 history entry. A transient bounce (mailbox full, …) is noted but suppresses nothing.
 Delivery is at least once: recording the same report twice changes nothing.
+
+Owners and admins (``manage_notices``) can lift a customer's suppression (``lift``, on the
+one action mechanism: role, idempotency key, activity log), e.g. once the customer's
+mailbox works again. A complaint means the customer asked not to get the merchant's mail:
+lifting one must be confirmed (``confirm_complaint``), and SES reviews an account from
+0.1% complaints.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from chalicelib import timeutil
+from chalicelib.actions import service as actions
+from chalicelib.actions.service import ActionContext, ActionSpec, Result, Step
+from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.observability import MetricUnit, logger, metrics
+from chalicelib.records import service as records
 from chalicelib.records.service import normalize_email
 from chalicelib.store import notices as store
+
+MAX_REASON = 500
+LIFT_PERMISSION = "manage_notices"  # owners and admins, as the notice settings
+COMPLAINT_WARNING = (
+    "This customer marked one of your e-mails as spam: they asked not to get your mail. "
+    "Lift it only if they asked you to write to them again. Each new complaint counts "
+    "against your sending account (SES reviews it from 0.1% complaints).")
 
 
 def reason_for(account_id: str, email: str) -> str | None:
@@ -28,6 +46,82 @@ def reason_for(account_id: str, email: str) -> str | None:
         return None
     found = store.suppression(account_id, normalized)
     return found["reason"] if found else None
+
+
+def of_customer(account_id: str, customer_id: str) -> dict:
+    """The customer's e-mail address and its suppression (None when mail goes to it); 404
+    for a customer that is not the account's."""
+    email = _customer_email(account_id, customer_id)
+    found = store.suppression(account_id, normalize_email(email)) if email else None
+    return {"customer_id": customer_id, "email": email, "suppression": _public(found)}
+
+
+def lift(ctx: ActionContext, customer_id: str, *, reason, confirm_complaint=False,
+         before_perform: Callable[[], None] | None = None) -> dict:
+    """Lift the suppression of the customer's address: notices and dunning e-mails go to it
+    again (until SES reports it again). A reason is required; a complaint needs
+    ``confirm_complaint`` (400 ``complaint_confirmation_required``); nothing suppressed is
+    409 ``not_suppressed``. The role is checked first (support, read-only: 403, nothing
+    written)."""
+    # Bad input is refused inside the action, after the mechanism's role check: a role
+    # without the permission gets its 403 whatever it sent.
+    problem = None
+    try:
+        if not isinstance(confirm_complaint, bool):
+            raise BadRequest('"confirm_complaint" must be true or false.', code="bad_request")
+        reason = _reason(reason)
+    except BadRequest as exc:
+        problem, reason, confirm_complaint = exc, None, False
+    spec = ActionSpec(name="customer.lift_suppression", customer_id=customer_id,
+                      permission=LIFT_PERMISSION,
+                      request={"confirm_complaint": confirm_complaint}, reason=reason)
+
+    def perform(step: Step) -> Result:
+        if problem is not None:
+            raise problem
+        email = _customer_email(ctx.account_id, customer_id)
+        found = store.suppression(ctx.account_id, normalize_email(email)) if email else None
+        if found is None:
+            raise Conflict("Nothing is suppressed: e-mails go to this customer's address.",
+                           code="not_suppressed")
+        if found["reason"] == "complaint" and not confirm_complaint:
+            raise BadRequest(COMPLAINT_WARNING + " Confirm to lift it.",
+                             code="complaint_confirmation_required")
+        lifted = _public(found)
+        return Result(
+            body={"customer_id": customer_id, "email": found["email"], "lifted": lifted},
+            before={"suppression": lifted}, after={"suppression": None},
+            writes=[store.lift_suppression_write(ctx.account_id, found["email"],
+                                                 found["at"])])
+
+    body = actions.run(ctx, spec, perform, before_perform=before_perform).body
+    logger.info("e-mail suppression lifted", extra={
+        "account_id": ctx.account_id, "customer_id": customer_id,
+        "feedback": (body.get("lifted") or {}).get("reason")})
+    return body
+
+
+def _reason(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("The reason is required.", code="reason_required")
+    value = value.strip()
+    if len(value) > MAX_REASON or any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise BadRequest(f"The reason is text of at most {MAX_REASON} characters.",
+                         code="bad_request")
+    return value
+
+
+def _customer_email(account_id: str, customer_id: str) -> str | None:
+    overview, _ = records.get_overview(account_id, customer_id, 1)
+    if overview is None or not records.customer_belongs(account_id, customer_id):
+        raise NotFound("No such customer.")
+    return overview.get("email") or None
+
+
+def _public(found: dict | None) -> dict | None:
+    if not found:
+        return None
+    return {"reason": found["reason"], "detail": found.get("detail"), "at": found["at"]}
 
 
 def handle_notification(body: str) -> dict:

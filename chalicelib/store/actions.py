@@ -184,13 +184,16 @@ def finish_ops(action: Action, result: dict, result_status: int, finished_at: st
 def commit_ops(ops: list[tuple[str, TableItem, object]]) -> None:
     """Write ``finish_ops`` alone (an action that changed no record), with the action's
     own writes (kind ``"update"``: an update whose condition is ``(update actions,
-    condition)``, as in store.customers.commit). Conflict if the action is no longer
+    condition)``, as in store.customers.commit; kind ``"delete"``: the item deleted on the
+    condition). Conflict if the action is no longer
     this run's or a condition of its writes failed."""
     try:
         with TransactWrite(connection=_connection()) as tx:
             for op, item, condition in ops:
                 if op == "update":
                     tx.update(item, actions=condition[0], condition=condition[1])
+                elif op == "delete":
+                    tx.delete(item, condition=condition)
                 else:
                     tx.save(item, condition=condition)
     except TransactWriteError as exc:

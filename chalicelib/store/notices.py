@@ -120,6 +120,14 @@ def lift_suppression(account_id: str, email: str) -> None:
     SuppressionItem(*keys.notice_suppression(account_id, email)).delete()
 
 
+def lift_suppression_write(account_id: str, email: str, at: str) -> tuple:
+    """The suppression of ``email`` deleted as a write of an action's transaction
+    (store.actions.commit_ops), on the condition that it is still the one recorded at
+    ``at`` (a newer bounce or complaint is not lifted unseen)."""
+    item = SuppressionItem(*keys.notice_suppression(account_id, email))
+    return ("delete", item, SuppressionItem.at == at)
+
+
 def mark_feedback(account_id: str, customer_id: str | None, message_id: str, status: str,
                   detail: str, scanned: int = 200) -> bool:
     """Note SES's feedback on the history entry of the message ``message_id``: its status
