@@ -42,7 +42,8 @@ def _block(account_id: str, kind: str, value: str, at: str, label: str | None = 
     previous = block_store.get(account_id, kind, value)
     action_store.commit_ops([block_store.state_write(
         account_id, kind, value, blocked=True, at=at, previous=previous, label=label,
-        entry={"action": "block", "at": at, "by": "stf_test", "reason": "fraud"})])
+        entry={"action": "block", "at": at, "by": "stf_test", "reason": "fraud"}),
+        block_store.index_write(account_id, 1)])
 
 
 def _blocked_events(account_id: str) -> list[dict]:
@@ -182,32 +183,39 @@ def test_old_payments_without_a_fingerprint_match_by_brand_and_last4(world):
     assert lookalike["id"] not in flagged
 
 
-def test_a_blocked_processor_customer_and_the_reads_it_costs(world):
-    """A payment success reads the payment's block items once (one BatchGetItem); any
-    other webhook reads none."""
+def test_the_reads_a_payment_costs_and_a_blocked_processor_customer(app_client):  # noqa: F811
+    """An account that blocks nothing: a payment's webhook reads no block item (the
+    account's block index is read once, then kept by the container). Once it blocks a
+    card or customer: one BatchGetItem per payment success, none for other events."""
     from bench import ddbhooks
     from chalicelib import timeutil
 
-    m, s, account = world["merchant"], world["stream"], world["merchant"].account_id
-    s.t = max(s.t, int(__import__("time").time()) + 5)
+    m = make_merchant(app_client)
+    s = Stream("blkr")
+    cy = s.customer("cy.blocked@example.com", "Cy")
+    _paid_by(s, cy, 700, "cy.blocked@example.com", BLOCKED_FP)
+    m.deliver_until_applied(s.events)
+    cy_id = m.customers()[0]["id"]
+    with ddbhooks.recording() as unblocked:
+        assert m.deliver(_paid_by(s, cy, 600, "cy.blocked@example.com",
+                                  BLOCKED_FP)).status_code == 200
+    assert not {"BatchGetItem", "GetItem", "Query"} & set(unblocked.calls), unblocked.calls
+
+    _block(m.account_id, "customer", f"stripe:{cy}", timeutil.now_iso())
+    s.t = max(s.t, int(__import__("time").time()) + 5)  # paid after the block
     updated = s.event("customer.updated", fixture(
-        "customer", id=world["ann"], email="ann.blocked@example.com", name="Ann B",
-        created=s.t))
-    plain = _paid_by(s, world["ann"], 900, "ann.blocked@example.com", LOOKALIKE_FP)
+        "customer", id=cy, email="cy.blocked@example.com", name="Cy B", created=s.t))
+    by_customer = _paid_by(s, cy, 800, "cy.blocked@example.com", LOOKALIKE_FP)
     with ddbhooks.recording() as other:
         assert m.deliver(updated).status_code == 200
     with ddbhooks.recording() as paid:
-        assert m.deliver(plain).status_code == 200
-    assert other.calls["BatchGetItem"] == 0
+        assert m.deliver(by_customer).status_code == 200
+    assert "BatchGetItem" not in other.calls
     assert paid.calls["BatchGetItem"] == 1, paid.calls
-
-    _block(account, "customer", f"stripe:{world['ann']}", timeutil.now_iso())
-    s.t = max(s.t, int(__import__("time").time()) + 5)
-    by_customer = _paid_by(s, world["ann"], 800, "ann.blocked@example.com", LOOKALIKE_FP)
-    assert m.deliver(by_customer).status_code == 200
-    payment = _payment_of(m, world["ann_id"], by_customer["data"]["object"]["id"])
-    [event] = [e for e in _blocked_events(account) if e["data"]["object"]["id"] == payment["id"]]
+    payment = _payment_of(m, cy_id, by_customer["data"]["object"]["id"])
+    [event] = _blocked_events(m.account_id)
+    assert event["data"]["object"]["id"] == payment["id"]
     assert event["data"]["blocked"] == [{
-        "kind": "customer", "label": None, "processor_customer": f"stripe:{world['ann']}",
+        "kind": "customer", "label": None, "processor_customer": f"stripe:{cy}",
         "blocked_at": event["data"]["blocked"][0]["blocked_at"]}]
-    assert event["customer_id"] == world["ann_id"]
+    assert event["customer_id"] == cy_id

@@ -172,6 +172,11 @@ class CustomerActions:
                 entry=entry, previous=previous.get((t["kind"], t["value"])),
                 label=t.get("label"), customer_id=self.customer_id,
                 card_ids=tuple(t.get("card_ids") or ())) for t in changing]
+            # The account's count of blocked cards and processor customers (store.blocks).
+            delta = sum(1 for t in changing if t["kind"] in block_store.PAYMENT_KINDS)
+            if delta:
+                writes.append(block_store.index_write(self.ctx.account_id,
+                                                      delta if blocking else -delta))
             details = [self._detail_public(t) for t in changing]
             event = "customer.blocked" if blocking else "customer.unblocked"
             return Result(

@@ -199,12 +199,16 @@ def blocked_for_payments(account_id: str, changes: list[Change], processor_ids: 
     fact's id, for ``react`` (through ``Context.blocked``: a reaction reads nothing).
 
     Read by the record's writer before its transaction, and only when a payment succeeds
-    in it: one BatchGetItem of the record's processor customers and the payment's card
-    fingerprint (its own, else its payment method's); a write with no payment success
-    reads nothing. A detail counts when it is blocked now; ``react`` keeps those blocked
-    at or before the payment."""
+    in it and the account blocks any card or processor customer (``store.
+    payment_blocks_possible``: the account's block index, which this container keeps for
+    a minute): one BatchGetItem of the record's processor customers and the payment's
+    card fingerprint (its own, else its payment method's). So a write with no payment
+    success reads nothing, nor does a payment of an account that blocks nothing (a
+    minute after its first block at most, a container may still think so: that payment
+    is still flagged on the record page). A detail counts when it is blocked now;
+    ``react`` keeps those blocked at or before the payment."""
     paid = newly_paid(changes)
-    if not paid:
+    if not paid or not store.payment_blocks_possible(account_id):
         return {}
     fingerprints = {c.fact_id: c.after.get("card_fingerprint")
                     or method_fingerprints.get(c.after.get("payment_method")) for c in paid}

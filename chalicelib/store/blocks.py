@@ -15,17 +15,31 @@ Access patterns:
                 is as it was read (absent, or the same ``changed_at``), so two racing
                 actions on one detail never lose a log entry (the loser's transaction is
                 cancelled and the action can be sent again).
+  index_write   ``ACCT#<acct>#BLOCKINDEX`` / ``INDEX``: how many cards and processor
+                customers (the details a payment is blocked by) are blocked now, raised
+                or lowered by the same action's transaction (an update; an account whose
+                blocks predate the index starts from its blocks as read).
+  payment_blocks_possible  whether a payment's webhook need read its block items
+                (``chalicelib.blocks.service.blocked_for_payments``): GetItem of the index,
+                kept by this container for ``INDEX_CACHE_SECONDS`` (an account that blocks
+                nothing costs its payment webhooks no read, only one GetItem a minute);
+                the container that runs a block or unblock drops its copy at once.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.store import keys
-from chalicelib.store.table import BlockItem, TableItem
+from chalicelib.store.table import BlockIndexItem, BlockItem, TableItem
 
 KINDS = ("email", "card", "customer")
+PAYMENT_KINDS = ("card", "customer")  # the details a payment can be blocked by
+INDEX_CACHE_SECONDS = 60
+# account id → (time.monotonic() when read, whether it blocks a card or customer)
+_index_cache: dict[str, tuple[float, bool]] = {}
 LOG_KEPT = 50
 BATCH = 100  # BatchGetItem's limit
 
@@ -110,3 +124,44 @@ def state_write(account_id: str, kind: str, value: str, *, blocked: bool, at: st
     condition = (BlockItem.changed_at == previous.changed_at) if previous \
         else TableItem.PK.does_not_exist()
     return ("block", item, condition)
+
+
+def _payment_blocks_now(account_id: str) -> int:
+    return sum(1 for b in list_all(account_id) if b.blocked and b.kind in PAYMENT_KINDS)
+
+
+def index_write(account_id: str, delta: int) -> tuple[str, TableItem, tuple]:
+    """``payment_blocks += delta`` (the action's cards and processor customers blocked,
+    less those unblocked), as an ``update`` op of the action's transaction."""
+    pk, sk = keys.blocks_index(account_id)
+    try:
+        BlockIndexItem.get(pk, sk, consistent_read=True)
+        base = 0
+    except DoesNotExist:
+        # Blocks made before the index was kept: count them once (a concurrent first
+        # write makes the item, and this one then adds to what it holds).
+        base = _payment_blocks_now(account_id)
+    _index_cache.pop(account_id, None)
+    return ("update", BlockIndexItem(pk, sk), (
+        [BlockIndexItem.T.set(BlockIndexItem), BlockIndexItem.account_id.set(account_id),
+         BlockIndexItem.payment_blocks.set((BlockIndexItem.payment_blocks | base) + delta)],
+        None))
+
+
+def payment_blocks_possible(account_id: str) -> bool:
+    """Whether the account blocks any card or processor customer (see the module's
+    docstring for the container's copy)."""
+    now = time.monotonic()
+    hit = _index_cache.get(account_id)
+    if hit is not None and now - hit[0] < INDEX_CACHE_SECONDS:
+        return hit[1]
+    pk, sk = keys.blocks_index(account_id)
+    try:
+        item = BlockIndexItem.get(pk, sk)
+        possible = item.account_id == account_id and int(item.payment_blocks or 0) > 0
+    except DoesNotExist:
+        possible = _payment_blocks_now(account_id) > 0
+    if len(_index_cache) > 10_000:
+        _index_cache.clear()
+    _index_cache[account_id] = (now, possible)
+    return possible

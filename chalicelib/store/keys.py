@@ -305,6 +305,11 @@ def block_sk(kind: str, value: str) -> str:
     return f"{kind}#{value}"
 
 
+def blocks_index(account_id: str) -> tuple[str, str]:
+    """How many cards and processor customers an account blocks (store/blocks.py)."""
+    return f"ACCT#{account_id}#BLOCKINDEX", "INDEX"
+
+
 # --- the scheduler's due steps (store/steps.py) ------------------------------------------
 
 def step(account_id: str, step_id: str) -> tuple[str, str]:

@@ -528,6 +528,16 @@ class BlockItem(TableItem, discriminator="Block"):
     log = JSONAttribute(default=list)  # newest last: {"action", "at", "by", "by_email", "reason", "key"}
 
 
+class BlockIndexItem(TableItem, discriminator="BlockIndex"):
+    """How many details a payment can be blocked by (cards and processor customers) an
+    account blocks now (``ACCT#<acct>#BLOCKINDEX`` / ``INDEX``), kept by the block and
+    unblock actions' transactions: a payment's webhook reads block items only when it is
+    above 0 (chalicelib/store/blocks.py)."""
+
+    account_id = UnicodeAttribute()
+    payment_blocks = NumberAttribute(default=0)
+
+
 class PendingEmailChangeItem(TableItem, discriminator="PendingEmailChange"):
     """A merchant changing a record's e-mail (``ACCT#<acct>#EMAILCHANGE#<new e-mail>`` /
     ``PENDING``), written before the processor is asked: the processor's
