@@ -67,6 +67,8 @@ def environment(language: str = SOURCE_LANGUAGE):
     # Newstyle: a translation's %(name)s placeholders are filled (and, in .html, escaped)
     # by jinja2 itself, and a missing variable is an error, not a silent "%(name)s".
     env.install_gettext_translations(translations(language), newstyle=True)
+    # The language the words are in (the mail's <html lang>).
+    env.globals["language"] = language
     env.filters["money"] = formatting.money
     env.filters["date"] = formatting.date
     env.filters["iso_date"] = formatting.iso_date

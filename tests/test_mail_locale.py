@@ -24,6 +24,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from babel.util import pathmatch
+from portal_helpers import portal_settings  # noqa: F401 - a fixture (no floor, own client IP)
 
 from chalicelib import formatting, templating
 
@@ -250,3 +251,39 @@ def test_an_unknown_language_renders_in_english_without_a_catalogue():
     assert templating.translations("en").gettext("Questions?") == "Questions?"
     assert templating.gettext("xx_YY", "Questions?") == "Questions?"
     assert templating.gettext("de", "") == ""  # not the catalogue's header
+
+
+# --- the sign-in e-mail -----------------------------------------------------------------------
+
+def test_the_sign_in_mail_is_in_the_accounts_language(app_client, stack, sent_emails,  # noqa: F811
+                                                      portal_settings):  # noqa: F811
+    from portal_helpers import (
+        PortalClient,
+        ask_link,
+        link_and_code,
+        mails_to,
+        make_shop,
+        seed_customer,
+    )
+
+    from chalicelib.portal import service as portal_service
+    from chalicelib.settings import get_settings
+    from chalicelib.store import accounts as account_store
+
+    shop = make_shop(app_client, stack)
+    account = account_store.get(shop.merchant.account_id)
+    account_store.update_settings(shop.merchant.account_id, {
+        **account["settings"], "portal": {**account["settings"].get("portal", {}),
+                                          "locale": "nl_BE"}})
+    portal_service.forget_portal(shop.slug)
+    customer = seed_customer(shop)
+    assert ask_link(PortalClient(app_client.http), shop, customer.email).status_code == 200
+    [mail] = mails_to(sent_emails, customer.email)
+    assert mail["subject"] == f"Uw inloglink voor {shop.name}"
+    assert '<html lang="nl">' in mail["body"]
+    assert "Of voer deze code in op de inlogpagina:" in mail["body"]
+    minutes = get_settings().login_token_minutes
+    assert f"De link en de code werken één keer, {minutes} minuten lang." in mail["body"]
+    link, code = link_and_code(mail)  # still the link and the code the portal checks
+    assert f"/portal/{shop.slug}/link?token=" in link and re.fullmatch(r"\d{6}", code)
+

@@ -143,8 +143,12 @@ def _find_customer(account_id: str, email: str) -> str | None:
 
 def _send_customer_mail(*, brand: dict, to: str, link: str, code: str, minutes: int,
                         account_id: str, subject_id: str) -> None:
+    # The mail is in the account's language (its portal setting), read as it is now.
+    account = account_store.get(account_id) or {}
+    locale = supported_locale(((account.get("settings") or {}).get("portal") or {}).get("locale"))
     sign_in_mail.send_sign_in(brand=brand, to=to, link=link, code=code, minutes=minutes,
-                              account_id=account_id, customer_id=subject_id, kind="sign_in")
+                              account_id=account_id, customer_id=subject_id, kind="sign_in",
+                              locale=locale)
 
 
 CUSTOMERS = signin.Audience(
