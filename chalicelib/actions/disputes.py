@@ -110,7 +110,7 @@ def _mail_link(account: dict, record: dict, customer_id: str, dispute: dict, amo
     try:
         send(Message(from_name=brand["name"], from_address=brand["support_email"],
                      reply_to=brand["support_email"], to=record["email"],
-                     subject=f"Repayment of a disputed payment to {brand['name']}",
+                     subject=templating.render_subject("mail/dispute_repayment.txt", **context),
                      text=templating.render("mail/dispute_repayment.txt", **context),
                      html=templating.render("mail/dispute_repayment.html", **context)),
              account_id=account["account_id"], customer_id=customer_id,
