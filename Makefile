@@ -57,7 +57,7 @@ bench: $(STAMP)  ## run the benchmarks and rewrite docs/benchmarks.md
 # and the compiled .mo files the Lambda reads (committed: the package has no build step).
 translations: $(STAMP)  ## extract the mail's messages, update the catalogues, compile the .mo files
 	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --omit-header -o chalicelib/locales/messages.pot .
-	$(BIN)/pybabel update -i chalicelib/locales/messages.pot -d chalicelib/locales --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel update -i chalicelib/locales/messages.pot -d chalicelib/locales --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date
 	$(BIN)/pybabel compile -d chalicelib/locales --statistics
 
 clean:  ## remove caches, build output and local stack logs (keeps .venv)
