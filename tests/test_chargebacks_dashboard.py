@@ -1,6 +1,7 @@
 """A lost dispute's repayments on the dashboard (chalicelib/dashboard/action_routes_customer.py)
 through Chalice's test client with real staff sessions: the record's disputes link a lost
 one's page; support records a repayment made elsewhere (once per form, never above what
+remains; one recorded while a link is open deactivates it and offers a new link for what
 remains); read-only is refused and nothing is written."""
 from __future__ import annotations
 
@@ -140,3 +141,37 @@ def test_read_only_cannot_send_a_repayment_link(app_client, world, sent_emails):
     before = repayments.list_for(staff_shop.account_id, dispute["id"])
     assert c.post(url, {"action_id": "b" * 24}).status_code == 403
     assert repayments.list_for(staff_shop.account_id, dispute["id"]) == before
+
+
+def test_a_partial_repayment_deactivates_the_open_link_and_offers_a_new_one(
+        app_client, world, sent_emails):  # noqa: F811
+    from chalicelib.store import repayments
+
+    staff_shop, _ = world
+    merchant = staff_shop.shop.merchant
+    s = Stream("rpn")
+    cus = s.customer("partly-repaid@example.com", "Partly Repaid")
+    pi, charge = s.one_time(cus, 3000, currency="eur", email="partly-repaid@example.com")
+    s.dispute(pi, charge, 3000, status="lost", type_="charge.dispute.closed", currency="eur")
+    merchant.deliver_until_applied(s.events)
+    customer_id = merchant.records_by_email()["partly-repaid@example.com"]["id"]
+    record = merchant.get_json(f"/api/v1/customers/{customer_id}")
+    [dispute] = [d for d in record["disputes"] if d["status"] == "lost"]
+    c = _signed_in(app_client, staff_shop, sent_emails, "support")
+    url = f"{staff_shop.root}/customers/{customer_id}/disputes/{dispute['id']}/repayment"
+    page = text(c.get(url))
+    link_action = re.search(r'repayment-link"[^>]*>.*?name="action_id" value="([^"]+)"', page,
+                            re.S).group(1)
+    assert c.post(url + "-link", {"action_id": link_action}).status_code == 303
+    record_action = re.search(r'/repayment"[^>]*>.*?name="action_id" value="([^"]+)"',
+                              text(c.get(url)), re.S).group(1)
+    recorded = c.post(url, {"action_id": record_action, "amount": "10.00", "method": "cash"})
+    assert recorded.status_code == 303
+    assert recorded.headers["Location"].endswith("?done=recorded_link_deactivated")
+    shown = html.unescape(text(c.get(url + "?done=recorded_link_deactivated")))
+    assert "the open repayment link asked for more than now remains" in shown.lower()
+    assert "Open repayment link" not in shown and 'data-status="deactivated"' in shown
+    assert "Send a new repayment link for the remaining €20.00" in shown
+    [link] = [r for r in repayments.list_for(staff_shop.account_id, dispute["id"])
+              if r["kind"] == "link"]
+    assert link["amount"] == 3000 and link["deactivated_at"]
