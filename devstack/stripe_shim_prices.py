@@ -32,10 +32,15 @@ def _error(message: str, param: str | None, status: int = 400,
     return _json({"error": error}, status)
 
 
+def _active(plan: dict) -> bool:
+    # localstripe keeps an update's "active=false" as the string it was sent.
+    return plan.get("active", True) not in (False, "false")
+
+
 def as_price(plan: dict, product: dict | str | None) -> dict:
     """A localstripe plan as Stripe's price object."""
     return {
-        "id": plan["id"], "object": "price", "active": bool(plan.get("active", True)),
+        "id": plan["id"], "object": "price", "active": _active(plan),
         "billing_scheme": plan.get("billing_scheme") or "per_unit",
         "created": plan.get("created"), "currency": plan.get("currency"),
         "livemode": False, "lookup_key": None, "metadata": plan.get("metadata") or {},
@@ -88,11 +93,12 @@ async def _list(forward, request, query: dict) -> tuple[int, bytes, str]:
     currency, product = _one(query, "currency"), _one(query, "product")
     prices = [] if kind == "one_time" else await _all(forward, request, "/v1/plans")
     prices = [p for p in prices
-              if (active is None or bool(p.get("active", True)) == (active == "true"))
+              if (active is None or _active(p) == (active == "true"))
               and (currency is None or p.get("currency") == currency.lower())
               and (product is None or p.get("product") == product)]
-    # Stripe lists newest first.
-    prices.sort(key=lambda p: (p.get("created") or 0, p["id"]), reverse=True)
+    # Stripe lists newest first (localstripe keeps creation order; created is in seconds).
+    prices.reverse()
+    prices.sort(key=lambda p: p.get("created") or 0, reverse=True)
     after = _one(query, "starting_after")
     if after is not None:
         ids = [p["id"] for p in prices]

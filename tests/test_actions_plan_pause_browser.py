@@ -18,6 +18,7 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     portal_settings,
     sign_in,
     text,
+    wait_for,
 )
 from test_dashboard_browser import _axe
 
@@ -43,140 +44,153 @@ def _staff(account_id: str, role: str) -> str:
     return email
 
 
-def test_change_plan_through_the_price_picker(browser, app_client, stack, app_server,  # noqa: F811
-                                              stripe_client, sent_emails):
+@pytest.fixture(scope="module")
+def world(app_client, stack, app_server):  # noqa: F811
+    """One Stripe shop (Coffee, the course) for the module; each test acts on objects of
+    its own (the Coffee subscription, a Tea subscription, the settings)."""
+    import stripe
+
+    # A first webhook to a cold app under load can outlast localstripe's delivery timeout
+    # (it sends each event once): warm the webhook path up before seeding.
+    requests.post(f"{app_server}/webhooks/stripe/acct_warmup", data=b"{}", timeout=120,
+                  headers={"Stripe-Signature": "t=1,v1=0", "Content-Type": "application/json"})
+    client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
+    shop = make_stripe_shop(app_client, stack, app_server, client)
+    root = f"/dashboard/{shop.shop.slug}"
+    return {"shop": shop, "client": client, "root": root,
+            "record_url": f"{root}/customers/{shop.customer_id()}"}
+
+
+@pytest.fixture(scope="module")
+def admin_page(browser, app_server, world, stack):  # noqa: F811
+    """A page of an admin's signed-in browser context (kept for the module)."""
+    context = new_context(browser, app_server)
+    page = context.new_page()
+    staff_sign_in(page, world["root"], _staff(world["shop"].account_id, "admin"),
+                  stack.sent_emails)
+    yield page
+    context.close()
+
+
+def _subscribe(shop, product: str) -> dict:
+    """One more monthly EUR subscription of the customer at localstripe; the record's copy."""
+    plan = shop.client.v1.plans.create(params={
+        "amount": 800, "currency": "eur", "interval": "month", "nickname": product,
+        "product": {"name": product}})
+    sub_id = shop.client.v1.subscriptions.create(params={
+        "customer": shop.customer, "items": [{"plan": plan.id}]}).id
+    wait_for(shop.record, lambda r: any(s["processor_ref"] == f"stripe:{sub_id}"
+                                        for s in r["subscriptions"]), what=product)
+    return {"stripe_id": sub_id, **shop.sub(sub_id)}
+
+
+def test_change_plan_through_the_price_picker(world, admin_page, app_client, stack,  # noqa: F811
+                                              sent_emails):
     from playwright.sync_api import expect
 
-    shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
+    shop, page = world["shop"], admin_page
     name = f"Espresso {secrets.token_hex(3)}"
-    espresso = stripe_client.v1.plans.create(params={
+    espresso = world["client"].v1.plans.create(params={
         "amount": 1500, "currency": "eur", "interval": "month", "product": {"name": name}})
-    dollars = stripe_client.v1.plans.create(params={
+    dollars = world["client"].v1.plans.create(params={
         "amount": 1500, "currency": "usd", "interval": "month",
         "product": {"name": "Espresso in dollars"}})
     current = _at_stripe(stack, shop.subscription)["items"]["data"][0]["plan"]["id"]
-    root = f"/dashboard/{shop.shop.slug}"
     sub = shop.sub(shop.subscription)
-    context = new_context(browser, app_server)
-    page = context.new_page()
-    try:
-        staff_sign_in(page, root, _staff(shop.account_id, "admin"), sent_emails)
-        page.goto(f"{root}/customers/{shop.customer_id()}")
-        page.locator(f"#sub-actions-{sub['id']}").get_by_role("link", name="Change plan").click()
-        picker = page.get_by_label("New price")
-        expect(picker.locator(f"option[value='{espresso.id}']")).to_have_text(
-            f"{name} – €15.00 / month")
-        mine = picker.locator(f"option[value='{current}']")
-        expect(mine).to_contain_text("(current price)")
-        expect(mine).to_be_disabled()
-        expect(picker.locator(f"option[value='{dollars.id}']")).to_have_count(0)  # not EUR
-        expect(page.locator("#prices-problem")).to_have_count(0)
-        assert _axe(page) == [], "plan page"
+    page.goto(world["record_url"])
+    page.locator(f"#sub-actions-{sub['id']}").get_by_role("link", name="Change plan").click()
+    picker = page.get_by_label("New price")
+    expect(picker.locator(f"option[value='{espresso.id}']")).to_have_text(
+        f"{name} – €15.00 / month")
+    mine = picker.locator(f"option[value='{current}']")
+    expect(mine).to_contain_text("(current price)")
+    expect(mine).to_be_disabled()
+    expect(picker.locator(f"option[value='{dollars.id}']")).to_have_count(0)  # not EUR
+    expect(page.locator("#prices-problem")).to_have_count(0)
+    assert _axe(page) == [], "plan page"
 
-        picker.select_option(espresso.id)
-        expect(page.get_by_label("Prorate: charge or credit the difference for the rest of "
-                                 "the current period")).to_be_checked()
-        page.get_by_role("button", name="Preview").click()
-        expect(page.locator("#what")).to_contain_text("The processor will charge")
-        expect(page.get_by_label("New price")).to_have_value(espresso.id)  # kept
-        assert _axe(page) == [], "plan page with the preview"
-        page.get_by_role("button", name="Change the plan").click()
-        expect(page.locator(".alert-ok")).to_contain_text("plan is changed")
-        expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("€15.00")
-    finally:
-        context.close()
+    picker.select_option(espresso.id)
+    expect(page.get_by_label("Prorate: charge or credit the difference for the rest of "
+                             "the current period")).to_be_checked()
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#what")).to_contain_text("The processor will charge")
+    expect(page.get_by_label("New price")).to_have_value(espresso.id)  # kept
+    assert _axe(page) == [], "plan page with the preview"
+    page.get_by_role("button", name="Change the plan").click()
+    expect(page.locator(".alert-ok")).to_contain_text("plan is changed")
+    expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("€15.00")
     assert _at_stripe(stack, shop.subscription)["items"]["data"][0]["plan"]["id"] == espresso.id
     assert "€15.00" in _portal_page(app_client, shop, sent_emails, sub["id"])
 
 
-def test_pause_until_a_date_then_resume(browser, app_client, stack, app_server,  # noqa: F811
-                                        stripe_client, sent_emails):
+def test_pause_until_a_date_then_resume(world, admin_page, app_client, stack,  # noqa: F811
+                                        sent_emails):
     from playwright.sync_api import expect
 
-    shop = make_stripe_shop(app_client, stack, app_server, stripe_client)
-    root = f"/dashboard/{shop.shop.slug}"
-    sub = shop.sub(shop.subscription)
-    record_url = f"{root}/customers/{shop.customer_id()}"
+    shop, page = world["shop"], admin_page
+    sub = _subscribe(shop, f"Tea {secrets.token_hex(3)}")
     today = dt.datetime.now(dt.UTC).date()  # the account's time zone: UTC (not set)
     resume_day = today + dt.timedelta(days=10)
-    context = new_context(browser, app_server)
-    page = context.new_page()
-    try:
-        staff_sign_in(page, root, _staff(shop.account_id, "admin"), sent_emails)
-        page.goto(record_url)
-        page.locator(f"#sub-actions-{sub['id']}").get_by_role(
-            "link", name="Pause collection").click()
-        date_field = page.get_by_label("Resume automatically on (optional)")
-        expect(date_field).to_have_attribute("min", (today + dt.timedelta(days=1)).isoformat())
-        expect(page.locator("#resumes-on-hint")).to_contain_text("(UTC)")
-        assert _axe(page) == [], "pause page"
+    page.goto(world["record_url"])
+    page.locator(f"#sub-actions-{sub['id']}").get_by_role("link", name="Pause collection").click()
+    date_field = page.get_by_label("Resume automatically on (optional)")
+    expect(date_field).to_have_attribute("min", (today + dt.timedelta(days=1)).isoformat())
+    expect(page.locator("#resumes-on-hint")).to_contain_text("(UTC)")
+    assert _axe(page) == [], "pause page"
 
-        # Today is refused on the server too (the browser's own check taken away).
-        date_field.evaluate("e => e.removeAttribute('min')")
-        date_field.fill(today.isoformat())
-        page.get_by_role("button", name="Pause collection").click()
-        expect(page.get_by_role("alert")).to_contain_text(
-            f"The resume date must be after today ({today.isoformat()} in UTC)")
-        assert _at_stripe(stack, shop.subscription)["pause_collection"] is None
+    # Today is refused on the server too (the browser's own check taken away).
+    date_field.evaluate("e => e.removeAttribute('min')")
+    date_field.fill(today.isoformat())
+    page.get_by_role("button", name="Pause collection").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        f"The resume date must be after today ({today.isoformat()} in UTC)")
+    assert _at_stripe(stack, sub["stripe_id"])["pause_collection"] is None
 
-        page.get_by_label("Resume automatically on (optional)").fill(resume_day.isoformat())
-        page.get_by_label("Keep the invoices as drafts to collect later").check()
-        page.get_by_role("button", name="Pause collection").click()
-        expect(page.locator(".alert-ok")).to_contain_text("resumes by itself on the date")
-        expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("Paused")
-        midnight = dt.datetime.combine(resume_day, dt.time(0), tzinfo=dt.UTC)
-        assert _at_stripe(stack, shop.subscription)["pause_collection"] == {
-            "behavior": "keep_as_draft", "resumes_at": int(midnight.timestamp())}
-        assert "Paused" in _portal_page(app_client, shop, sent_emails, sub["id"])
+    page.get_by_label("Resume automatically on (optional)").fill(resume_day.isoformat())
+    page.get_by_label("Keep the invoices as drafts to collect later").check()
+    page.get_by_role("button", name="Pause collection").click()
+    expect(page.locator(".alert-ok")).to_contain_text("resumes by itself on the date")
+    expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("Paused")
+    midnight = dt.datetime.combine(resume_day, dt.time(0), tzinfo=dt.UTC)
+    assert _at_stripe(stack, sub["stripe_id"])["pause_collection"] == {
+        "behavior": "keep_as_draft", "resumes_at": int(midnight.timestamp())}
+    assert "Paused" in _portal_page(app_client, shop, sent_emails, sub["id"])
 
-        page.locator(f"#sub-actions-{sub['id']}").get_by_role(
-            "link", name="Resume collection").click()
-        page.get_by_role("button", name="Resume collection").click()
-        expect(page.locator(".alert-ok")).to_contain_text("Collection of the subscription is "
-                                                          "resumed")
-        expect(page.locator(f"#sub-{sub['id']}")).to_contain_text("Active")
-    finally:
-        context.close()
-    assert _at_stripe(stack, shop.subscription)["pause_collection"] is None
+    page.locator(f"#sub-actions-{sub['id']}").get_by_role("link", name="Resume collection").click()
+    page.get_by_role("button", name="Resume collection").click()
+    expect(page.locator(".alert-ok")).to_contain_text("Collection of the subscription is "
+                                                      "resumed")
+    expect(page.locator(f"#sub-{sub['id']}")).not_to_contain_text("Paused")
+    assert _at_stripe(stack, sub["stripe_id"])["pause_collection"] is None
     assert "Paused" not in _portal_page(app_client, shop, sent_emails, sub["id"])
 
 
-def test_radar_toggle_on_the_settings_page(browser, app_client, stack, app_server,  # noqa: F811
-                                           sent_emails):
+def test_radar_toggle_on_the_settings_page(world, admin_page, app_server):
     from playwright.sync_api import expect
-    from portal_helpers import make_shop
 
     from chalicelib.activity import service as activity
     from chalicelib.blocks import service as blocks
     from chalicelib.store import accounts
 
-    merchant = make_shop(app_client, stack).merchant
-    account = accounts.get(merchant.account_id)
-    root = f"/dashboard/{account['slug']}"
-    context = new_context(browser, app_server)
-    page = context.new_page()
-    try:
-        staff_sign_in(page, root, _staff(merchant.account_id, "admin"), sent_emails)
-        page.get_by_role("link", name="Settings").click()
-        toggle = page.get_by_label("Also put blocked customer details on Stripe Radar's "
-                                   "block lists")
-        expect(toggle).not_to_be_checked()
-        expect(page.locator("#radar-hint")).to_contain_text("Radar value list")
-        expect(page.locator("#color")).to_have_count(0)  # branding stays the owner's
-        assert _axe(page) == [], "settings page of an admin"
-        toggle.check()
-        page.get_by_role("button", name="Save the Radar setting").click()
-        expect(page.get_by_role("status")).to_contain_text("Blocks and unblocks made from now")
-        expect(page.get_by_label("Also put blocked customer details on Stripe Radar's "
-                                 "block lists")).to_be_checked()
-        assert blocks.push_to_radar(accounts.get(merchant.account_id)) is True
-        # A forged form (no CSRF token) changes nothing.
-        forged = page.request.post(f"{app_server}{root}/settings/radar", form={})
-        assert forged.status == 403
-        assert blocks.push_to_radar(accounts.get(merchant.account_id)) is True
-    finally:
-        context.close()
-    logged, _ = activity.list(merchant.account_id, action_prefix="settings.updated")
+    account_id, page = world["shop"].account_id, admin_page
+    page.goto(world["root"] + "/customers")
+    page.get_by_role("link", name="Settings").click()
+    toggle = page.get_by_label("Also put blocked customer details on Stripe Radar's block lists")
+    expect(toggle).not_to_be_checked()
+    expect(page.locator("#radar-hint")).to_contain_text("Radar value list")
+    expect(page.locator("#color")).to_have_count(0)  # branding stays the owner's
+    assert _axe(page) == [], "settings page of an admin"
+    toggle.check()
+    page.get_by_role("button", name="Save the Radar setting").click()
+    expect(page.get_by_role("status")).to_contain_text("Blocks and unblocks made from now")
+    expect(page.get_by_label("Also put blocked customer details on Stripe Radar's block "
+                             "lists")).to_be_checked()
+    assert blocks.push_to_radar(accounts.get(account_id)) is True
+    # A forged form (no CSRF token) changes nothing.
+    forged = page.request.post(f"{app_server}{world['root']}/settings/radar", form={})
+    assert forged.status == 403
+    assert blocks.push_to_radar(accounts.get(account_id)) is True
+    logged, _ = activity.list(account_id, action_prefix="settings.updated")
     assert logged[0]["details"] == {"changed": {"blocks.push_to_radar": True}}
 
 
@@ -187,13 +201,17 @@ def test_a_paypal_subscription_is_offered_only_what_paypal_does(browser, app_cli
     from test_paypal_portal import PayPalShop
     from test_paypal_webhooks import PayPalStub
 
+    from chalicelib.records.service import normalize_email
+    from chalicelib.store.customers import find_by_email
+
     shop = PayPalShop(app_client, stack, PayPalStub(stack.paypal.url))
     account_id = shop.shop.merchant.account_id
     record = shop.record()
     sub = record["subscriptions"][0]
     failed = next(p for p in record["payments"] if p["status"] == "failed")
     root = f"/dashboard/{shop.shop.slug}"
-    record_url = f"{root}/customers/{record['customer_id']}"
+    customer_id = find_by_email(account_id, normalize_email(shop.email))
+    record_url = f"{root}/customers/{customer_id}"
     context = new_context(browser, app_server)
     page = context.new_page()
     try:
@@ -225,3 +243,45 @@ def test_a_paypal_subscription_is_offered_only_what_paypal_does(browser, app_cli
     finally:
         context.close()
     assert shop.at_paypal()["status"] == "ACTIVE"  # nothing was sent
+
+
+def test_the_stripe_gateway_lists_prices_as_stripe_documents(stack):
+    """``GET /v1/prices?active=true&type=recurring&currency=…&expand[]=data.product`` at
+    the Stripe stand-in, page by page (``starting_after``), newest first; archived prices
+    and other currencies left out."""
+    import stripe
+
+    from chalicelib.processors.stripe.gateway import StripeGateway
+
+    client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
+    tag = secrets.token_hex(3)
+    made = [client.v1.plans.create(params={
+        "amount": 1000 + i, "currency": "sek", "interval": "month",
+        "product": {"name": f"Box {tag} {i}"}}) for i in range(3)]
+    client.v1.plans.update(made[1].id, params={"active": False})
+    client.v1.plans.create(params={"amount": 5, "currency": "nok", "interval": "month",
+                                   "product": {"name": f"Box {tag} nok"}})
+    listed = [p for p in StripeGateway("sk_test_portal", api_base=stack.stripe_api_url)
+              .list_prices("SEK") if p.product and tag in p.product]
+    assert [(p.price, p.product, p.amount, p.currency, p.interval, p.interval_count)
+            for p in listed] == [(made[i].id, f"Box {tag} {i}", 1000 + i, "sek", "month", 1)
+                                 for i in (2, 0)]
+
+    headers = {"Authorization": "Bearer sk_test_portal"}
+    url = f"{stack.stripe_api_url}/v1/prices"
+    first = requests.get(url, params={"currency": "sek", "limit": 1, "expand[]": "data.product"},
+                         headers=headers, timeout=10).json()
+    assert first["object"] == "list" and first["has_more"] is True
+    price = first["data"][0]
+    assert price["object"] == "price" and price["type"] == "recurring"
+    assert price["product"]["object"] == "product" and price["recurring"]["interval"] == "month"
+    second = requests.get(url, params={"currency": "sek", "limit": 1,
+                                       "starting_after": price["id"]},
+                          headers=headers, timeout=10).json()
+    assert second["data"][0]["id"] != price["id"]
+    assert isinstance(second["data"][0]["product"], str)  # not expanded
+    bad = requests.get(url, params={"colour": "red"}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "colour"
+    assert requests.get(url, params={"limit": 101}, headers=headers, timeout=10).status_code == 400
+    assert requests.get(f"{url}/{made[0].id}", headers=headers, timeout=10).json()["unit_amount"] \
+        == 1000
