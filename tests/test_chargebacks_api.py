@@ -111,7 +111,8 @@ def test_concurrent_recordings_never_add_up_above_the_dispute(world, monkeypatch
     refused = [r for r in results if "error" in r]
     assert len(accepted) + len(refused) == 8
     # Every one read 4,000 remaining: without the conditional total all eight would land.
-    assert 1 <= len(accepted) <= 2, results
+    # (Racing transactions may also all be cancelled: the ones sent again below land.)
+    assert len(accepted) <= 2, results
     assert {r["error"] for r in refused} <= {"repayments_changed"}, refused
     rows = [r for r in repayments.list_for(m.account_id, lost) if r["kind"] == "recorded"]
     assert sorted(r["repayment_id"] for r in rows) == sorted(
