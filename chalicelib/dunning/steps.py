@@ -298,6 +298,16 @@ def _final(step: Step, now: datetime) -> Outcome:
         if action == "cancel" and data.get("subscription") and gateway is not None:
             gateway.cancel_now(_ref(data["subscription"]), prorate=False, invoice_now=False,
                                reason="dunning", idempotency_key=f"dunning:{invoice}:cancel")
+        elif action == "unpaid" and data.get("subscription") and gateway is not None and \
+                data.get("mode") == "ours":
+            # Stripe's "unpaid": the invoice stays open and is not attempted (its
+            # auto_advance is off since the dunning opened), and the next cycles' invoices
+            # are generated but stay drafts. Stripe sets that status only at the end of its
+            # own retries; ours end here, so collection is paused with keep_as_draft (and
+            # resumed when the invoice is paid: _recovered).
+            gateway.pause_collection(_ref(data["subscription"]), "keep_as_draft", None,
+                                     f"dunning:{invoice}:unpaid")
+            data["collection_paused"] = True
         data.update(status="exhausted", exhausted_at=_iso(now), next_attempt_at=None)
         if action == "cancel":
             ops.append(_mail_op(step, invoice, "ended", now))
@@ -330,6 +340,14 @@ def _recovered(step: Step, now: datetime) -> Outcome:
     # the processor (its own retry in "processor" mode, a payment on its hosted page).
     channel = "automatic_retry" if last.get("outcome") == "paid" else \
         {"confirmed": "customer", "staff": "staff"}.get(step.data.get("source"), "processor")
+    if data.get("collection_paused") and data.get("subscription"):
+        # Left "unpaid" (its collection paused by _final): paid now, so collection
+        # resumes (the drafts of the cycles in between stay drafts, as on Stripe).
+        account = _account(step.account_id)
+        if account is not None:
+            _gateway(account).resume_collection(_ref(data["subscription"]),
+                                                f"dunning:{invoice}:resume")
+        data["collection_paused"] = False
     data.update(status="recovered", recovered_at=_iso(now), channel=channel,
                 next_attempt_at=None)
     for step_id in (planning.retry_step_id(invoice), f"{planning.retry_step_id(invoice)}:more",
