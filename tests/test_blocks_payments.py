@@ -219,3 +219,48 @@ def test_the_reads_a_payment_costs_and_a_blocked_processor_customer(app_client):
         "kind": "customer", "label": None, "processor_customer": f"stripe:{cy}",
         "blocked_at": event["data"]["blocked"][0]["blocked_at"]}]
     assert event["customer_id"] == cy_id
+
+
+def test_a_payment_without_its_own_fingerprint_takes_its_payment_methods():
+    from chalicelib.records.service import payment_card_fingerprints
+
+    facts = {
+        "PM": {"card_1": {"values": {"payment_method": "stripe:pm_1",
+                                     "card_fingerprint": BLOCKED_FP}}},
+        "PAY": {"pay_in": {"values": {"payment": "stripe:in_1", "invoice": "stripe:in_1",
+                                      "intent": "stripe:pi_1",
+                                      "payment_method": "stripe:pm_1"}},
+                "pay_pi": {"values": {"payment": "stripe:pi_2", "intent": "stripe:pi_2",
+                                      "card_fingerprint": LOOKALIKE_FP}},
+                "pay_unknown": {"values": {"payment": "stripe:pi_3"}}}}
+    assert payment_card_fingerprints(facts) == {
+        "stripe:in_1": BLOCKED_FP, "stripe:pi_1": BLOCKED_FP,
+        "stripe:pi_2": LOOKALIKE_FP}
+
+
+def test_one_event_for_a_payment_told_by_its_invoice_and_its_intent():
+    from chalicelib.blocks import service as blocks
+    from chalicelib.records.reactions import Change, Context
+
+    record = {"id": "cst_x", "email": "x@example.com", "name": "X", "payments": [{
+        "id": "pay_in", "status": "succeeded", "amount": 500, "currency": "eur",
+        "refunded": 0, "processor_refs": ["stripe:in_1", "stripe:pi_1"], "card": None}]}
+    hit = [{"kind": "customer", "label": None, "processor_customer": "stripe:cus_x",
+            "blocked_at": "2026-01-01T00:00:00.000000Z"}]
+    changes = [Change("PAY", fid, {"status": "failed"}, {
+        "payment": ref, "intent": "stripe:pi_1", "status": "succeeded",
+        "paid_at": 1_800_000_000}) for fid, ref in (("pay_in", "stripe:in_1"),
+                                                     ("pay_pi", "stripe:pi_1"))]
+    context = Context("acct_x", "cst_x", "x@example.com", "webhook",
+                      "2027-01-15T08:00:00.000000Z", lambda: record,
+                      blocked={"pay_in": hit, "pay_pi": hit})
+    [event] = blocks.react(context, changes).outbox
+    assert event["type"] == "payment.blocked_detail" and event["data"]["blocked"] == hit
+    # Blocked only after the payment was made: no event.
+    late = [{**hit[0], "blocked_at": "2027-06-01T00:00:00.000000Z"}]
+    assert blocks.react(Context("acct_x", "cst_x", None, "webhook", "2027-07-01T00:00:00Z",
+                                lambda: record, blocked={"pay_in": late}),
+                        changes[:1]).outbox == []
+    # A change that is no payment success reacts to nothing, whatever is blocked.
+    failed = Change("PAY", "pay_in", None, {"payment": "stripe:in_1", "status": "failed"})
+    assert blocks.react(context, [failed]).outbox == []
