@@ -186,3 +186,26 @@ def test_a_period_end_cancel_shows_canceling_until_the_period_ends(app_client, s
     next_end = shop.at_paypal()["billing_info"]["next_billing_time"]
     next_end = int(datetime.fromisoformat(next_end.replace("Z", "+00:00")).timestamp())
     assert steps_store.get(account_id, f"notice:renewal:{sub['id']}:{next_end}") is None
+
+
+def test_a_refund_the_other_caller_is_still_making_runs_again_and_a_refusal_fails(monkeypatch):
+    """The pending cancel and the late payment's step refund one payment with one key: the
+    second, finding the first still at it, raises (its step runs again) rather than
+    failing; a definite refusal is a False (the step fails, logged)."""
+    from chalicelib.actions import refunds
+    from chalicelib.actions.service import InProgress
+    from chalicelib.errors import Conflict
+    from chalicelib.selfservice import late_payments
+
+    def raising(exc):
+        def refund(self, *args, **kwargs):
+            assert self.ctx.idempotency_key == late_payments.refund_key("pay_1")
+            raise exc
+        return refund
+
+    monkeypatch.setattr(refunds.Refunds, "refund", raising(InProgress("still at it")))
+    with pytest.raises(InProgress):
+        late_payments.refund_in_full("acct_1", "cst_1", "pay_1", late_payments.ACTOR)
+    monkeypatch.setattr(refunds.Refunds, "refund",
+                        raising(Conflict("Nothing remains.", code="nothing_to_refund")))
+    assert late_payments.refund_in_full("acct_1", "cst_1", "pay_1", late_payments.ACTOR) is False

@@ -108,7 +108,8 @@ def react(context: Context, changes: list[Change]) -> Effects:
 def refund_in_full(account_id: str, customer_id: str, payment_id: str, actor: str) -> bool:
     """Refund what remains of a payment taken after the cancel, through the refund action;
     True when refunded, False when the processor or the action refused it (logged). An
-    unknown outcome (5xx) raises: the caller runs again, with the same key."""
+    unknown outcome (5xx), or the same refund still being made by the other caller
+    (``action_in_progress``), raises: the caller's step runs again, with the same key."""
     from chalicelib.actions.refunds import Refunds
     from chalicelib.actions.service import ActionContext
     from chalicelib.staff import roles
@@ -119,7 +120,7 @@ def refund_in_full(account_id: str, customer_id: str, payment_id: str, actor: st
     try:
         Refunds(ctx, customer_id).refund(payment_id, None, "requested_by_customer", NOTE)
     except AppError as exc:
-        if exc.status >= 500:
+        if exc.status >= 500 or exc.code == "action_in_progress":
             raise
         logger.error("a payment taken after a cancel could not be refunded",
                      extra={"account_id": account_id, "payment_id": payment_id,
