@@ -147,9 +147,18 @@ def test_a_period_end_cancel_shows_canceling_until_the_period_ends(app_client, s
     assert sub["current_period_end"] == _iso(period_end)
     status, body = shop.post(shop.sub_path("cancel"), {"at": "period_end"})
     assert status == 200 and body["subscription"]["status"] == "canceling", body
+    assert shop.record()["subscriptions"][0]["recoverable"] is True
     renewal = f"notice:renewal:{sub['id']}:{period_end}"
     assert steps_store.get(account_id, renewal) is None
 
+    from chalicelib.processors.registry import gateway_for
+    from chalicelib.selfservice.service import SelfService
+    from chalicelib.store import accounts
+
+    account = accounts.get(account_id)
+    portal = SelfService(account, shop.record()["id"], gateway_for(account, "paypal"),
+                         processor="paypal")
+    assert portal.can_keep(shop.record()["subscriptions"][0])
     _, outcome = _run(steps_store.get(account_id, pending_cancel.step_id(sub["id"], period_end)))
     assert outcome.status == "done" and outcome.result["cancelled"] is True, outcome.result
     assert shop.at_paypal()["status"] == "CANCELLED"
@@ -162,8 +171,11 @@ def test_a_period_end_cancel_shows_canceling_until_the_period_ends(app_client, s
         assert sub["status"] == "canceling", sub
         assert sub["cancel_at"] == sub["current_period_end"] == _iso(period_end)
         assert sub["next_billing_at"] is None and sub["canceled_at"]
+        # PayPal has ended it: it cannot be kept any more (the portal offers no "keep").
+        assert sub["recoverable"] is False
         overview, _ = records.get_overview(account_id, shop.record()["id"], 5)
         assert overview["subscriptions"][0]["status"] == "canceling"
+        assert not portal.can_keep(overview["subscriptions"][0])
         if not shop.deliver_paypals_webhooks():
             break
     # Once the period has ended it shows canceled, the stored overview too.

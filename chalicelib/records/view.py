@@ -181,6 +181,9 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         }
         status = item["status"] = subscription_status(item, now)
         ended = status == "canceled"
+        # A scheduled end can be taken back (recover, "keep my subscription") unless the
+        # processor has already ended it.
+        item["recoverable"] = status == "canceling" and not _ended_ahead(v)
         total = v.get("installments")
         if total:
             amount_paid = sum(p["amount"] or 0 for p in paid)
@@ -417,6 +420,14 @@ def subscription_status(sub: dict, now: datetime) -> str:
     return "canceled" if ends <= now else "canceling"
 
 
+def _as_of(sub: dict, now: datetime) -> dict:
+    """A stored summary's subscription as it is at ``now`` (its end may have passed)."""
+    sub["status"] = subscription_status(sub, now)
+    if sub["status"] != "canceling":
+        sub["recoverable"] = False
+    return sub
+
+
 def summary_of(record: dict) -> dict:
     """The overview's part of a record, orders apart: subscriptions and plans (with their
     progress and missed payments), open payments (failed or awaiting the customer), cards.
@@ -456,8 +467,7 @@ def overview_record(profile: dict, summary: dict, orders: list[dict],
         "stats": profile.get("stats") or {},
         "card_on_file": _with_expired(summary.get("card_on_file"), today),
         "cards": [_with_expired(c, today) for c in summary.get("cards") or []],
-        "subscriptions": [{**s, "card": _with_expired(s.get("card"), today),
-                           "status": subscription_status(s, now)}
+        "subscriptions": [_as_of({**s, "card": _with_expired(s.get("card"), today)}, now)
                           for s in summary.get("subscriptions") or []],
         "payment_plans": [{**s, "card": _with_expired(s.get("card"), today)}
                           for s in summary.get("payment_plans") or []],

@@ -279,7 +279,8 @@ class SelfService:
     def can_keep(self, sub: dict) -> bool:
         """Whether "Keep my subscription" applies: set to end, and self-cancel is on."""
         allowed = (self.account.get("settings") or {}).get("portal", {}).get("self_cancel", True)
-        return bool(allowed) and "installments_total" not in sub and sub["status"] == "canceling"
+        return bool(allowed) and "installments_total" not in sub and \
+            sub["status"] == "canceling" and sub.get("recoverable", True)
 
     @_unless_blocked
     def keep(self, subscription_id: str) -> None:
