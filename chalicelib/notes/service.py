@@ -25,6 +25,7 @@ LIST_MAX = 100
 # A processor object as the record shows it, or an id of the record (payment, subscription
 # or plan, order, card).
 _OBJECT_REF = re.compile(r"^(?:[a-z]{2,20}:[A-Za-z0-9_]{1,255}|(?:pay|sub|ord|card)_[a-z2-7]{24})$")
+_RECORD_ID = re.compile(r"^(?:pay|sub|ord|card)_[a-z2-7]{24}$")
 
 
 def _clean_text(text: str | None) -> str:
@@ -47,6 +48,24 @@ def _check_object_ref(object_ref: str | None) -> str | None:
     return object_ref
 
 
+def _check_object_of_customer(account_id: str, customer_id: str, object_ref: str) -> None:
+    """An id of the record (``pay_…``, ``sub_…``, ``ord_…``, ``card_…``) must name one of
+    this customer's objects: a note on another customer's payment, or on none, would be
+    shown on no page of its own and tell the next reader a wrong story. NotFound
+    otherwise (as for a customer that is not the account's). A processor ref is kept as
+    given (the processor may know objects the record does not show)."""
+    if not _RECORD_ID.match(object_ref):
+        return
+    record = records.get_record(account_id, customer_id)
+    if record is None:
+        raise NotFound("no such customer")
+    ids_of_record = {o["id"] for o in record["payments"] + record["subscriptions"] +
+                     record["payment_plans"] + record["orders"] + record["cards"]}
+    if object_ref not in ids_of_record:
+        raise NotFound("There is no such payment, subscription, order or card for this "
+                       "customer.", code="unknown_object")
+
+
 def _public(note: dict) -> dict:
     return {"id": note["note_id"], "at": note["at"], "staff_id": note["staff_id"],
             "staff_email": note["staff_email"], "text": html.unescape(note["text"]),
@@ -56,12 +75,15 @@ def _public(note: dict) -> dict:
 def add(account_id: str, customer_id: str, staff_id: str, staff_email: str, text: str,
         object_ref: str | None = None) -> dict:
     """Add a note; returns it as listed. BadRequest for an empty, long or control-character
-    text or a malformed ``object_ref``; NotFound for a customer not the account's. The
+    text or a malformed ``object_ref``; NotFound for a customer not the account's or an
+    id of the record that is not one of this customer's objects. The
     caller checks the staff member may (permission ``note``) and logs the action."""
     clean = _clean_text(text)
     object_ref = _check_object_ref(object_ref)
     if not records.customer_belongs(account_id, customer_id):
         raise NotFound("no such customer")
+    if object_ref is not None:
+        _check_object_of_customer(account_id, customer_id, object_ref)
     note = {"account_id": account_id, "customer_id": customer_id, "note_id": ids.new_id("note"),
             "staff_id": staff_id[:100], "staff_email": (staff_email or "")[:320],
             "text": html.escape(clean, quote=True), "object_ref": object_ref,
