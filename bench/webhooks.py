@@ -287,15 +287,19 @@ def _over_http(stack, merchant, events) -> dict | None:
 
 
 class _PresignedPayPal:
-    """Delivers PayPal events signed beforehand by the stand-in (one transmission each, as
-    PayPal signs every attempt), so the stand-in's signing is not in the measured time."""
+    """Delivers PayPal events to a PayPalMerchant (tests/test_paypal_webhooks.py) signed
+    beforehand by the stand-in, one transmission each as PayPal signs every attempt, so
+    the stand-in's signing is not in the measured time."""
 
-    def __init__(self, sender, events: list[dict]):
-        self.sender = sender
-        self.signed = {e["id"]: sender.stand_in.sign(e, sender.webhook_id) for e in events}
+    def __init__(self, paypal_merchant, events: list[dict]):
+        self.m = paypal_merchant.m
+        self.signed = {e["id"]: paypal_merchant.stub.sign(e, paypal_merchant.webhook_id)
+                       for e in events}
 
     def deliver(self, event):
-        return self.sender.post(*self.signed[event["id"]])
+        body, headers = self.signed[event["id"]]
+        return self.m.client.http.post(f"/webhooks/paypal/{self.m.account_id}", body=body,
+                                       headers=headers)
 
 
 def _merged(recs: list[ddbhooks.Recorder]) -> ddbhooks.Recorder:
@@ -361,14 +365,14 @@ def _paypal_vs_stripe(stack, client) -> dict:
     """Steady deliveries of both processors for known customers of one account, in
     alternating blocks of PAYPAL_BLOCK events, each event with its own bare PutItem timed
     right before it: requests per event and time as ratios of the same run."""
-    from app_fixtures import make_merchant
-    from paypal_events import PayPalStandIn, PayPalStream, enable_paypal
+    from paypal_events import PayPalStream
+    from test_paypal_webhooks import PayPalMerchant, PayPalStub
 
     from chalicelib.processors.paypal import webhook as paypal_webhook
 
-    merchant = make_merchant(client)
-    stand_in = PayPalStandIn(stack.paypal.url)
-    sender = enable_paypal(merchant, stand_in)
+    stub = PayPalStub(stack.paypal.url)
+    sender = PayPalMerchant(client, stub)  # an account set up for Stripe and PayPal
+    merchant = sender.m
     stripe_stream, known = _known_customers(merchant, "pvs", PAYPAL_CUSTOMERS)
     paypal_stream = PayPalStream("bench")
     subs = []
@@ -383,7 +387,7 @@ def _paypal_vs_stripe(stack, client) -> dict:
     stripe_events = _steady_events(stripe_stream, known, PAYPAL_ROUNDS)
     paypal_events = _paypal_steady_events(paypal_stream, subs, PAYPAL_ROUNDS)
     presigned = _PresignedPayPal(sender, paypal_events)
-    served_before = len(stand_in.call("GET", "/_stub/requests"))
+    served_before = len(stub.served())
     samples: dict[str, list[float]] = {"stripe": [], "paypal": []}
     floors: dict[str, list[float]] = {"stripe": [], "paypal": []}
     recs: dict[str, list] = {"stripe": [], "paypal": []}
@@ -395,7 +399,7 @@ def _paypal_vs_stripe(stack, client) -> dict:
                 got, rec = _deliver_all(deliverer, block, floor=floors[name])
                 samples[name] += got
                 recs[name].append(rec)
-    paypal_api = len(stand_in.call("GET", "/_stub/requests")) - served_before
+    paypal_api = len(stub.served()) - served_before
     out = {name: _per_event(_merged(recs[name]), len(samples[name]), samples[name], floors[name])
            for name in ("stripe", "paypal")}
     out["paypal"]["paypal_api_requests_per_event"] = paypal_api / len(paypal_events)
@@ -404,12 +408,12 @@ def _paypal_vs_stripe(stack, client) -> dict:
     # certificate PayPal rolled): its fetch from PayPal's host and the chain check.
     cold = _paypal_steady_events(paypal_stream, subs[:PAYPAL_COLD_CERT], 1)
     presigned = _PresignedPayPal(sender, cold)
-    served_before = len(stand_in.call("GET", "/_stub/requests"))
+    served_before = len(stub.served())
     floor: list[float] = []
     got, rec = _deliver_all(presigned, cold, before_each=paypal_webhook.forget_cached, floor=floor)
     out["paypal_cold_certificate"] = _per_event(rec, len(cold), got, floor)
     out["paypal_cold_certificate"]["paypal_api_requests_per_event"] = (
-        len(stand_in.call("GET", "/_stub/requests")) - served_before) / len(cold)
+        len(stub.served()) - served_before) / len(cold)
     # Where a warm PayPal delivery's time goes that a Stripe one does not spend.
     extra = _paypal_steady_events(paypal_stream, subs, 2)
     out["paypal_profile"] = _profile_paypal(_PresignedPayPal(sender, extra), extra)

@@ -13,19 +13,16 @@ happened last" never rests on a tie-break). ``objects`` holds what PayPal's API 
 answer for the subscriptions, orders, captures and sales of the story: the app asks for
 them when a sale or capture arrives before the subscription or order that names its payer.
 
-Delivery is signed by devstack's PayPal stand-in (``/_stub/sign``, the dev CA), as
-PayPal signs each attempt anew.
+Delivery goes through test_paypal_webhooks's PayPalMerchant: each attempt signed anew by
+devstack's PayPal stand-in (``/_stub/sign``, the dev CA), as PayPal signs each attempt.
 """
 from __future__ import annotations
 
-import base64
 import json
-import secrets
-import ssl
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from stripe_events import Stream
+from test_paypal_webhooks import PayPalMerchant, PayPalStub
 
 PAYPAL_START = datetime(2025, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -310,58 +307,12 @@ def paypal_story_events(customers: int, prefix: str = "pp") -> PayPalStream:
 # --- delivery ---------------------------------------------------------------------------------
 
 
-class PayPalStandIn:
-    """devstack's PayPal stand-in as the tests use it: put objects, sign deliveries."""
-
-    def __init__(self, url: str):
-        from devstack import servers
-
-        self.url = url
-        self._opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=ssl.create_default_context(
-                cadata=servers.paypal_dev_ca())))
-
-    def call(self, method: str, path: str, payload=None):
-        request = urllib.request.Request(self.url + path, method=method,
-                                         data=None if payload is None else json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with self._opener.open(request, timeout=30) as response:
-            return json.load(response)
-
-    def put_objects(self, stream: PayPalStream) -> None:
-        """What PayPal's API knows of the stream's subscriptions, orders, captures, sales."""
-        for kind, objects in stream.objects.items():
-            for paypal_id, obj in objects.items():
-                self.call("PUT", f"/_stub/objects/{kind}/{paypal_id}", obj)
-
-    def sign(self, event: dict, webhook_id: str) -> tuple[bytes, dict]:
-        signed = self.call("POST", "/_stub/sign", {"event": event, "webhook_id": webhook_id})
-        return base64.b64decode(signed["body_base64"]), signed["headers"]
-
-
-def enable_paypal(merchant, stand_in: PayPalStandIn) -> PayPalSender:
-    """Set the merchant's account up for PayPal (sandbox app, a webhook id) and answer a
-    sender of PayPal deliveries to it."""
-    from chalicelib.accounts.service import set_paypal
-
-    webhook_id = "WH" + secrets.token_hex(8).upper()
-    set_paypal(merchant.account_id, client_id="AZdevstack" + secrets.token_hex(8),
-               client_secret="EJdevstack" + secrets.token_hex(12), webhook_id=webhook_id,
-               mode="sandbox")
-    return PayPalSender(merchant, stand_in, webhook_id)
-
-
-class PayPalSender:
-    def __init__(self, merchant, stand_in: PayPalStandIn, webhook_id: str):
-        self.merchant, self.stand_in, self.webhook_id = merchant, stand_in, webhook_id
-
-    def post(self, body: bytes, headers: dict):
-        return self.merchant.client.http.post(f"/webhooks/paypal/{self.merchant.account_id}",
-                                              body=body, headers=headers)
-
-    def deliver(self, event: dict):
-        return self.post(*self.stand_in.sign(event, self.webhook_id))
+def put_objects(stub: PayPalStub, stream: PayPalStream) -> None:
+    """Tell devstack's PayPal stand-in what PayPal's API knows of the stream's
+    subscriptions, orders, captures and sales."""
+    for kind, objects in stream.objects.items():
+        for paypal_id, obj in objects.items():
+            stub.put(kind, paypal_id, obj)
 
 
 def is_paypal(event: dict) -> bool:
@@ -369,14 +320,15 @@ def is_paypal(event: dict) -> bool:
 
 
 class MixedMerchant:
-    """A merchant taking Stripe's and PayPal's deliveries: ``deliver`` sends each event to
-    the processor's own endpoint, so the reliability helpers (deliver_noisy, records) work
-    on a stream of both."""
+    """A merchant taking Stripe's and PayPal's deliveries (test_paypal_webhooks's
+    PayPalMerchant: an account set up for both): ``deliver`` sends each event to its
+    processor's endpoint, so the reliability helpers (deliver_noisy, records) work on a
+    stream of both."""
 
-    def __init__(self, merchant, stand_in: PayPalStandIn):
-        self.merchant = merchant
-        self.account_id = merchant.account_id
-        self.paypal = enable_paypal(merchant, stand_in)
+    def __init__(self, client, stub: PayPalStub):
+        self.paypal = PayPalMerchant(client, stub)
+        self.merchant = self.paypal.m
+        self.account_id = self.merchant.account_id
 
     def deliver(self, event: dict):
         return self.paypal.deliver(event) if is_paypal(event) else self.merchant.deliver(event)

@@ -15,13 +15,14 @@ import pytest
 from app_fixtures import app_client, make_merchant  # noqa: F401
 from paypal_events import (
     MixedMerchant,
-    PayPalStandIn,
     PayPalStream,
     mixed_customer_story,
     paypal_customer_story,
+    put_objects,
 )
 from story import customer_story
 from stripe_events import Stream
+from test_paypal_webhooks import PayPalStub
 from test_reliability_helpers import (
     deliver_noisy,
     diff_records,
@@ -75,12 +76,12 @@ def test_stripe_and_paypal_stream_converges(app_client, stack):  # noqa: F811
     for n in range(3):
         paypal_customer_story(paypal_stream, n)
     mixed = [mixed_customer_story(stripe_stream, paypal_stream, 10 + n) for n in range(2)]
-    stand_in = PayPalStandIn(stack.paypal.url)
-    stand_in.put_objects(paypal_stream)
+    stub = PayPalStub(stack.paypal.url)
+    put_objects(stub, paypal_stream)
     events = stripe_stream.events + paypal_stream.events
     event_ids = {e["id"] for e in events}
 
-    in_order = MixedMerchant(make_merchant(app_client), stand_in)
+    in_order = MixedMerchant(app_client, stub)
     in_order.deliver_until_applied(events)
     expected = _comparable(records(in_order))
     assert len(expected) == 4 + 3 + 2
@@ -91,7 +92,7 @@ def test_stripe_and_paypal_stream_converges(app_client, stack):  # noqa: F811
             "stripe", "paypal"}
     table_invariants(in_order.account_id, event_ids)
 
-    replay = MixedMerchant(make_merchant(app_client), stand_in)
+    replay = MixedMerchant(app_client, stub)
     delivered = deliver_noisy(replay, events, seed=14)
     problems = diff_records(_comparable(records(replay)), expected)
     assert not problems, "\n".join(problems[:5])

@@ -9,13 +9,14 @@ import pytest
 from app_fixtures import app_client, make_merchant, normalize_record  # noqa: F401
 from paypal_events import (
     MixedMerchant,
-    PayPalStandIn,
     PayPalStream,
     mixed_customer_story,
     paypal_customer_story,
+    put_objects,
 )
 from story import story_events
 from stripe_events import Stream
+from test_paypal_webhooks import PayPalStub
 
 
 def _records(merchant) -> dict:
@@ -81,8 +82,8 @@ def test_in_order_stream_gives_expected_record(app_client):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def paypal(stack) -> PayPalStandIn:
-    return PayPalStandIn(stack.paypal.url)
+def paypal(stack) -> PayPalStub:
+    return PayPalStub(stack.paypal.url)
 
 
 def _paypal_records(merchant) -> dict:
@@ -104,8 +105,8 @@ def paypal_in_order(app_client, paypal):  # noqa: F811
     """Three PayPal customers' stories delivered once, in order (the reference)."""
     stream = PayPalStream("rpo")
     stories = [paypal_customer_story(stream, n) for n in range(3)]
-    paypal.put_objects(stream)
-    merchant = MixedMerchant(make_merchant(app_client), paypal)
+    put_objects(paypal, stream)
+    merchant = MixedMerchant(app_client, paypal)
     merchant.deliver_until_applied(stream.events)
     return stream, stories, merchant
 
@@ -151,7 +152,7 @@ def test_paypal_duplicated_shuffled_streams_converge(app_client, paypal, paypal_
     expected = _paypal_records(in_order)
     assert len(expected) == 3
     for seed in range(3):
-        replay = MixedMerchant(make_merchant(app_client), paypal)
+        replay = MixedMerchant(app_client, paypal)
         replay.deliver_until_applied(_noisy(stream.events, random.Random(seed)))
         got = _paypal_records(replay)
         assert got.keys() == expected.keys(), seed
@@ -162,9 +163,9 @@ def test_paypal_duplicated_shuffled_streams_converge(app_client, paypal, paypal_
 def test_a_customer_paying_with_stripe_and_paypal_converges_to_one_record(app_client, paypal):  # noqa: F811
     stripe_stream, paypal_stream = Stream("rmx"), PayPalStream("rmx")
     mixed = [mixed_customer_story(stripe_stream, paypal_stream, n) for n in range(2)]
-    paypal.put_objects(paypal_stream)
+    put_objects(paypal, paypal_stream)
     events = stripe_stream.events + paypal_stream.events
-    in_order = MixedMerchant(make_merchant(app_client), paypal)
+    in_order = MixedMerchant(app_client, paypal)
     in_order.deliver_until_applied(events)
     records = in_order.records_by_email()
     assert set(records) == {m["email"] for m in mixed}
@@ -180,7 +181,7 @@ def test_a_customer_paying_with_stripe_and_paypal_converges_to_one_record(app_cl
         assert r["stats"]["active_subscriptions"] == m["active_subscriptions"]
     expected = _records(in_order)
     for seed in range(3):
-        replay = MixedMerchant(make_merchant(app_client), paypal)
+        replay = MixedMerchant(app_client, paypal)
         replay.deliver_until_applied(_noisy(events, random.Random(100 + seed)))
         got = _records(replay)
         assert got.keys() == expected.keys(), seed
