@@ -285,3 +285,54 @@ def test_the_stripe_gateway_lists_prices_as_stripe_documents(stack):
     assert requests.get(url, params={"limit": 101}, headers=headers, timeout=10).status_code == 400
     assert requests.get(f"{url}/{made[0].id}", headers=headers, timeout=10).json()["unit_amount"] \
         == 1000
+
+
+def test_the_radar_toggle_needs_stripe_and_an_admin(app_client, stack, sent_emails):  # noqa: F811
+    """No Stripe, no toggle (and its POST is 409, nothing saved); support may not use it
+    (403, logged as forbidden)."""
+    from dashboard_helpers import signed_in_csrf
+    from dashboard_helpers import staff_sign_in as sign_in_over_http
+
+    from chalicelib.accounts.service import create_account
+    from chalicelib.activity import service as activity
+    from chalicelib.blocks import service as blocks
+    from chalicelib.staff import service as staff
+    from chalicelib.store import accounts
+
+    stack.verify_sender("shop.test")
+    account = create_account(name=f"Shop {secrets.token_hex(4)}", support_email="s@shop.test",
+                             stripe_secret_key=None, stripe_webhook_secrets=[]).account
+    root = f"/dashboard/{account['slug']}"
+    admin, support = (f"{role}-{secrets.token_hex(4)}@shop.test" for role in ("a", "s"))
+    staff.add_staff(account["account_id"], admin, "admin")
+    staff.add_staff(account["account_id"], support, "support")
+    c = PortalClient(app_client.http)
+    sign_in_over_http(c, root, admin, sent_emails)
+    page = c.get(f"{root}/settings")
+    assert page.status_code == 200 and "push_to_radar" not in text(page)
+    refused = c.post(f"{root}/settings/radar", {"push_to_radar": "1"}, csrf=signed_in_csrf(c))
+    assert refused.status_code == 409, text(refused)
+    assert blocks.push_to_radar(accounts.get(account["account_id"])) is False
+
+    s = PortalClient(app_client.http)
+    sign_in_over_http(s, root, support, sent_emails)
+    assert s.get(f"{root}/settings").status_code == 403
+    assert s.post(f"{root}/settings/radar", {"push_to_radar": "1"},
+                  csrf=signed_in_csrf(s)).status_code == 403
+    forbidden, _ = activity.list(account["account_id"], action_prefix="staff.forbidden")
+    assert {i["details"]["permission"] for i in forbidden} == {"block"}
+
+
+def test_the_resume_date_is_the_start_of_that_day_in_the_account_zone():
+    from chalicelib.dashboard.action_routes_subscriptions import _resumes_at
+    from chalicelib.errors import BadRequest
+
+    today = dt.date(2026, 11, 29)
+    berlin_midnight = dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC)  # CET is UTC+1
+    assert _resumes_at({"resumes_on": "2026-12-01"}, "Europe/Berlin", today) == \
+        int(berlin_midnight.timestamp())
+    assert _resumes_at({"resumes_on": " "}, "UTC", today) is None
+    for bad in ("2026-11-29", "2026-11-01", "2026-02-30", "1.12.2026", "2026-12-01T00:00",
+                "２０２６-12-01", "2028-11-29"):
+        with pytest.raises(BadRequest):
+            _resumes_at({"resumes_on": bad}, "UTC", today)

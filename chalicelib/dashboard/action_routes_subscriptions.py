@@ -69,7 +69,10 @@ PAUSE_LABELS = {
     "keep_as_draft": "Keep the invoices as drafts to collect later",
     "mark_uncollectible": "Mark the invoices as uncollectible",
 }
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# The latest resume date offered: inside the pause action's two years from now
+# (actions.subscriptions.MAX_PAUSE_DAYS) in every time zone.
+MAX_RESUME_DAYS = 730
 
 
 def _permission(action: str, at: str | None) -> str:
@@ -125,6 +128,8 @@ def _resumes_at(fields: dict, tz: str, today: dt.date) -> int | None:
     if day <= today:
         raise BadRequest(f"The resume date must be after today ({today.isoformat()} in {tz}).",
                          code="bad_request")
+    if day > today + dt.timedelta(days=MAX_RESUME_DAYS):
+        raise BadRequest("The resume date must be within two years.", code="bad_request")
     return int(timing.send_time(day, tz, 0).timestamp())
 
 
@@ -163,8 +168,10 @@ def _sub_page(request, visit, customer_id: str, subscription_id: str, action: st
         extra = _plan_choices(visit, sub)
     if action == "pause":
         tz = _time_zone(visit.account_id)
-        extra = {"time_zone": tz, "min_resume_day": (timing.local_date(
-            dt.datetime.now(dt.UTC), tz) + dt.timedelta(days=1)).isoformat()}
+        today = timing.local_date(dt.datetime.now(dt.UTC), tz)
+        extra = {"time_zone": tz,
+                 "min_resume_day": (today + dt.timedelta(days=1)).isoformat(),
+                 "max_resume_day": (today + dt.timedelta(days=MAX_RESUME_DAYS)).isoformat()}
     return web.page(request, visit, f"action_subscription_{action}.html", status=status,
                     current="customers", customer=record, customer_id=customer_id,
                     sub=sub, payment_plan="installments_total" in sub, problem=problem,
