@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from app_fixtures import app_client  # noqa: F401
+from dashboard_helpers import dashboard_settings  # noqa: F401 - a fixture
 from test_paypal_actions import Shop
 from test_paypal_webhooks import PayPalStub
 
@@ -128,7 +129,8 @@ def test_the_payment_news_before_the_cancels_own_webhook_is_refunded_too(app_cli
     assert _payment_of(shop.record(), txn["id"])["refunded"] == 1000
 
 
-def test_a_period_end_cancel_shows_canceling_until_the_period_ends(app_client, stub):  # noqa: F811
+def test_a_period_end_cancel_shows_canceling_until_the_period_ends(
+        app_client, stack, stub, sent_emails, dashboard_settings):  # noqa: F811
     from chalicelib.records import service as records
     from chalicelib.records.view import subscription_status
     from chalicelib.selfservice import late_payments, pending_cancel
@@ -178,6 +180,21 @@ def test_a_period_end_cancel_shows_canceling_until_the_period_ends(app_client, s
         assert not portal.can_keep(overview["subscriptions"][0])
         if not shop.deliver_paypals_webhooks():
             break
+    # The record page offers cancelling the rest now, not recovering it.
+    from dashboard_helpers import staff_sign_in
+    from portal_helpers import SENDER_DOMAIN, PortalClient, text
+
+    from chalicelib.staff import service as staff
+
+    stack.verify_sender(SENDER_DOMAIN)  # the shop's support address sends the sign-in mail
+    owner = f"owner-{secrets.token_hex(4)}@shop.test"
+    staff.add_staff(account_id, owner, "owner")
+    root = f"/dashboard/{account['slug']}"
+    c = PortalClient(app_client.http)
+    staff_sign_in(c, root, owner, sent_emails)
+    page = text(c.get(f"{root}/customers/{shop.record()['id']}"))
+    assert f"/subscriptions/{sub['id']}/cancel?at=now" in page
+    assert f"/subscriptions/{sub['id']}/recover" not in page
     # Once the period has ended it shows canceled, the stored overview too.
     after = datetime.fromtimestamp(period_end + 1, UTC)
     assert subscription_status(shown(), after) == "canceled"
