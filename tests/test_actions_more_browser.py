@@ -28,7 +28,7 @@ from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     text,
     wait_for,
 )
-from test_actions_subscriptions_browser import _at_stripe, _portal_page
+from test_actions_subscriptions_browser import _at_stripe
 from test_dashboard_browser import _axe
 
 pytestmark = [needs_chromium, pytest.mark.usefixtures("portal_settings")]
@@ -134,7 +134,9 @@ def test_cancel_now_and_a_scheduled_cancellation_now(owner_page, world, app_clie
     expect(page.locator(f"#sub-{coffee['id']}")).to_contain_text("Canceled")
     expect(page.locator(f"#sub-actions-{coffee['id']}")).to_have_count(0)
     assert _at_stripe(stack, shop.subscription)["status"] == "canceled"
-    portal = _portal_page(app_client, shop, sent_emails, coffee["id"])
+    customer = PortalClient(app_client.http)
+    sign_in(customer, shop.shop, shop.email, sent_emails)
+    portal = text(customer.get(f"{shop.root}/subscriptions/{coffee['id']}"))
     assert "Canceled" in portal and "Cancel subscription" not in portal
 
     # A scheduled cancellation made now: at period end first, then "Cancel now".
@@ -153,7 +155,7 @@ def test_cancel_now_and_a_scheduled_cancellation_now(owner_page, world, app_clie
     expect(page.locator(f"#sub-{magazine['id']}")).to_contain_text("Canceled")
     assert _at_stripe(stack, magazine_at_stripe)["status"] == "canceled"
     assert shop.sub(magazine_at_stripe)["status"] == "canceled"
-    portal = _portal_page(app_client, shop, sent_emails, magazine["id"])
+    portal = text(customer.get(f"{shop.root}/subscriptions/{magazine['id']}"))
     assert "Canceled" in portal and "This subscription ends" not in portal
 
 
@@ -216,7 +218,8 @@ def test_retry_declined_then_authentication_then_paid_with_another_card(
 
 # --- notes -------------------------------------------------------------------------------------
 
-def test_notes_on_the_customer_and_a_transaction_shown_as_text(owner_page, world):
+def test_notes_on_the_customer_and_a_transaction_shown_as_text(owner_page, world, app_client,  # noqa: F811
+                                                              sent_emails):
     from playwright.sync_api import expect
 
     from chalicelib.notes import service as notes
@@ -264,6 +267,13 @@ def test_notes_on_the_customer_and_a_transaction_shown_as_text(owner_page, world
     kept = notes.list_for(shop.account_id, shop.customer_id())
     assert [(n["text"], n["object_ref"]) for n in kept if marker in n["text"]] == [
         (on_payment, payment["id"]), (on_customer, None)]
+    # Staff notes are for the team: the customer's portal never shows them.
+    c = PortalClient(app_client.http)
+    sign_in(c, shop.shop, shop.email, sent_emails)
+    order = next(o for o in shop.record()["orders"] if payment["id"] in (o.get("payment_ids") or []))
+    for path in ("/", "/orders", f"/orders/{order['id']}"):
+        shown = c.get(f"{shop.root}{path}")
+        assert shown.status_code == 200 and marker not in text(shown), path
 
 
 def test_read_only_cannot_add_a_note_even_by_a_forged_post(browser, app_server, world,  # noqa: F811
