@@ -8,8 +8,10 @@ captures naming their order (``supplementary_data.related_ids`` and the ``up`` l
 refunds naming their capture (``up``), disputes naming the disputed transaction.
 
 Ids are made from the stream's prefix and a counter, so a story is the same bytes every
-run; times increase one minute per event from ``start`` (distinct instants, so "which
-happened last" never rests on a tie-break). ``objects`` holds what PayPal's API would
+run; times increase one minute per event from ``start``, except where PayPal sends two
+events within one second (``next_at_same_instant``: a capture and its order's completion,
+an activation and its first sale), where which came first rests on the app's tie-break.
+``objects`` holds what PayPal's API would
 answer for the subscriptions, orders, captures and sales of the story: the app asks for
 them when a sale or capture arrives before the subscription or order that names its payer.
 
@@ -31,8 +33,11 @@ def _iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _money(cents: int, currency: str) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"
+def _money(minor: int, currency: str) -> str:
+    """PayPal's decimal string of an amount in minor units (two decimals: the currencies
+    these stories use; PayPal takes none for JPY, HUF and TWD)."""
+    assert currency.upper() not in ("JPY", "HUF", "TWD"), currency
+    return f"{minor // 100}.{minor % 100:02d}"
 
 
 class PayPalStream:
@@ -295,13 +300,6 @@ def mixed_customer_story(stripe: Stream, paypal: PayPalStream, n: int) -> dict:
     return {"email": email, "paypal": story,
             "lifetime_value": {"usd": 2000 + n + story["lifetime_value_usd"], "eur": 2500 - 500},
             "active_subscriptions": 1 + story["active"]}
-
-
-def paypal_story_events(customers: int, prefix: str = "pp") -> PayPalStream:
-    stream = PayPalStream(prefix)
-    for n in range(customers):
-        paypal_customer_story(stream, n)
-    return stream
 
 
 # --- delivery ---------------------------------------------------------------------------------
