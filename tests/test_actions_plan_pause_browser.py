@@ -44,16 +44,34 @@ def _staff(account_id: str, role: str) -> str:
     return email
 
 
+def _warm_up(app_client, app_server: str) -> None:  # noqa: F811
+    """localstripe sends each event once, all at once; the first ones a cold `chalice local`
+    takes on a loaded machine are slow enough for the burst to be dropped ("Server
+    disconnected"). A customer's story sent first, one event at a time, to a throwaway
+    account warms the whole webhook path (signature, account, records) up."""
+    import json
+
+    from app_fixtures import make_merchant
+    from stripe_events import Stream, sign
+
+    warm = make_merchant(app_client)
+    story = Stream(f"warm{secrets.token_hex(3)}")
+    customer = story.customer(f"warm-{secrets.token_hex(3)}@example.com", "Warm Up")
+    story.subscription(customer, 1200)
+    for event in story.events:
+        body = json.dumps(event).encode()
+        requests.post(f"{app_server}/webhooks/stripe/{warm.account_id}", data=body, timeout=120,
+                      headers={"Stripe-Signature": sign(body, warm.webhook_secrets[0]),
+                               "Content-Type": "application/json"})
+
+
 @pytest.fixture(scope="module")
 def world(app_client, stack, app_server):  # noqa: F811
     """One Stripe shop (Coffee, the course) for the module; each test acts on objects of
     its own (the Coffee subscription, a Tea subscription, the settings)."""
     import stripe
 
-    # A first webhook to a cold app under load can outlast localstripe's delivery timeout
-    # (it sends each event once): warm the webhook path up before seeding.
-    requests.post(f"{app_server}/webhooks/stripe/acct_warmup", data=b"{}", timeout=120,
-                  headers={"Stripe-Signature": "t=1,v1=0", "Content-Type": "application/json"})
+    _warm_up(app_client, app_server)
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
     shop = make_stripe_shop(app_client, stack, app_server, client)
     root = f"/dashboard/{shop.shop.slug}"
@@ -336,3 +354,28 @@ def test_the_resume_date_is_the_start_of_that_day_in_the_account_zone():
                 "２０２６-12-01", "2028-11-29"):
         with pytest.raises(BadRequest):
             _resumes_at({"resumes_on": bad}, "UTC", today)
+
+
+def test_the_price_id_is_typed_only_when_the_prices_cannot_be_loaded(world, app_client,  # noqa: F811
+                                                                     sent_emails, monkeypatch):
+    from dashboard_helpers import staff_sign_in as sign_in_over_http
+
+    from chalicelib.processors.gateway import ProcessorUnavailable
+    from chalicelib.processors.stripe.gateway import StripeGateway
+
+    shop = world["shop"]
+    url = f"{world['record_url']}/subscriptions/{shop.sub(shop.subscription)['id']}/plan"
+    c = PortalClient(app_client.http)
+    sign_in_over_http(c, world["root"], _staff(shop.account_id, "admin"), sent_emails)
+    listed = text(c.get(url))
+    assert '<select id="plan-price" name="price"' in listed and "prices-problem" not in listed
+
+    def unavailable(self, currency):
+        raise ProcessorUnavailable("The payment service did not answer.")
+
+    monkeypatch.setattr(StripeGateway, "list_prices", unavailable)
+    typed = c.get(url)
+    assert typed.status_code == 200
+    body = text(typed)
+    assert '<input id="plan-price" name="price" required' in body and "<select" not in body
+    assert "could not be loaded from the payment processor: enter the new price&#39;s id" in body
