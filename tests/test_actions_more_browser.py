@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -19,10 +20,13 @@ from app_fixtures import app_client, make_merchant  # noqa: F401
 from browser_helpers import browser, needs_chromium, new_context, staff_sign_in  # noqa: F401
 from portal_helpers import (  # noqa: F401 - portal_settings is a fixture
     CARD_OTHER,
+    TOKEN_RE,
     PortalClient,
     fail_an_invoice,
+    link_and_code,
     mails_to,
     make_stripe_shop,
+    path_of,
     portal_settings,
     sign_in,
     text,
@@ -198,7 +202,18 @@ def test_retry_declined_then_authentication_then_paid_with_another_card(
                if s["processor_ref"] == payment["subscription"])
     mails = wait_for(lambda: mails_to(sent_emails, shop.email), lambda m: len(m) > before,
                      what="the payment link mail")
-    assert f"next=subscriptions/{tea['id']}" in mails[-1]["body"]
+    # The link lands the customer on that subscription, where they can pay it themselves
+    # (their bank's confirmation runs in their own browser there).
+    link, _ = link_and_code(mails[-1])
+    assert f"next=subscriptions/{tea['id']}" in link
+    follower = PortalClient(app_client.http)
+    landing = follower.get(path_of(link))
+    signed = follower.post(f"{shop.root}/link",
+                           {"token": TOKEN_RE.search(text(landing)).group(1)})
+    assert signed.status_code == 303, text(signed)
+    assert urlsplit(signed.headers["Location"]).path == f"{shop.root}/subscriptions/{tea['id']}"
+    pay_here = text(follower.get(f"{shop.root}/subscriptions/{tea['id']}"))
+    assert "A payment did not go through" in pay_here and "Pay now" in pay_here
 
     # Another card of the customer's: paid.
     shop.add_card(CARD_OTHER)
