@@ -46,6 +46,16 @@ def test_notes_are_added_listed_and_stored_escaped(merchant):  # noqa: F811
     assert "ttl" in stored
 
 
+def test_a_note_on_a_paypal_object_is_kept_and_listed_by_it(merchant):  # noqa: F811
+    from chalicelib.notes import service as notes
+
+    cid, _ = _customer(merchant, "ppnote" + secrets.token_hex(3))
+    added = notes.add(merchant.account_id, cid, "stf_1", "ann@shop.test", "Asked to pause",
+                      object_ref="paypal:I-BW452GLLEP1G")  # PayPal ids hold "-"
+    listed = notes.list_for(merchant.account_id, cid, object_ref="paypal:I-BW452GLLEP1G")
+    assert [n["id"] for n in listed] == [added["id"]]
+
+
 def test_bad_notes_are_refused_and_write_nothing(app_client):  # noqa: F811
     from chalicelib.errors import BadRequest, NotFound
     from chalicelib.notes import service as notes

@@ -22,9 +22,9 @@ from chalicelib.store import notes as store
 RETENTION_DAYS = 730
 TEXT_MAX = 2000
 LIST_MAX = 100
-# A processor object as the record shows it, or an id of the record (payment, subscription
-# or plan, order, card).
-_OBJECT_REF = re.compile(r"^(?:[a-z]{2,20}:[A-Za-z0-9_]{1,255}|(?:pay|sub|ord|card)_[a-z2-7]{24})$")
+# A processor object as the record shows it (PayPal ids hold "-": paypal:I-…), or an id
+# of the record (payment, subscription or plan, order, card).
+_OBJECT_REF = re.compile(r"^(?:[a-z]{2,20}:[A-Za-z0-9_-]{1,255}|(?:pay|sub|ord|card)_[a-z2-7]{24})$")
 _RECORD_ID = re.compile(r"^(?:pay|sub|ord|card)_[a-z2-7]{24}$")
 
 
