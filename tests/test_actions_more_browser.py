@@ -42,8 +42,9 @@ CARD_NEEDS_AUTHENTICATION = "4000002500003155"  # Stripe's 3D Secure test card
 def _warm_up(app_client, app_server: str) -> None:  # noqa: F811
     """One signed webhook to the app under `chalice local`, answered before localstripe's
     burst of a dozen: a server started just now makes its AWS clients on its first
-    requests, and on a loaded machine the burst's answers then come too late for
-    localstripe, which sends each event once (seen: "Server disconnected", no record)."""
+    requests (seconds each on a loaded machine, and a dozen at once took half a minute),
+    and localstripe, which sends each event once, dropped most of such a burst ("Server
+    disconnected"), so the customer's record never came."""
     from stripe_events import Stream, sign
 
     merchant = make_merchant(app_client)
