@@ -139,9 +139,11 @@ class PayPalStream:
                                 outstanding=sub["_price"])
         return failed_at
 
-    def sale(self, sub: dict, amount: int | None = None, state="completed") -> str:
-        """A v1 sale of the subscription (PAYMENT.SALE.COMPLETED and the like)."""
-        sale_id = self._id()
+    def sale(self, sub: dict, amount: int | None = None, state="completed",
+             sale_id: str | None = None) -> str:
+        """A v1 sale of the subscription (PAYMENT.SALE.COMPLETED and the like; with
+        ``sale_id``, a later state of that sale)."""
+        sale_id = sale_id or self._id()
         resource = {"id": sale_id, "state": state,
                     "amount": {"total": _money(amount or sub["_price"], sub["_currency"]),
                                "currency": sub["_currency"],
@@ -247,7 +249,8 @@ class PayPalStream:
 def paypal_customer_story(stream: PayPalStream, n: int, email: str | None = None,
                           name: tuple[str, str] | None = None) -> dict:
     """One PayPal customer's life, varied by ``n``: a subscription activated and paid, a
-    failed payment recovered by PayPal's retry, a partial refund of a sale; suspended and
+    failed payment recovered by PayPal's retry (n % 3 == 2: pending first, an eCheck), a
+    partial refund of a sale; suspended and
     re-activated, cancelled (odd n); a checkout order captured and partly (or, n % 3 == 0,
     fully) refunded; a dispute of the retry's sale, resolved (n % 2 == 0, lost) or open.
     Returns the ids, for the tests' own assertions."""
@@ -261,7 +264,11 @@ def paypal_customer_story(stream: PayPalStream, n: int, email: str | None = None
         stream.next_at_same_instant()
     first = stream.sale(sub)
     failed_at = stream.payment_failed(sub)
-    retry = stream.sale(sub)
+    if n % 3 == 2:  # the retry paid by eCheck: pending for days, then completed
+        retry = stream.sale(sub, state="pending")
+        stream.sale(sub, sale_id=retry)
+    else:
+        retry = stream.sale(sub)
     stream.subscription_event(sub, "BILLING.SUBSCRIPTION.UPDATED", outstanding=0)
     stream.sale_refund(first, 400)
     if n % 2 == 1:

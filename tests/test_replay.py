@@ -142,6 +142,11 @@ def test_paypal_stream_in_order_gives_expected_record(paypal_in_order):
     assert r1["stats"]["lifetime_value"] == {"usd": 1001 * 2 - 400 + 2501 - 500}
     assert r1["stats"]["active_subscriptions"] == 0
     assert [d["status"] for d in r1["disputes"]] == ["open"]
+    # payer2: PayPal's retry was pending (an eCheck), then completed: one payment, counted.
+    s2, r2 = stories[2], records[stories[2]["email"]]
+    [retry] = [p for p in r2["payments"] if f"paypal:txn_{s2['retry_sale']}" in p["processor_refs"]]
+    assert (retry["status"], retry["amount"]) == ("succeeded", 1002)
+    assert r2["stats"]["lifetime_value"] == {"usd": 1002 * 2 - 400 + 2502 - 500}
     # Every delivery was applied once.
     outcomes = {d["outcome"] for d in merchant.get_json("/api/v1/webhook-deliveries?limit=100")["data"]}
     assert outcomes == {"applied"}
