@@ -156,7 +156,7 @@ def test_paypal_duplicated_shuffled_streams_converge(app_client, paypal, paypal_
     stream, _, in_order = paypal_in_order
     expected = _paypal_records(in_order)
     assert len(expected) == 3
-    for seed in range(3):
+    for seed in range(2):
         replay = MixedMerchant(app_client, paypal)
         replay.deliver_until_applied(_noisy(stream.events, random.Random(seed)))
         got = _paypal_records(replay)
@@ -185,7 +185,7 @@ def test_a_customer_paying_with_stripe_and_paypal_converges_to_one_record(app_cl
         assert r["stats"]["lifetime_value"] == m["lifetime_value"], m["email"]
         assert r["stats"]["active_subscriptions"] == m["active_subscriptions"]
     expected = _records(in_order)
-    for seed in range(3):
+    for seed in range(2):
         replay = MixedMerchant(app_client, paypal)
         replay.deliver_until_applied(_noisy(events, random.Random(100 + seed)))
         got = _records(replay)
