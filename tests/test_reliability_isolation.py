@@ -113,6 +113,7 @@ ACTION_BODIES = {
     "/api/v1/customers/{customer_id}/unblock": {"all": True, "reason": "isolation"},
     # The owner's own e-mail: 409 not applicable, before any processor call.
     "/api/v1/customers/{customer_id}/details": {"email": "owner@example.com"},
+    "/api/v1/customers/{customer_id}/notes": {"text": "isolation"},
     "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments": {"amount": 100},
     "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayment-link": {},
     # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
@@ -121,6 +122,7 @@ ACTION_BODIES = {
     "/api/v1/endpoints/{endpoint_id}/replay-failed": {"since": "2026-01-01T00:00:00Z"},
 }
 ACTIONS_THAT_ACT = {"/api/v1/customers/{customer_id}/block",
+                    "/api/v1/customers/{customer_id}/notes",
                     "/api/v1/customers/{customer_id}/unblock",
                     "/api/v1/endpoints/{endpoint_id}/rotate-secret",
                     "/api/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",

@@ -170,3 +170,35 @@ def test_the_timeline_refuses_bad_input_and_other_accounts(app_client):  # noqa:
                    paging.encode("[]"), "x" * 3000):
         with pytest.raises(paging.BadCursor):
             timeline.list_for(a.account_id, cid, 10, cursor)
+
+
+def test_the_merchant_api_adds_a_note_once_per_key_and_refuses_bad_ones(merchant):  # noqa: F811
+    import json
+
+    cid, _ = _customer(merchant, "apinote" + secrets.token_hex(3))
+    record = merchant.get_json(f"/api/v1/customers/{cid}")
+    [payment] = [p for p in record["payments"] if p["status"] == "succeeded"]
+
+    def post(body, key=None, customer=cid):
+        r = merchant.client.http.post(
+            f"/api/v1/customers/{customer}/notes", body=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {merchant.api_key}",
+                     "Content-Type": "application/json",
+                     "Idempotency-Key": key or secrets.token_hex(12)})
+        return r.status_code, json.loads(r.body or b"{}")
+
+    key = secrets.token_hex(12)
+    status, body = post({"text": "Asked for a <b>copy</b>", "object": payment["id"]}, key)
+    assert status == 200 and body["note"]["object_ref"] == payment["id"], body
+    assert post({"text": "Asked for a <b>copy</b>", "object": payment["id"]}, key) == (status, body)
+    assert post({"text": "Something else"}, key)[0] == 422  # the same key, another request
+    listed = merchant.get_json(f"/api/v1/customers/{cid}/notes")["data"]
+    assert [(n["id"], n["text"]) for n in listed] == [(body["note"]["id"], "Asked for a <b>copy</b>")]
+    # Bad input: 4xx with {error, message}, nothing written.
+    for bad, code in (({"text": ""}, 400), ({"text": 5}, 400), ({"text": "x" * 2001}, 400),
+                      ({"text": "hi", "object": "pay_" + "a" * 24}, 404),
+                      ({"text": "hi", "extra": 1}, 400)):
+        status, answer = post(bad)
+        assert status == code and answer["error"] and answer["message"], (bad, status, answer)
+    assert post({"text": "hi"}, customer="cst_" + "a" * 26)[0] == 404
+    assert len(merchant.get_json(f"/api/v1/customers/{cid}/notes")["data"]) == 1

@@ -15,6 +15,9 @@ the first result; the same key with another body is 422).
   POST /api/v1/customers/{id}/merge     {"customer_id", "reason", "note"}: fold that record
        into this one (owners and admins; the API acts as an admin)
 
+  POST /api/v1/customers/{id}/notes     {"text", "object"}: a staff note on the customer,
+       or on one of its objects (a processor ref or an id of the record)
+
   POST /api/v1/customers/{id}/disputes/{dispute}/repayments   {"amount", "method", "note"}:
        a repayment of a lost dispute made elsewhere, never above what remains
   POST /api/v1/customers/{id}/disputes/{dispute}/repayment-link   {} → a payment link for
@@ -32,6 +35,8 @@ from chalicelib.accounts.service import authenticate
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.customer import CustomerActions
 from chalicelib.actions.disputes import DisputeActions
+from chalicelib.actions.notes import add_note
+from chalicelib.errors import BadRequest
 from chalicelib.http import json_errors
 
 bp = Blueprint(__name__)
@@ -88,6 +93,20 @@ def merge(customer_id: str):
     return CustomerActions(ctx, customer_id).merge(body.get("customer_id"),
                                                    reason=body.get("reason"),
                                                    note=body.get("note"))
+
+
+@bp.route("/api/v1/customers/{customer_id}/notes", methods=["POST"], content_types=JSON)
+@json_errors
+def add_customer_note(customer_id: str):
+    """A note on the customer or one of its objects (chalicelib/actions/notes.py)."""
+    request = bp.current_request
+    account_id = authenticate(request.headers.get("authorization"))
+    ctx = actions_web.api_context(request, account_id)
+    body = actions_web.json_body(request, {"text", "object"})
+    text, on = body.get("text"), body.get("object")
+    if not isinstance(text, str) or not (on is None or isinstance(on, str)):
+        raise BadRequest("text (and object, when given) are strings.", code="invalid_note")
+    return {"note": add_note(ctx, customer_id, text, on)}
 
 
 @bp.route("/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments",
