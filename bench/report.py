@@ -558,16 +558,17 @@ certificate and container, until the certificate expires.
 """
 
 
-def webhooks_section(w: dict, machine: dict) -> str:
+def webhooks_section(w: dict, machine: dict, load: dict | None = None) -> str:
     """The Webhooks section alone (``python -m bench.webhooks --doc``), saying which run."""
     body = _webhooks(w).lstrip("\n")
     heading, rest = body.split("\n", 1)
+    busy = (f" (1-minute load average {load['start']:g} when it started, {load['end']:g} when "
+            "it ended)" if load else "")
     return (f"{heading}\n\n*Measured by `python -m bench.webhooks --doc` on {machine['date']}, "
-            f"a run of this part alone on the same {machine['cores']}-core machine while other "
-            "work kept it busy (load well above its cores): absolute times are slower than the "
-            "rest of this file's and vary; compare the ratios and counts inside this section, "
-            "not times across sections. The Goals table above is from the last full run.*\n"
-            + rest)
+            f"a run of this part alone on the same {machine['cores']}-core machine, shared: "
+            f"other work ran meanwhile{busy}. Absolute times differ from the rest of this "
+            "file's and vary; compare the ratios and counts inside this section, not times "
+            "across sections. The Goals table above is from the last full run.*\n" + rest)
 
 
 def _search(s: dict) -> str:

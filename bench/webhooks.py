@@ -541,7 +541,10 @@ if __name__ == "__main__":
 
     from bench.__main__ import machine
 
+    load_at_start = os.getloadavg()[0]
     results = {"machine": machine(), "webhooks": main()}
+    # The machine is shared: say how busy it was (1-minute load averages, 2 cores).
+    results["load"] = {"start": round(load_at_start, 1), "end": round(os.getloadavg()[0], 1)}
     out = REPO / "build" / "bench" / "webhooks.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -549,5 +552,6 @@ if __name__ == "__main__":
     if "--doc" in sys.argv:
         from bench import report
 
-        report.write_section(report.webhooks_section(results["webhooks"], results["machine"]))
+        report.write_section(report.webhooks_section(results["webhooks"], results["machine"],
+                                                     results["load"]))
         log("rewrote the webhooks section of docs/benchmarks.md")
