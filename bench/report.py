@@ -552,9 +552,10 @@ event against Stripe's {stripe['requests_per_event']:g}{' (the same)' if same el
 pointer cache resolves as it resolves Stripe's invoice. Where a warm PayPal delivery's
 time goes (cProfile of {prof['events']} more, shares of the time in the test client's
 `post`): {shares}. With the certificate cache emptied a delivery takes
-{cold['time']['median_ms'] / warm['time']['median_ms']:.1f}x the warm one (medians;
-{cold['events']} deliveries): the fetch over HTTPS and the chain check happen once per
-certificate and container, until the certificate expires.
+{cold['vs_putitem'] / warm['vs_putitem']:.1f}x the warm one (each as a multiple of its
+interleaved PutItem; only {cold['events']} deliveries, so a rough figure): the fetch over
+HTTPS and the chain check happen once per certificate and container, until the
+certificate expires.
 """
 
 
