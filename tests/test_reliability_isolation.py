@@ -114,6 +114,8 @@ ACTION_BODIES = {
     # The owner's own e-mail: 409 not applicable, before any processor call.
     "/api/v1/customers/{customer_id}/details": {"email": "owner@example.com"},
     "/api/v1/customers/{customer_id}/notes": {"text": "isolation"},
+    # DELETE: the owner's customer has no suppression to lift (409, found).
+    "/api/v1/customers/{customer_id}/suppression": {"reason": "isolation"},
     "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayments": {"amount": 100},
     "/api/v1/customers/{customer_id}/disputes/{dispute_id}/repayment-link": {},
     # Endpoints: the owner's answer 200 (the replay finds the endpoint disabled: not sent).
@@ -143,7 +145,13 @@ def _fill(path: str, ids: dict) -> str:
 def _call(merchant, method: str, path: str, key: str | None, route: str = ""):
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     body = b""
-    if method == "POST":
+    if method == "DELETE" and route in ACTION_BODIES:  # an action: a key and a body
+        import secrets
+
+        headers.update({"Content-Type": "application/json",
+                        "Idempotency-Key": secrets.token_hex(12)})
+        body = json.dumps(ACTION_BODIES[route]).encode()
+    elif method == "POST":
         import secrets
         import time
 
@@ -176,7 +184,9 @@ def test_every_api_route_is_scoped_to_the_key_s_account(app_client):  # noqa: F8
             continue
         # The owner sees it (the ids are real) ...
         mine = _call(owner, method, url, owner.api_key, path)
-        if method == "DELETE":
+        if method == "DELETE" and path in ACTION_BODIES:
+            assert mine.status_code == 409, (method, url, mine.status_code, mine.body)
+        elif method == "DELETE":
             assert mine.status_code == 204, (method, url, mine.status_code, mine.body)
         elif method != "POST" or path in ACTIONS_THAT_ACT:
             assert mine.status_code == 200, (method, url, mine.status_code, mine.body)
