@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,6 +39,15 @@ def _endpoints(merchant) -> list[dict]:
     from chalicelib.integrations import endpoints
 
     return endpoints.list_for(merchant.account_id)
+
+
+def _claims(merchant) -> list[str]:
+    """The endpoint ids the account's claims name (store/endpoints.py)."""
+    from chalicelib.store import keys
+    from chalicelib.store.table import EndpointClaimItem
+
+    return [c.endpoint_id for c in EndpointClaimItem.query(
+        keys.endpoints_pk(merchant.account_id), EndpointClaimItem.SK.startswith("CLAIM#"))]
 
 
 _clock = {"t": datetime(2026, 11, 1, tzinfo=UTC)}
@@ -96,6 +107,66 @@ def test_the_same_subscribe_again_answers_the_same_hook_with_a_new_secret(mercha
     # Another event type on the same URL is another hook.
     other = _subscribe(merchant, "payment.succeeded", target)
     assert other["id"] != first["id"] and len(_endpoints(merchant)) == 2
+
+
+def test_parallel_same_subscribes_make_one_hook_and_every_caller_gets_its_id(merchant):
+    """Zapier retrying a subscribe that has not answered yet: the same subscribe several
+    times at once (released together by a barrier) makes one endpoint."""
+    target, callers = _target(), 8
+    barrier = threading.Barrier(callers, timeout=120)
+
+    def subscribe_at_once(_):
+        barrier.wait()
+        return _request(merchant, "POST", HOOKS, {"target_url": target,
+                                                 "event": "payment.refunded"})
+
+    with ThreadPoolExecutor(callers) as pool:
+        responses = list(pool.map(subscribe_at_once, range(callers)))
+    assert [r.status_code for r in responses] == [201] * callers, [r.body for r in responses]
+    hooks = [json.loads(r.body) for r in responses]
+    [endpoint] = _endpoints(merchant)
+    assert {h["id"] for h in hooks} == {endpoint["id"]}
+    assert all(h["secret"].startswith("whsec_") for h in hooks)
+    assert len({h["secret"] for h in hooks}) == callers  # each answer a secret of its own
+    # One claim, naming that endpoint; a second subscribe after them all answers it too.
+    assert _claims(merchant) == [endpoint["id"]]
+    assert _subscribe(merchant, "payment.refunded", target)["id"] == endpoint["id"]
+
+
+def test_a_subscribe_that_does_not_yet_see_the_first_s_hook_answers_it(merchant, monkeypatch):
+    """The race made certain: the second subscribe reads the account's endpoints before
+    the first one's is written (both see none); the claim still makes one hook."""
+    from chalicelib.integrations import endpoints, hooks
+
+    target = _target()
+    first = _subscribe(merchant, "payment.failed", target)
+    monkeypatch.setattr(hooks.endpoints, "list_for", lambda account_id: [])
+    again = _subscribe(merchant, "payment.failed", target)
+    assert again["id"] == first["id"] and again["secret"] != first["secret"]
+    monkeypatch.undo()
+    assert [e["id"] for e in endpoints.list_for(merchant.account_id)] == [first["id"]]
+
+
+def test_unsubscribe_delete_or_disable_frees_the_url_for_a_new_hook(merchant, app_client):  # noqa: F811
+    from chalicelib.integrations import endpoints
+
+    target = _target()
+    first = _subscribe(merchant, "order.created", target)
+    assert _request(merchant, "DELETE", f"{HOOKS}/{first['id']}").status_code == 204
+    assert _claims(merchant) == []
+    second = _subscribe(merchant, "order.created", target)
+    assert second["id"] != first["id"]
+    # Disabled (by the merchant, or a 410): the next subscribe is a new hook, whose claim
+    # deleting the old one leaves in place.
+    assert endpoints.disable(merchant.account_id, second["id"], "disabled by the merchant")
+    third = _subscribe(merchant, "order.created", target)
+    assert third["id"] != second["id"] and _claims(merchant) == [third["id"]]
+    assert endpoints.delete(merchant.account_id, second["id"])
+    assert _claims(merchant) == [third["id"]]
+    assert _subscribe(merchant, "order.created", target)["id"] == third["id"]
+    # Another account's same URL and event is its own hook.
+    other = make_merchant(app_client)
+    assert _subscribe(other, "order.created", target)["id"] != third["id"]
 
 
 @pytest.mark.parametrize("body,code", [

@@ -116,9 +116,11 @@ def valid_endpoint_id(endpoint_id) -> bool:
 
 
 def create(account_id: str, *, url, event_types, description="", kind="webhook",
-           enabled=True, now: datetime | None = None) -> dict:
+           enabled=True, now: datetime | None = None, once: bool = False) -> dict:
     """A new endpoint; its ``secret`` is in this answer only (an ``eventbridge`` one has
-    none)."""
+    none). ``once``: if the account has an enabled endpoint of the same kind, URL and
+    event types, even one being created at this moment, that one is answered instead,
+    without a secret (``store.create_endpoint_once``)."""
     if kind not in KINDS:
         raise BadRequest(f"kind: one of {', '.join(KINDS)}")
     if not isinstance(enabled, bool):
@@ -138,7 +140,15 @@ def create(account_id: str, *, url, event_types, description="", kind="webhook",
                         disabled_reason=None if enabled else "disabled by the merchant",
                         secrets=[_stored(account_id, endpoint_id, secret)] if signs else [],
                         failing_since=None, created_at=at, updated_at=at)
-    store.create_endpoint(endpoint)
+    if once:
+        stored, made = store.create_endpoint_once(endpoint)
+        if stored is None:
+            raise Conflict("the same endpoint is being created by another request: try again",
+                           code="create_in_progress")
+        if not made:
+            return public(stored)
+    else:
+        store.create_endpoint(endpoint)
     return {**public(endpoint), "secret": secret} if signs else public(endpoint)
 
 

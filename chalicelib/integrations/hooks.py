@@ -13,12 +13,13 @@ real events of the type (``store.outbox.latest_of_type``, a bounded read), as de
 from __future__ import annotations
 
 from chalicelib import timeutil
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.integrations import catalogue, endpoints
 from chalicelib.store import outbox
 
 KIND = "zapier"
 MAX_SAMPLES = 10
+ROTATE_TRIES = 10
 EXAMPLE_EVENT_ID = "evt_example"
 EXAMPLE_TIME = "2026-01-01T00:00:00Z"
 EXAMPLE_CUSTOMER_ID = "cst_01example0000000000000000"
@@ -33,23 +34,34 @@ def _event_type(value) -> str:
 
 def subscribe(account_id: str, body: dict) -> dict:
     """A zapier endpoint for ``body["target_url"]`` and ``body["event"]``. Zapier may send
-    the same subscribe again (a timeout on its side): an enabled hook of the account with
-    the same URL and event is answered again rather than doubled, so an event is not
-    delivered twice to one Zap."""
+    the same subscribe again (a timeout on its side), even while the first is still being
+    answered: an enabled hook of the account with the same URL and event is answered
+    again rather than doubled (a claim written with the endpoint decides between
+    simultaneous ones), so an event is not delivered twice to one Zap."""
     event_type = _event_type(body.get("event"))
     target_url = body.get("target_url")
     endpoints.check_url(target_url)
-    for existing in endpoints.list_for(account_id):
-        if (existing["kind"] == KIND and existing["enabled"] and existing["url"] == target_url
-                and existing["event_types"] == [event_type]):
-            # The secret is shown once, at creation: a repeated subscribe gets a new one,
-            # the old one keeping its grace period (a Zap holds only the latest answer).
-            secret = endpoints.rotate_secret(account_id, existing["id"], timeutil.now(),
-                                             endpoints.DEFAULT_GRACE)
-            return _answer(existing, secret)
-    created = endpoints.create(account_id, url=target_url, event_types=[event_type],
-                               description=f"Zapier: {event_type}", kind=KIND)
-    return _answer(created, created["secret"])
+    # Hooks subscribed before claims existed have none: found by reading the account's few.
+    hook = next((e for e in endpoints.list_for(account_id)
+                 if e["kind"] == KIND and e["enabled"] and e["url"] == target_url
+                 and e["event_types"] == [event_type]), None)
+    hook = hook or endpoints.create(account_id, url=target_url, event_types=[event_type],
+                            description=f"Zapier: {event_type}", kind=KIND, once=True)
+    if "secret" in hook:
+        return _answer(hook, hook["secret"])
+    # The secret is shown once, at creation: a repeated subscribe gets a new one, the old
+    # ones keeping their grace period (a Zap holds only the latest answer). Simultaneous
+    # repeats rotate in turn: each one that lost a turn tries again.
+    for _ in range(ROTATE_TRIES):
+        try:
+            return _answer(hook, endpoints.rotate_secret(account_id, hook["id"],
+                                                         timeutil.now(),
+                                                         endpoints.DEFAULT_GRACE))
+        except Conflict as exc:
+            if exc.code != "rotated_meanwhile":
+                raise
+    raise Conflict("the hook's secret is being rotated by other requests: try again",
+                   code="rotated_meanwhile")
 
 
 def _answer(endpoint: dict, secret: str) -> dict:

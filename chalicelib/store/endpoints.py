@@ -3,6 +3,8 @@ deliveries of events to them, with every attempt.
 
 Items:
   ``ACCT#<acct>#ENDPOINTS`` / ``EP#<id>``        an endpoint (an account has a few: read whole)
+  ``ACCT#<acct>#ENDPOINTS`` / ``CLAIM#<digest>`` the endpoint of one kind, URL and event
+                                                 types that ``create_endpoint_once`` answers
   ``ACCT#<acct>#OUTDLV#<dlv>`` / ``DELIVERY``    one event to one endpoint; GSI1 under
                                                  ``ACCT#<acct>#EP#<id>#DELIVERIES`` by
                                                  ``<created>#<dlv>`` (list, replay since)
@@ -10,19 +12,24 @@ Items:
 
 Every write that decides something is conditional: a delivery is created once per event
 and endpoint (``attribute_not_exists``), an attempt is claimed by one worker (status
-pending, due, lease free), an endpoint is disabled once (the e-mail goes once).
+pending, due, lease free), an endpoint is disabled once (the e-mail goes once), a
+Zapier subscribe sent twice at once makes one endpoint (the claim, written in the
+transaction of the endpoint).
 """
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.store import keys
 from chalicelib.store.table import (
     DeliveryAttemptItem,
+    EndpointClaimItem,
     EndpointItem,
     EndpointSecret,
     OutboundDeliveryItem,
@@ -31,6 +38,10 @@ from chalicelib.store.table import (
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 MAX_ENDPOINTS = 50
+# A create racing others for one claim re-reads it this many times at most (a transaction
+# in progress on the claim cancels the others': they wait a little and look again).
+CLAIM_TRIES = 8
+CLAIM_BACKOFF_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -116,8 +127,8 @@ def _secret_maps(secrets: list[StoredSecret]) -> list[EndpointSecret]:
                            expires_at=s.expires_at) for s in secrets]
 
 
-def create_endpoint(endpoint: Endpoint) -> None:
-    item = EndpointItem(keys.endpoints_pk(endpoint.account_id),
+def _endpoint_item(endpoint: Endpoint) -> EndpointItem:
+    return EndpointItem(keys.endpoints_pk(endpoint.account_id),
                         keys.endpoint_sk(endpoint.endpoint_id),
                         account_id=endpoint.account_id, endpoint_id=endpoint.endpoint_id,
                         kind=endpoint.kind, url=endpoint.url, description=endpoint.description,
@@ -126,7 +137,70 @@ def create_endpoint(endpoint: Endpoint) -> None:
                         disabled_reason=endpoint.disabled_reason,
                         secrets=_secret_maps(endpoint.secrets),
                         created_at=endpoint.created_at, updated_at=endpoint.updated_at)
-    item.save(condition=TableItem.PK.does_not_exist())
+
+
+def create_endpoint(endpoint: Endpoint) -> None:
+    _endpoint_item(endpoint).save(condition=TableItem.PK.does_not_exist())
+
+
+def _claim_key(endpoint: Endpoint) -> tuple[str, str]:
+    return (keys.endpoints_pk(endpoint.account_id),
+            keys.endpoint_claim_sk(endpoint.kind, endpoint.url, endpoint.event_types))
+
+
+def _same_destination(a: Endpoint, b: Endpoint) -> bool:
+    return (a.kind, a.url, sorted(a.event_types)) == (b.kind, b.url, sorted(b.event_types))
+
+
+def create_endpoint_once(endpoint: Endpoint) -> tuple[Endpoint | None, bool]:
+    """Create the endpoint unless the account has an enabled one of the same kind, URL
+    and event types: (the endpoint, whether this call made it). Safe under concurrency:
+    a claim item keyed by a digest of the three is put, only if absent, in the transaction
+    of the endpoint, so of simultaneous creates one writes and the others answer its
+    endpoint. A claim left by an endpoint deleted, disabled or changed since is taken
+    over (conditioned on still naming it). (None, False): the claim stayed contended
+    through every try; the caller may ask again."""
+    pk, sk = _claim_key(endpoint)
+    stale: str | None = None
+    for attempt in range(CLAIM_TRIES):
+        claim = EndpointClaimItem(pk, sk, endpoint_id=endpoint.endpoint_id)
+        condition = (TableItem.PK.does_not_exist() if stale is None
+                     else EndpointClaimItem.endpoint_id == stale)
+        try:
+            with TransactWrite(connection=_connection()) as tx:
+                tx.save(claim, condition=condition)
+                tx.save(_endpoint_item(endpoint), condition=TableItem.PK.does_not_exist())
+            return endpoint, True
+        except TransactWriteError as exc:
+            codes = {r.code for r in exc.cancellation_reasons or [] if r is not None}
+            if not codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                raise
+            if "TransactionConflict" in codes:  # another create holds the claim: let it end
+                time.sleep(CLAIM_BACKOFF_SECONDS * (attempt + 1) * (1 + random.random()))
+        try:
+            held = EndpointClaimItem.get(pk, sk, consistent_read=True).endpoint_id
+        except DoesNotExist:
+            stale = None
+            continue
+        current = get_endpoint(endpoint.account_id, held)
+        if current is not None and current.enabled and _same_destination(current, endpoint):
+            return current, False
+        stale = held
+    return None, False
+
+
+def _release_claim(endpoint: Endpoint) -> None:
+    """Delete the endpoint's claim if it still names the endpoint (another one may hold
+    it now). Not in the endpoint's transaction, where a claim held by another would
+    cancel the delete: a claim left behind (a crash between the two) is taken over by
+    the next create (``create_endpoint_once``)."""
+    pk, sk = _claim_key(endpoint)
+    try:
+        EndpointClaimItem(pk, sk).delete(
+            condition=EndpointClaimItem.endpoint_id == endpoint.endpoint_id)
+    except DeleteError as exc:
+        if not _conditional_failed(exc):
+            raise
 
 
 def get_endpoint(account_id: str, endpoint_id: str) -> Endpoint | None:
@@ -206,13 +280,17 @@ def disable_endpoint(account_id: str, endpoint_id: str, reason: str, at: str) ->
 
 
 def delete_endpoint(account_id: str, endpoint_id: str) -> bool:
-    item = EndpointItem(keys.endpoints_pk(account_id), keys.endpoint_sk(endpoint_id))
+    """Delete the endpoint, then release its claim; False when there is no such endpoint
+    (or another call deleted it first)."""
     try:
-        item.delete(condition=TableItem.PK.exists())
+        old = EndpointItem._get_connection().delete_item(
+            keys.endpoints_pk(account_id), range_key=keys.endpoint_sk(endpoint_id),
+            condition=TableItem.PK.exists(), return_values="ALL_OLD")
     except DeleteError as exc:
         if _conditional_failed(exc):
             return False
         raise
+    _release_claim(_endpoint(EndpointItem.from_raw_data(old["Attributes"])))
     return True
 
 

@@ -1,6 +1,9 @@
 """Key builders for the single table. Callers never hand-build key strings."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 
 def account(account_id: str) -> tuple[str, str]:
     return f"ACCT#{account_id}", "ACCOUNT"
@@ -260,6 +263,13 @@ def endpoints_pk(account_id: str) -> str:
 
 def endpoint_sk(endpoint_id: str) -> str:
     return f"EP#{endpoint_id}"
+
+
+def endpoint_claim_sk(kind: str, url: str, event_types: list[str]) -> str:
+    """The claim of one endpoint per kind, URL and event types in an account's endpoints
+    (``CLAIM#<SHA-256>``): the URL may be longer than a key allows, so it is hashed."""
+    identity = json.dumps([kind, url, sorted(event_types)], separators=(",", ":"))
+    return f"CLAIM#{hashlib.sha256(identity.encode()).hexdigest()}"
 
 
 OUTBOUND_DELIVERY_SK = "DELIVERY"

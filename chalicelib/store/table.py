@@ -420,6 +420,13 @@ class EndpointItem(TableItem, discriminator="Endpoint"):
     updated_at = UnicodeAttribute()
 
 
+class EndpointClaimItem(TableItem, discriminator="EndpointClaim"):
+    """The one endpoint of a kind, URL and event types that a repeated create answers
+    (a Zapier subscribe sent twice): ``ACCT#<acct>#ENDPOINTS`` / ``CLAIM#<digest>``."""
+
+    endpoint_id = UnicodeAttribute()
+
+
 class OutboundDeliveryItem(TableItem, discriminator="OutboundDelivery"):
     """One event to one endpoint: ``ACCT#<acct>#OUTDLV#<delivery id>`` / ``DELIVERY``; in
     GSI1 under its endpoint by creation time. The delivery id derives from the event and
