@@ -26,7 +26,7 @@ from chalicelib.actions.service import (
     account_of,
     customer_record,
 )
-from chalicelib.domain.events import Ref, SubscriptionChanged
+from chalicelib.domain.events import PauseCollection, Ref, SubscriptionChanged
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.processors.gateway import PAUSE_BEHAVIORS, Gateway, PlanChangePreview
 from chalicelib.processors.registry import gateway_for
@@ -221,7 +221,8 @@ class SubscriptionActions:
                                                   idempotency_key=step.key("pause"))
             after = {"status": "paused", "behavior": behavior, "resumes_at": resumes_at}
             return Result(body={"subscription": {"id": sub["id"], **after}},
-                          events=[self._changed(sub, status="paused")],
+                          events=[self._changed(sub, status="paused", pause=PauseCollection(
+                              behavior=behavior, resumes_at=resumes_at))],
                           outbox=[self._outbox("subscription.paused", sub, behavior=behavior,
                                                resumes_at=resumes_at)],
                           before=_public(sub), after=after)

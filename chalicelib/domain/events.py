@@ -51,6 +51,16 @@ class Card:
 
 
 @dataclass(frozen=True)
+class PauseCollection:
+    """A subscription's paused collection: what happens to its invoices meanwhile
+    (``keep_as_draft``, ``mark_uncollectible``, ``void``) and when it resumes by itself.
+    An empty one (both None) says collection is not paused."""
+
+    behavior: str | None = None
+    resumes_at: int | None = None
+
+
+@dataclass(frozen=True)
 class LineItem:
     description: str
     amount: int
@@ -106,6 +116,9 @@ class SubscriptionChanged(DomainEvent):
     # Set when the subscription is a payment plan that ends after this many payments.
     installments: int | None = None
     payment_method: Ref | None = None
+    # Collection paused until a date (Stripe's pause_collection); PauseCollection() when the
+    # processor says it is not (cleared, as ``cancel_at=0`` clears a scheduled end).
+    pause: PauseCollection | None = None
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,12 @@ def build_record(account_id: str, profile: dict, facts: dict[str, dict[str, dict
         }
         status = item["status"] = subscription_status(item, now)
         ended = status == "canceled"
+        # Shown only while paused: a pause the processor has not cleared yet (a resume's own
+        # confirmed write sets the status alone) is not the subscription's state.
+        pause = v.get("pause") or {}
+        item["pause"] = {"behavior": pause.get("behavior"),
+                         "resumes_at": iso_from_epoch(pause.get("resumes_at"))} \
+            if status == "paused" else None
         # A scheduled end can be taken back (recover, "keep my subscription") unless the
         # processor has already ended it.
         item["recoverable"] = status == "canceling" and not _ended_ahead(v)

@@ -17,6 +17,7 @@ from chalicelib.domain.events import (
     DisputeChanged,
     DomainEvent,
     LineItem,
+    PauseCollection,
     PaymentChanged,
     PaymentMethodChanged,
     Ref,
@@ -277,7 +278,18 @@ def _subscription(event, obj):
         started_at=_time(obj.get("start_date")) or _time(obj.get("created")),
         installments=_installments(event, obj, pricing),
         payment_method=_ref(obj.get("default_payment_method")),
+        pause=_pause(obj),
     )], []
+
+
+def _pause(obj) -> PauseCollection | None:
+    """Stripe's ``pause_collection``: null when collecting, which clears a pause the record
+    knows (an empty PauseCollection); absent from the payload, unknown."""
+    if "pause_collection" not in obj:
+        return None
+    pause = _dict(obj.get("pause_collection"))
+    return PauseCollection(behavior=_str(pause.get("behavior"), 30),
+                           resumes_at=_time(pause.get("resumes_at")))
 
 
 @handles("subscription_schedule.created", "subscription_schedule.updated")
