@@ -91,11 +91,42 @@ def _note(account_id: str, customer_id: str, limit: int, position: str | None):
     from chalicelib.notes import service as notes
 
     found, cursor = notes.page(account_id, customer_id, limit, paging.encode(position))
+    # The record is read only for a page holding a note on one of its objects.
+    record = records.get_record(account_id, customer_id) if any(
+        n["object_ref"] for n in found) else None
     items = [{"at": n["at"], "source": "note", "kind": "note",
               "summary": n["text"][:_SUMMARY_MAX], "object_ref": n["object_ref"],
+              "object": object_of(record, n["object_ref"]),
               "event_id": None, "id": n["id"], "staff_email": n["staff_email"],
               "position": f"{n['at']}#{n['id']}"} for n in found]
     return items, paging.decode(cursor)
+
+
+def object_of(record: dict | None, ref: str | None) -> dict | None:
+    """What a note is about, as the record shows it, for its label on the timeline: a
+    payment (by its id or one of its processor objects), a subscription or payment plan,
+    an order, a card. None when it names none of them (a processor object the record does
+    not show, or one no longer in it)."""
+    if not ref or record is None:
+        return None
+    for p in record["payments"]:
+        if ref == p["id"] or ref in p["processor_refs"]:
+            return {"type": "payment", "id": p["id"], "amount": p["amount"],
+                    "currency": p["currency"], "at": p["paid_at"] or p["due_at"]}
+    for kind, subs in (("subscription", record["subscriptions"]),
+                       ("payment_plan", record["payment_plans"])):
+        for s in subs:
+            if ref in (s["id"], s["processor_ref"]):
+                return {"type": kind, "id": s["id"], "product": s["product"]}
+    for o in record["orders"]:
+        if ref == o["id"]:
+            return {"type": "order", "id": o["id"], "description": o["description"],
+                    "amount": o["amount"], "currency": o["currency"], "at": o["created_at"]}
+    for c in record["cards"]:
+        if ref == c["id"]:
+            return {"type": "card", "id": c["id"], "brand": c.get("brand"),
+                    "last4": c.get("last4")}
+    return None
 
 
 SOURCES: dict[str, Source] = {"processor": _processor, "email": _email, "staff": _staff,
@@ -144,7 +175,8 @@ def list_for(account_id: str, customer_id: str, limit: int, cursor: str | None,
              sources: list[str] | None = None) -> tuple[list[dict], str | None]:
     """A page of the customer's timeline, newest first, and the next page's cursor (None
     on the last). Items: ``at``, ``source`` (processor, email, staff, note), ``kind``,
-    ``summary``, ``object_ref``, ``event_id`` (processor events), ``id``.
+    ``summary``, ``object_ref``, ``event_id`` (processor events), ``id``; a note's
+    ``object`` (``object_of``: what it is about, for its label).
 
     ``sources``: only these (default all). NotFound for a customer that is not the
     account's; BadRequest for an unknown source, a bad limit or cursor."""
