@@ -19,7 +19,7 @@ from chalicelib.store import outbox
 
 KIND = "zapier"
 MAX_SAMPLES = 10
-ROTATE_TRIES = 10
+ROTATE_TRIES = 16  # enough for 17 simultaneous repeats: each lost turn is another's rotation
 EXAMPLE_EVENT_ID = "evt_example"
 EXAMPLE_TIME = "2026-01-01T00:00:00Z"
 EXAMPLE_CUSTOMER_ID = "cst_01example0000000000000000"
