@@ -83,20 +83,34 @@ def _parse(value: str | int | datetime | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def date(value, locale: str = DEFAULT_LOCALE) -> str:
-    """An ISO time (or epoch) as a UTC calendar date, e.g. ``12 Mar 2026``."""
+def _in_zone(parsed: datetime, time_zone: str | None) -> datetime:
+    """``parsed`` in the IANA zone ``time_zone`` (a moment the account chose as a local
+    day, such as a pause's resume date); UTC when none is given or it is unknown."""
+    if not time_zone:
+        return parsed
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return parsed.astimezone(ZoneInfo(time_zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return parsed
+
+
+def date(value, locale: str = DEFAULT_LOCALE, time_zone: str | None = None) -> str:
+    """An ISO time (or epoch) as a calendar date, e.g. ``12 Mar 2026``: UTC's, or the
+    zone's when ``time_zone`` is given."""
     parsed = _parse(value)
     if parsed is None:
         return ""
     from babel.dates import format_date
 
-    return format_date(parsed.date(), format="medium", locale=locale)
+    return format_date(_in_zone(parsed, time_zone).date(), format="medium", locale=locale)
 
 
-def iso_date(value) -> str:
-    """The UTC date as ``YYYY-MM-DD`` (for ``<time datetime>``)."""
+def iso_date(value, time_zone: str | None = None) -> str:
+    """The date as ``YYYY-MM-DD`` (for ``<time datetime>``): UTC's, or the zone's."""
     parsed = _parse(value)
-    return parsed.date().isoformat() if parsed else ""
+    return _in_zone(parsed, time_zone).date().isoformat() if parsed else ""
 
 
 def interval(unit: str | None, count: int | None = 1) -> str:

@@ -119,9 +119,16 @@ def shop(app_client, stack, app_server, stripe_client):  # noqa: F811
 @pytest.mark.usefixtures("dashboard_settings")
 def test_paused_until_on_record_page_and_portal(app_client, shop, sent_emails,  # noqa: F811
                                                 portal_settings):  # noqa: F811
+    from zoneinfo import ZoneInfo
+
     from chalicelib.formatting import date
+    from chalicelib.notices import settings as notice_settings
     from chalicelib.staff import service as staff
 
+    # East of UTC: the day chosen starts the evening before in UTC, and the pages must
+    # still show the day chosen (the account's zone), not UTC's day before.
+    zone = "Europe/Warsaw"
+    notice_settings.update(shop.account_id, {"time_zone": zone})
     email = f"admin-{shop.customer[-6:].lower()}@shop.test"
     staff.add_staff(shop.account_id, email, "admin")
     c = PortalClient(app_client.http)
@@ -142,8 +149,9 @@ def test_paused_until_on_record_page_and_portal(app_client, shop, sent_emails,  
     assert paused["status"] == "paused"
     assert paused["pause"] == {"behavior": "keep_as_draft",
                                "resumes_at": iso_from_epoch(int(dt.datetime.combine(
-                                   resumes_on, dt.time(), dt.UTC).timestamp()))}
-    shown = date(paused["pause"]["resumes_at"])
+                                   resumes_on, dt.time(), ZoneInfo(zone)).timestamp()))}
+    shown = date(paused["pause"]["resumes_at"], time_zone=zone)
+    assert shown == date(resumes_on.isoformat()) != date(paused["pause"]["resumes_at"])
     page = html.unescape(text(c.get(record)))
     row = page.split(f'id="sub-{sub["id"]}"')[1].split("</tr>")[0]
     assert re.search(r'>Paused</span> until <time datetime="' + resumes_on.isoformat()

@@ -278,6 +278,9 @@ def record_page(account_id: str, customer_id: str, *, orders_cursor: str | None 
 
     page["mail"]["suppressed"] = suppression.reason_for(account_id, overview.get("email") or "")
     page["timeline"] = _timeline(account_id, customer_id, timeline_source, timeline_cursor)
+    from chalicelib.notices import settings as notice_settings
+
+    page["pause_time_zone"] = notice_settings.time_zone_of_pauses(account_id, subs + plans)
     return page
 
 

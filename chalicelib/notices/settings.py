@@ -42,6 +42,15 @@ def get(account_id: str) -> dict:
     return out
 
 
+def time_zone_of_pauses(account_id: str, subscriptions: list[dict]) -> str | None:
+    """The account's time zone when one of ``subscriptions`` is paused until a date: the
+    dashboard's pause form takes that day in this zone, and shown in UTC it would read a
+    day early east of UTC. Read only then (one GetItem); None otherwise."""
+    if not any((s.get("pause") or {}).get("resumes_at") for s in subscriptions):
+        return None
+    return get(account_id)["time_zone"]
+
+
 def update(account_id: str, changes: dict) -> dict:
     """Apply ``changes`` (any of the fields; ``enabled`` may name some kinds only) over the
     current settings; all checked before anything is written. Returns the new settings."""

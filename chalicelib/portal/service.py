@@ -357,6 +357,10 @@ def subscription(who: SignedIn, subscription_id: str, with_cards: bool = True) -
     if with_cards and not manage_at:
         page["cards"], page["cards_error"] = _cards(who, record)
     page["dunning"] = _dunning_of(who, page["due"])
+    from chalicelib.notices import settings as notice_settings
+
+    page["pause_time_zone"] = notice_settings.time_zone_of_pauses(
+        who.portal.account["account_id"], [found])
     return page
 
 
