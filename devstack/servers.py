@@ -376,12 +376,8 @@ def start_localstripe(port: int | None = None, *, log_dir: Path = LOG_ROOT,
     # It listens on every interface (it binds "::"): dev and tests only. It also pickles
     # its state to /tmp/localstripe.pickle on each write; --from-scratch never reads it.
     port = port or free_port()
-    # devstack.localstripe_server: localstripe with its webhook deliveries retried as
-    # Stripe's are (see that module).
-    cmd = [sys.executable, "-m", "devstack.localstripe_server", "--port", str(port),
-           "--from-scratch"]
-    server = launch("localstripe", cmd, port, cwd=REPO_ROOT, ready_path="/js.stripe.com/v3/",
-                    log_dir=log_dir)
+    cmd = [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"]
+    server = launch("localstripe", cmd, port, ready_path="/js.stripe.com/v3/", log_dir=log_dir)
     if wait:
         server.wait_until_ready()
     return server
