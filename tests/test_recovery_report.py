@@ -260,6 +260,7 @@ def test_the_dashboard_page_and_its_roles(app_client, staff_shop, sent_emails, r
     shown = text(page)
     assert "€42.00" in shown and "¥5,000" in shown and "100.0%" in shown
     assert "Staff retries" in shown
+    assert "months in UTC, the account's time zone" in shown  # the default zone, named
     assert c.get(f"{staff_shop.root}/reports/recovery?from=2031-13").status_code == 400
     assert "No failed payments" in text(c.get(
         f"{staff_shop.root}/reports/recovery?from=2030-01&to=2030-02"))
