@@ -8,7 +8,6 @@ One shop, its customer and an owner's signed-in browser context serve the whole 
 (each test acts on objects of its own: a subscription, the failed invoice, the notes)."""
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -39,32 +38,12 @@ pytestmark = [needs_chromium, pytest.mark.usefixtures("portal_settings")]
 CARD_NEEDS_AUTHENTICATION = "4000002500003155"  # Stripe's 3D Secure test card
 
 
-def _warm_up(app_client, app_server: str) -> None:  # noqa: F811
-    """One signed webhook to the app under `chalice local`, answered before localstripe's
-    burst of a dozen: a server started just now makes its AWS clients on its first
-    requests (seconds each on a loaded machine, and a dozen at once took half a minute),
-    and localstripe, which sends each event once, dropped most of such a burst ("Server
-    disconnected"), so the customer's record never came."""
-    from stripe_events import Stream, sign
-
-    merchant = make_merchant(app_client)
-    stream = Stream("warm" + secrets.token_hex(4))
-    stream.customer(f"warm-{secrets.token_hex(4)}@example.com", "Warm Up")
-    body = json.dumps(stream.events[0]).encode()
-    answer = requests.post(f"{app_server}/webhooks/stripe/{merchant.account_id}", data=body,
-                           timeout=120, headers={
-                               "Content-Type": "application/json",
-                               "Stripe-Signature": sign(body, merchant.webhook_secrets[0])})
-    assert answer.status_code == 200, answer.text
-
-
 @pytest.fixture(scope="module")
 def world(app_client, stack, app_server):  # noqa: F811
     """The shop (Coffee, the course, a Tea subscription whose invoice failed) and its
     owner and read-only staff members."""
     from chalicelib.staff import service as staff
 
-    _warm_up(app_client, app_server)
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
     shop = make_stripe_shop(app_client, stack, app_server, client)
     failed = fail_an_invoice(shop)

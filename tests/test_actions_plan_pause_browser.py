@@ -44,34 +44,12 @@ def _staff(account_id: str, role: str) -> str:
     return email
 
 
-def _warm_up(app_client, app_server: str) -> None:  # noqa: F811
-    """localstripe sends each event once, all at once; the first ones a cold `chalice local`
-    takes on a loaded machine are slow enough for the burst to be dropped ("Server
-    disconnected"). A customer's story sent first, one event at a time, to a throwaway
-    account warms the whole webhook path (signature, account, records) up."""
-    import json
-
-    from app_fixtures import make_merchant
-    from stripe_events import Stream, sign
-
-    warm = make_merchant(app_client)
-    story = Stream(f"warm{secrets.token_hex(3)}")
-    customer = story.customer(f"warm-{secrets.token_hex(3)}@example.com", "Warm Up")
-    story.subscription(customer, 1200)
-    for event in story.events:
-        body = json.dumps(event).encode()
-        requests.post(f"{app_server}/webhooks/stripe/{warm.account_id}", data=body, timeout=120,
-                      headers={"Stripe-Signature": sign(body, warm.webhook_secrets[0]),
-                               "Content-Type": "application/json"})
-
-
 @pytest.fixture(scope="module")
 def world(app_client, stack, app_server):  # noqa: F811
     """One Stripe shop (Coffee, the course) for the module; each test acts on objects of
     its own (the Coffee subscription, a Tea subscription, the settings)."""
     import stripe
 
-    _warm_up(app_client, app_server)
     client = stripe.StripeClient("sk_test_portal", base_addresses={"api": stack.stripe_url})
     shop = make_stripe_shop(app_client, stack, app_server, client)
     root = f"/dashboard/{shop.shop.slug}"
