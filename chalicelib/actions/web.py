@@ -59,6 +59,14 @@ def api_context(request, account_id: str) -> ActionContext:
                          idempotency_key=idempotency_key(request))
 
 
+def api_caller(request) -> ActionContext:
+    """The merchant API's caller as an action context: its API key first (401 without a
+    valid one, before anything else is read), then its Idempotency-Key (400)."""
+    from chalicelib.accounts.service import authenticate
+
+    return api_context(request, authenticate(request.headers.get("authorization")))
+
+
 def log_api_change(request, account_id: str, action: str, target: str | None = None,
                    details: dict | None = None) -> None:
     """An entry in the account's activity log for a change made with the API key outside

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.accounts.service import authenticate
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.customer import CustomerActions
 from chalicelib.actions.disputes import DisputeActions
@@ -46,8 +45,7 @@ BLOCK_FIELDS = {"emails", "cards", "processor_customers", "all", "reason", "note
 
 def _acting(customer_id: str) -> tuple[CustomerActions, dict]:
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     return CustomerActions(ctx, customer_id), actions_web.json_body(request, BLOCK_FIELDS)
 
 
@@ -75,8 +73,7 @@ def unblock(customer_id: str):
 @json_errors
 def edit_details(customer_id: str):
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"name", "email", "phone", "address", "note"})
     note = body.pop("note", None)
     return CustomerActions(ctx, customer_id).edit(body, note=note)
@@ -87,8 +84,7 @@ def edit_details(customer_id: str):
 def merge(customer_id: str):
     """Fold the record ``{"customer_id": …}`` into this one (``customer.merged``)."""
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"customer_id", "reason", "note"})
     return CustomerActions(ctx, customer_id).merge(body.get("customer_id"),
                                                    reason=body.get("reason"),
@@ -100,8 +96,7 @@ def merge(customer_id: str):
 def add_customer_note(customer_id: str):
     """A note on the customer or one of its objects (chalicelib/actions/notes.py)."""
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"text", "object"})
     text, on = body.get("text"), body.get("object")
     if not isinstance(text, str) or not (on is None or isinstance(on, str)):
@@ -115,8 +110,7 @@ def add_customer_note(customer_id: str):
 def record_repayment(customer_id: str, dispute_id: str):
     """Record a repayment of a lost dispute made elsewhere (chalicelib/actions/disputes.py)."""
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"amount", "method", "note"})
     return DisputeActions(ctx, customer_id).record_repayment(
         dispute_id, body.get("amount"), body.get("method"), body.get("note"))
@@ -129,7 +123,6 @@ def send_repayment_link(customer_id: str, dispute_id: str):
     """E-mail the customer a payment link for what remains of a lost dispute
     (chalicelib/actions/disputes.py)."""
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     actions_web.json_body(request, set())
     return DisputeActions(ctx, customer_id).send_repayment_link(dispute_id)

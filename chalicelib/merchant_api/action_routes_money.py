@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.accounts.service import authenticate
 from chalicelib.actions import web as actions_web
 from chalicelib.actions.refunds import Refunds, parse_minor_amount
 from chalicelib.http import json_errors
@@ -26,8 +25,7 @@ JSON = ["application/json"]
 @json_errors
 def create_refund(customer_id: str, payment_id: str):
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"amount", "reason", "note"})
     result = Refunds(ctx, customer_id).refund(
         payment_id, parse_minor_amount(body.get("amount")), body.get("reason"), body.get("note"))

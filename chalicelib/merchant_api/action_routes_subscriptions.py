@@ -31,8 +31,7 @@ JSON = ["application/json"]
 
 def _actions(customer_id: str) -> tuple[SubscriptionActions, dict]:
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    return SubscriptionActions(actions_web.api_context(request, account_id), customer_id), request
+    return SubscriptionActions(actions_web.api_caller(request), customer_id), request
 
 
 def _bool(body: dict, name: str, default: bool) -> bool:

@@ -81,8 +81,7 @@ def api_get(customer_id: str):
 @json_errors
 def api_lift(customer_id: str):
     request = bp.current_request
-    account_id = authenticate(request.headers.get("authorization"))
-    ctx = actions_web.api_context(request, account_id)
+    ctx = actions_web.api_caller(request)
     body = actions_web.json_body(request, {"reason", "confirm_complaint"})
     return suppression.lift(ctx, customer_id, reason=body.get("reason"),
                             confirm_complaint=body.get("confirm_complaint", False))
